@@ -1,0 +1,3 @@
+"""runner: a declarative, YAML-driven order runner for Interactive Brokers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""One error base; `cli.main` is the only place that catches it.
+
+Each error carries its exit code (DESIGN §2) and prints as one line: the cause,
+then a hint for the fix.
+"""
+
+from __future__ import annotations
+
+
+class RunnerError(Exception):
+    """Something the user can act on. `str()` is the one line we print."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(RunnerError):
+    exit_code = 2
+
+
+class SpecError(RunnerError):
+    """One or more problems in spec files; each line is `file:line:col: msg`."""
+
+    exit_code = 2
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class DataError(RunnerError):
+    """A bars file (or other input data) that cannot be used as it is."""
+
+    exit_code = 2
+
+
+class GatewayError(RunnerError):
+    """Cannot reach, or refused by, the gateway."""
+
+    exit_code = 3
+
+
+class OrderRejected(RunnerError):
+    exit_code = 4
+
+
+class ExpectFailed(RunnerError):
+    exit_code = 4
+
+
+class LedgerError(RunnerError):
+    """The ledger cannot be written or read safely."""
+
+    exit_code = 1
+
+
+class Interrupted(RunnerError):
+    """Ctrl-C (130) or SIGTERM (143) during a run, after the cleanup."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}; live order cancelled and recorded")
+        self.exit_code = 128 + signum
