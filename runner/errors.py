@@ -30,9 +30,11 @@ class SpecError(RunnerError):
 
     exit_code = 2
 
-    def __init__(self, lines: list[str]) -> None:
+    def __init__(self, lines: list[str], specs: int = 1, invalid: int = 1) -> None:
         super().__init__("\n".join(lines))
         self.lines = lines
+        self.specs = specs  # documents in the file
+        self.invalid = invalid  # of which invalid
 
 
 class DataError(RunnerError):

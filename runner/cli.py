@@ -1,0 +1,204 @@
+"""Command line: parse, dispatch, and the one error boundary.
+
+Exit codes (DESIGN §2): 0 ok; 2 invalid spec or usage; 3 gateway unreachable or
+refused; 4 order rejected or an `expect:` failed; 1 anything unexpected;
+130/143 interrupted by Ctrl-C/SIGTERM after the live order was cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from runner import __version__
+from runner.errors import RunnerError, SpecError
+
+EPILOG = "exit codes: 0 ok, 2 invalid spec/usage, 3 gateway, 4 rejected/expect failed, 1 other"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"runner: {message} (see `runner {self.prog.split()[-1]} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="more detail; tracebacks on unexpected errors")
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", "--dry_run", action="store_true",
+                   help="run against the built-in simulator; nothing reaches IB")
+    p.add_argument("--live", action="store_true",
+                   help="second key for live trading (the spec must say mode: live too)")
+    p.add_argument("--at", metavar="TIME",
+                   help="start time (ISO 8601 with offset, or epoch s); fixes generated tags")
+    p.add_argument("--allow-duplicate", action="store_true",
+                   help="place even if the tag is already in today's ledger")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="allow bars_path/out_dir outside the working tree")
+    p.add_argument("--json", action="store_true", help="print one JSON result object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="runner", description="Declarative order runner for Interactive "
+                     "Brokers: validate, plan and run YAML specs.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"runner {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more detail; tracebacks on unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check specs (schema + semantics); no side effects",
+                       description="Check spec files and folders (*.yaml, *.yml, recursively). "
+                       "Exit 0 if all are valid, 2 otherwise.", epilog=EPILOG)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="allow bars_path/out_dir outside the working tree")
+    p.add_argument("--json", action="store_true", help="print one JSON result object")
+    _verbose(p)
+
+    p = sub.add_parser("plan", help="compile a spec and print the plan; nothing is sent",
+                       description="Compile SPEC into its plan: every value resolved "
+                       "(connection from IB_GATEWAY_HOST/PORT, IB_CLIENT_ID; tag; TTL).",
+                       epilog=EPILOG)
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--json", action="store_true", help="machine-readable plan (stable)")
+    p.add_argument("--at", metavar="TIME",
+                   help="plan start (ISO 8601 with offset, or epoch s); fixes generated tags")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="allow bars_path/out_dir outside the working tree")
+    _verbose(p)
+
+    p = sub.add_parser("run", help="execute a spec (IB, or the simulator with --dry-run)",
+                       description="Compile SPEC and execute its plan. Paper by default.",
+                       epilog=EPILOG)
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir", help="ledger root (overrides spec)")
+    _run_flags(p)
+    _verbose(p)
+
+    p = sub.add_parser("test", help="run specs' expect: blocks on the simulator",
+                       description="Run every spec with an expect: block on the simulator "
+                       "and report like a test suite. Exit 4 if any fails.", epilog=EPILOG)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir",
+                   help="ledger root for scenario runs (default: a temporary folder)")
+    p.add_argument("--json", action="store_true", help="print one JSON result object")
+    _verbose(p)
+
+    p = sub.add_parser("ledger", help="read the ledger")
+    lsub = p.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    ls = lsub.add_parser("show", help="the day's events, readable")
+    ls.add_argument("target", nargs="?", metavar="LEDGER|DATE")
+    ls.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
+    ls.add_argument("--json", action="store_true")
+    _verbose(ls)
+
+    p = sub.add_parser("tca", help="transaction-cost summary per order and in total")
+    p.add_argument("target", nargs="?", metavar="LEDGER|DATE")
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
+    p.add_argument("--json", action="store_true")
+    _verbose(p)
+
+    _classic(sub)
+
+    p = sub.add_parser("gateway", help="fake TWS gateway for offline rehearsal (loopback)",
+                       add_help=False)
+    p.add_argument("gateway_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _classic(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("handshake", help="is the gateway there?  -> IBKR handshake OK")
+    _run_flags(p)
+    _verbose(p)
+
+    p = sub.add_parser("sanity-cancel", help="place a far-from-market limit order, cancel it")
+    p.add_argument("--symbol", default="SPY")
+    p.add_argument("--side", choices=("BUY", "SELL"), default="BUY")
+    p.add_argument("--qty", type=float, default=1)
+    p.add_argument("--limit", type=float, default=0.01)
+    _classic_common(p)
+
+    p = sub.add_parser("one-shot", help="one order with a time-to-live")
+    p.add_argument("--symbol", default="SPY")
+    p.add_argument("--side", choices=("BUY", "SELL"), default="BUY")
+    p.add_argument("--qty", type=float, default=1)
+    p.add_argument("--limit", type=float, help="limit price (market order when absent)")
+    p.add_argument("--tif", choices=("IOC", "DAY", "GTC"), default="DAY")
+    p.add_argument("--bars_path", "--bars-path", dest="bars_path")
+    p.add_argument("--ttl_sec", "--ttl-sec", dest="ttl_sec", type=float, default=3)
+    _classic_common(p)
+
+
+def _classic_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tag")
+    p.add_argument("--out_dir", "--out-dir", dest="out_dir", default="data/exec")
+    _run_flags(p)
+    _verbose(p)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "gateway":
+        from runner.gateway import main as gateway_main
+
+        return gateway_main(args.gateway_args)
+    try:
+        return _dispatch(args)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except RunnerError as e:
+        print(f"runner: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("runner: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # the boundary: anything else is a bug, shown briefly
+        if args.verbose:
+            raise
+        print(f"runner: unexpected error: {type(e).__name__}: {e} "
+              "(run with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from runner import commands
+
+    env = dict(os.environ)
+    if args.command == "validate":
+        return commands.validate(args.paths, allow_outside=args.allow_outside,
+                                 as_json=args.json)
+    if args.command == "plan":
+        return commands.plan(args.spec, as_json=args.json, at=args.at, environ=env,
+                             allow_outside=args.allow_outside)
+    if args.command == "ledger":
+        from runner import report
+
+        if args.ledger_command != "show":
+            raise _usage("ledger needs a subcommand: show")
+        return report.ledger_show(args.target, args.out_dir, args.json)
+    if args.command == "tca":
+        from runner import report
+
+        return report.tca_report(args.target, args.out_dir, args.json)
+    if args.command == "test":
+        return commands.test(args.paths, junit=args.junit, out_dir=args.out_dir,
+                             as_json=args.json, environ=env)
+    return commands.run_command(args, env)
+
+
+def _usage(message: str) -> RunnerError:
+    from runner.errors import UsageError
+
+    return UsageError(message)

@@ -1,0 +1,218 @@
+"""Spec -> Plan: every value resolved, nothing left to chance, no I/O.
+
+A plan is immutable and is exactly what the engine runs; `runner plan --json`
+prints it. The same spec, `at` and environment always give the same plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from runner.broker import OrderRequest
+from runner.errors import UsageError
+from runner.spec import Expect, Limits, Spec
+
+PLAN_FORMAT = 1
+EXCHANGE_TZ = ZoneInfo("America/New_York")  # US stocks: the ledger day is New York's
+BACKSTOP_MARGIN_SEC = 10  # GTD expiry = INTENT + TTL + this, so IB kills it if we die
+CONNECT_TIMEOUT_SEC = 10.0
+ACK_TIMEOUT_SEC = 10.0  # sanity-cancel: how long to wait for the ACK before cancelling
+CANCEL_TIMEOUT_SEC = 10.0  # how long to wait for a cancel to be confirmed
+TAG_PREFIX = {"one-shot": "oneshot", "sanity-cancel": "sanity"}
+DEFAULTS = {"IB_GATEWAY_HOST": "127.0.0.1", "IB_GATEWAY_PORT": "7497", "IB_CLIENT_ID": "7"}
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    host: str
+    port: int
+    client_id: int
+    timeout_sec: float = CONNECT_TIMEOUT_SEC
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    op: str  # connect | check | qualify | place | wait | cancel | snapshot | record
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    spec: str  # "specs/x.yaml" or "specs/x.yaml#2" for later documents
+    name: str
+    kind: str
+    mode: str  # paper | live
+    at_ns: int  # when the plan starts: INTENT time in a dry run
+    connection: Connection
+    order: OrderRequest | None
+    ttl_sec: float | None
+    deadline_ns: int | None  # at + TTL: the engine cancels what is still working
+    bars_path: str | None
+    out_dir: str
+    day: str  # the ledger's day folder, YYYY-MM-DD (New York)
+    limits: Limits
+    sim: tuple[tuple[str, Any], ...]
+    expect: Expect | None
+    steps: tuple[Step, ...]
+    format: int = PLAN_FORMAT
+
+    @property
+    def ledger_path(self) -> str:
+        return f"{self.out_dir}/{self.day}/ledger.parquet"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["at"] = iso(self.at_ns)
+        d["sim"] = dict(self.sim)
+        d["ledger"] = self.ledger_path
+        if self.order is not None and self.order.good_till_ns is not None:
+            d["order"]["good_till"] = iso(self.order.good_till_ns)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int) -> Plan:
+    """The one way a Spec becomes a Plan."""
+    connection = _connection(environ)
+    order = _order(spec, at_ns) if spec.order is not None else None
+    one_shot = spec.kind == "one-shot"
+    ttl = spec.ttl_sec if one_shot else None
+    deadline = at_ns + int(spec.ttl_sec * 1e9) if one_shot else None
+    plan = Plan(
+        spec=spec.source if spec.index == 0 else f"{spec.source}#{spec.index + 1}",
+        name=spec.name, kind=spec.kind, mode=spec.mode, at_ns=at_ns, connection=connection,
+        order=order, ttl_sec=ttl, deadline_ns=deadline, bars_path=spec.bars_path,
+        out_dir=spec.out_dir, day=trading_day(at_ns), limits=spec.limits, sim=spec.sim,
+        expect=spec.expect, steps=(),
+    )
+    return dataclasses.replace(plan, steps=_steps(plan))
+
+
+def _connection(environ: Mapping[str, str]) -> Connection:
+    def get(name: str) -> str:
+        return environ.get(name) or DEFAULTS[name]
+
+    host = get("IB_GATEWAY_HOST")
+    port, client_id = _env_int("IB_GATEWAY_PORT", get("IB_GATEWAY_PORT"), 1, 65535), \
+        _env_int("IB_CLIENT_ID", get("IB_CLIENT_ID"), 0, 2**31 - 1)
+    return Connection(host=host, port=port, client_id=client_id)
+
+
+def _env_int(name: str, value: str, lo: int, hi: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = lo - 1
+    if not lo <= n <= hi:
+        raise UsageError(f"{name}={value!r} is not a whole number in {lo}..{hi}",
+                         f"fix or unset {name}")
+    return n
+
+
+def _order(spec: Spec, at_ns: int) -> OrderRequest:
+    o = spec.order
+    assert o is not None
+    tag = o.tag or f"{TAG_PREFIX[spec.kind]}_{o.symbol}_{at_ns // 1_000_000_000}"
+    tif, good_till = o.tif, None
+    if spec.kind == "one-shot" and o.tif in ("DAY", "GTC") and spec.ttl_backstop:
+        tif = "GTD"
+        good_till = at_ns + int((spec.ttl_sec + BACKSTOP_MARGIN_SEC) * 1e9)
+        good_till -= good_till % 1_000_000_000  # IB's goodTillDate has 1 s resolution
+    return OrderRequest(
+        tag=tag, symbol=o.symbol, sec_type=o.sec_type, exchange=o.exchange, currency=o.currency,
+        side=o.side, qty=o.qty, order_type="LMT" if o.limit is not None else "MKT",
+        limit=o.limit, tif=tif, good_till_ns=good_till, outside_rth=o.outside_rth,
+    )
+
+
+def _steps(p: Plan) -> tuple[Step, ...]:
+    c = p.connection
+    guard = "live: needs --live" if p.mode == "live" else "paper: refuses a non-paper account"
+    steps = [Step("connect", f"{c.host}:{c.port} client_id={c.client_id} ({guard})")]
+    if p.order is None:
+        steps.append(Step("check", "report server version, accounts and gateway time"))
+        return tuple(steps)
+    o = p.order
+    steps.append(Step("qualify", f"{o.symbol} {o.sec_type} {o.exchange} {o.currency}"))
+    steps.append(Step("place", _describe_order(o)))
+    if p.kind == "sanity-cancel":
+        steps.append(Step("wait", f"for the ACK (at most {ACK_TIMEOUT_SEC:g} s)"))
+        steps.append(Step("cancel", "right after the ACK; wait for the confirmation"))
+    else:
+        assert p.deadline_ns is not None
+        steps.append(Step("wait", f"ACK and fills until the TTL of {p.ttl_sec:g} s "
+                                  f"({iso(p.deadline_ns)})"))
+        steps.append(Step("cancel", "whatever is still working at the deadline; "
+                                    "wait for the confirmation"))
+    if p.bars_path:
+        steps.append(Step("snapshot", f"TCA vs arrival price from {p.bars_path}"))
+    steps.append(Step("record", p.ledger_path))
+    return tuple(steps)
+
+
+def _describe_order(o: OrderRequest) -> str:
+    price = f"LMT {o.limit:.{_decimals(o.limit)}f}" if o.limit is not None else "MKT"
+    tif = o.tif
+    if o.good_till_ns is not None:
+        tif = f"GTD {iso(o.good_till_ns)} (TTL backstop)"
+    return f"{o.side} {o.qty:g} {o.symbol} {price} {tif} orderRef={o.tag}"
+
+
+def _decimals(price: float | None) -> int:
+    return 2 if price is None or price >= 1 else 4
+
+
+def trading_day(t_ns: int) -> str:
+    return datetime.fromtimestamp(t_ns / 1e9, EXCHANGE_TZ).strftime("%Y-%m-%d")
+
+
+def iso(t_ns: int) -> str:
+    dt = datetime.fromtimestamp(t_ns // 1_000_000_000, timezone.utc)
+    frac = t_ns % 1_000_000_000
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += f".{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+def parse_at(text: str) -> int:
+    """`--at`: ISO 8601 with a UTC offset (or Z), or epoch seconds."""
+    try:
+        return int(float(text) * 1e9) if text.replace(".", "", 1).isdigit() else _iso_ns(text)
+    except ValueError:
+        raise UsageError(f"--at {text!r}: not a time",
+                         "use ISO 8601 with an offset, e.g. 2026-01-05T09:30:00-05:00, "
+                         "or epoch seconds") from None
+
+
+def _iso_ns(text: str) -> int:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise UsageError(f"--at {text!r} has no time zone",
+                         "add one, e.g. 2026-01-05T09:30:00-05:00 or ...Z")
+    whole = int(dt.replace(microsecond=0).timestamp())
+    return whole * 1_000_000_000 + dt.microsecond * 1000
+
+
+def render(p: Plan) -> str:
+    """The plan for people: what will happen, in order."""
+    lines = [f"plan {p.name} ({p.kind}, {p.mode}) from {p.spec}", f"  at      {iso(p.at_ns)}"]
+    if p.order is not None:
+        lines.append(f"  tag     {p.order.tag}")
+    if p.limits.max_qty is not None or p.limits.max_notional is not None:
+        lines.append(f"  limits  max_qty={_opt(p.limits.max_qty)} "
+                     f"max_notional={_opt(p.limits.max_notional)}")
+    lines += [f"  {i}. {s.op:<9}{s.detail}" for i, s in enumerate(p.steps, 1)]
+    return "\n".join(lines)
+
+
+def _opt(x: float | None) -> str:
+    return "-" if x is None else f"{x:g}"

@@ -1,0 +1,289 @@
+"""Spec loading: every invalid spec exits 2 with its exact file:line:col message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from runner.cli import main
+from runner.spec import SCHEMA_PATH
+
+REPO = Path(__file__).resolve().parent.parent
+
+V = "version: 1\n"
+OS = V + "kind: one-shot\n"
+SC = V + "kind: sanity-cancel\n"
+def order(**kw):
+    base = {"symbol": "SPY", "side": "BUY", "qty": "1", "limit": "10.00"}
+    base.update(kw)
+    return "order:\n" + "".join(f"  {k}: {v}\n" for k, v in base.items() if v is not None)
+CASES = {
+ "typo_top": OS + order() + "ttl_secs: 2\n",
+ "typo_order": OS + order(limt="10", limit=None),
+ "typo_far": OS + order() + "xyzzy: 1\n",
+ "qty_string": OS + order(qty="'one'"),
+ "qty_negative": OS + order(qty="-1"),
+ "qty_zero": OS + order(qty="0"),
+ "qty_fraction_stk": OS + order(qty="1.5"),
+ "qty_bool": OS + order(qty="yes"),
+ "limit_negative": OS + order(limit="-10"),
+ "limit_zero": OS + order(limit="0"),
+ "limit_off_tick": OS + order(limit="10.005"),
+ "limit_nan": OS + order(limit=".nan"),
+ "limit_inf": OS + order(limit=".inf"),
+ "qty_huge_inf": OS + order(qty="1e999"),
+ "side_lower": OS + order(side="buy"),
+ "side_bad": OS + order(side="HOLD"),
+ "tif_bad": OS + order(tif="FOK"),
+ "sectype_bad": OS + order(sec_type="BOND"),
+ "symbol_bad": OS + order(symbol="'spy;rm'"),
+ "currency_bad": OS + order(currency="usd"),
+ "missing_limit_sanity": SC + order(limit=None),
+ "sanity_ioc": SC + order(limit="0.01", tif="IOC"),
+ "sanity_ttl": SC + order(limit="0.01") + "ttl_sec: 2\n",
+ "market_no_allow": OS + order(limit=None),
+ "missing_order": OS,
+ "missing_side": OS + order(side=None),
+ "missing_kind": V,
+ "missing_version": "kind: handshake\n",
+ "unknown_kind": V + "kind: oneshot\n",
+ "version_2": "version: 2\nkind: handshake\n",
+ "handshake_order": V + "kind: handshake\n" + order(),
+ "ttl_negative": OS + order() + "ttl_sec: -1\n",
+ "ttl_huge": OS + order() + "ttl_sec: 100000\n",
+ "ttl_string": OS + order() + "ttl_sec: soon\n",
+ "limits_qty": OS + order(qty="200") + "limits:\n  max_qty: 100\n",
+ "limits_notional": OS + order(qty="10", limit="500.00") + "limits:\n  max_notional: 1000\n",
+ "limits_unknown": OS + order() + "limits:\n  max_qty: 100\n  max_qtty: 5\n",
+ "mode_bad": OS + order() + "mode: real\n",
+ "sim_bad_participation": OS + order() + "sim:\n  participation: 2\n",
+ "sim_unknown": OS + order() + "sim:\n  rejct: no\n",
+ "expect_bad_state": OS + order() + "expect:\n  state: FILLED\n",
+ "bars_abs": OS + order() + "bars_path: /etc/passwd\n",
+ "out_dir_escape": OS + order() + "out_dir: ../../tmp\n",
+ "order_list": OS + "order: [SPY, BUY]\n",
+ "tab_indent": OS + "order:\n\tsymbol: SPY\n",
+ "dup_key": OS + "kind: handshake\n" + order(),
+ "dup_key_nested": OS + order() + "  qty: 2\n",
+ "python_tag": "!!python/object/apply:os.system ['echo hi']\n",
+ "python_tag_nested": OS + order(symbol="!!python/name:os.system ''"),
+ "root_list": "- version: 1\n",
+ "root_scalar": "hello\n",
+ "root_null": "~\n",
+ "comment_only": "# nothing here\n",
+ "flow_unclosed": OS + "order: {symbol: SPY, side: BUY\n",
+ "bad_indent": OS + "order:\n  symbol: SPY\n    side: BUY\n",
+ "alias_bomb": "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n",
+ "deep_nesting": OS + "sim:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(20)) + "  " * 21 + "x: 1\n",
+ "multi_doc_second_bad": V + "kind: handshake\n---\n" + OS + order(qty="-2"),
+ "empty_second_doc": V + "kind: handshake\n---\n",
+ "name_bad": V + "kind: handshake\nname: 'has spaces'\n",
+ "tag_bad": OS + order(tag="'a b'"),
+}
+
+EXPECTED = {
+    'typo_top': ['8:1: ttl_secs: unknown key (did you mean ttl_sec?)'],
+    'typo_order': ['7:3: order.limt: unknown key (did you mean limit?)'],
+    'typo_far': ['8:1: xyzzy: unknown key (expected one of: bars_path, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
+    'qty_string': ["6:8: order.qty: expected a number, got string 'one'"],
+    'qty_negative': ['6:8: order.qty: must be > 0, got -1'],
+    'qty_zero': ['6:8: order.qty: must be > 0, got 0'],
+    'qty_fraction_stk': ['6:8: order.qty: must be a whole number of shares for STK, got 1.5'],
+    'qty_bool': ['6:8: order.qty: expected a number, got boolean True'],
+    'limit_negative': ['7:10: order.limit: must be > 0, got -10'],
+    'limit_zero': ['7:10: order.limit: must be > 0, got 0'],
+    'limit_off_tick': ['7:10: order.limit: 10.005 is not on the tick grid (0.01); use 10.01'],
+    'limit_nan': ['7:10: order.limit: nan is not a finite number'],
+    'limit_inf': ['7:10: order.limit: inf is not a finite number'],
+    'qty_huge_inf': ["6:8: order.qty: expected a number, got string '1e999'"],
+    'side_lower': ["5:9: order.side: 'buy' is not one of BUY, SELL (did you mean BUY?)"],
+    'side_bad': ["5:9: order.side: 'HOLD' is not one of BUY, SELL"],
+    'tif_bad': ["8:8: order.tif: 'FOK' is not one of DAY, IOC, GTC"],
+    'sectype_bad': ["8:13: order.sec_type: 'BOND' is not one of STK, CASH, CRYPTO"],
+    'symbol_bad': ["4:11: order.symbol: 'spy;rm' does not match ^[A-Z0-9][A-Z0-9. /-]{0,15}$ (upper-case letters, digits, '.', '/', '-', space; e.g. SPY or BRK B)"],
+    'currency_bad': ["8:13: order.currency: 'usd' does not match ^[A-Z]{3}$ (a three-letter ISO code in capitals, e.g. USD)"],
+    'missing_limit_sanity': ['4:3: order: sanity-cancel needs a limit far from the market (add order.limit, e.g. 0.01 for a BUY)'],
+    'sanity_ioc': ['8:8: order.tif: sanity-cancel needs a resting order: use DAY or GTC'],
+    'sanity_ttl': ['8:1: ttl_sec: only one-shot uses ttl_sec (sanity-cancel cancels right after the ACK); remove it'],
+    'market_no_allow': ['4:3: order: no limit: a market order needs `allow_market: true` (or add order.limit)'],
+    'missing_order': ["1:1: missing required key 'order'"],
+    'missing_side': ["4:3: order: missing required key 'side'"],
+    'missing_kind': ["1:1: missing required key 'kind'"],
+    'missing_version': ["1:1: missing required key 'version'"],
+    'unknown_kind': ["2:7: kind: 'oneshot' is not one of handshake, sanity-cancel, one-shot (did you mean one-shot?)"],
+    'version_2': ['1:10: version: must be 1, got 2'],
+    'handshake_order': ['3:1: order: not used by kind handshake; remove it'],
+    'ttl_negative': ['8:10: ttl_sec: must be > 0, got -1'],
+    'ttl_huge': ['8:10: ttl_sec: must be <= 86400, got 100000'],
+    'ttl_string': ["8:10: ttl_sec: expected a number, got string 'soon'"],
+    'limits_qty': ['6:8: order.qty: 200 exceeds limits.max_qty 100'],
+    'limits_notional': ['4:3: order: notional 5,000 (qty x limit) exceeds limits.max_notional 1,000'],
+    'limits_unknown': ['10:3: limits.max_qtty: unknown key (did you mean max_qty?)'],
+    'mode_bad': ["8:7: mode: 'real' is not one of paper, live"],
+    'sim_bad_participation': ['9:18: sim.participation: must be <= 1, got 2'],
+    'sim_unknown': ['9:3: sim.rejct: unknown key (did you mean reject?)'],
+    'expect_bad_state': ["9:10: expect.state: 'FILLED' is not one of FILL, CANCEL, REJ (did you mean FILL?)"],
+    'bars_abs': ["8:12: bars_path: '/etc/passwd' is outside the working tree; use a relative path inside it, or pass --allow-outside"],
+    'out_dir_escape': ["8:10: out_dir: '../../tmp' is outside the working tree; use a relative path inside it, or pass --allow-outside"],
+    'order_list': ['3:8: order: expected a mapping, got a list'],
+    'tab_indent': ['4:1: YAML syntax error: tab character; YAML indents with spaces only'],
+    'dup_key': ['3:1: kind: duplicate key'],
+    'dup_key_nested': ['8:3: order.qty: duplicate key'],
+    'python_tag': ['1:1: unsupported YAML tag !!python/object/apply:os.system: specs are plain YAML (safe loader only)'],
+    'python_tag_nested': ['4:11: unsupported YAML tag !!python/name:os.system: specs are plain YAML (safe loader only)'],
+    'root_list': ['1:1: a spec must be a mapping of keys (`version: 1`, `kind: ...`), got a list'],
+    'root_scalar': ['1:1: a spec must be a mapping of keys (`version: 1`, `kind: ...`), got string'],
+    'root_null': ["1:1: document 1 is empty (remove the extra '---' or write a spec in it)"],
+    'comment_only': ['1:1: empty file: no spec in it (start with `version: 1`)'],
+    'flow_unclosed': ["4:1: YAML syntax error: while parsing a flow mapping: did not find expected ',' or '}'"],
+    'bad_indent': ['5:9: YAML syntax error: mapping values are not allowed in this context'],
+    'alias_bomb': ['1:1: document too large: more than 20,000 nodes (aliases expanded); is it an alias bomb?'],
+    'deep_nesting': ['19:33: sim.k0.k1.k2.k3.k4.k5.k6.k7.k8.k9.k10.k11.k12.k13.k14.k15: nesting deeper than 16 levels'],
+    'multi_doc_second_bad': ['9:8: order.qty: must be > 0, got -2'],
+    'empty_second_doc': ["4:1: document 2 is empty (remove the extra '---' or write a spec in it)"],
+    'name_bad': ["3:7: name: 'has spaces' does not match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$ (letters, digits, '_', '.', ':', '-'; no spaces)"],
+    'tag_bad': ["8:8: order.tag: 'a b' does not match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$ (letters, digits, '_', '.', ':', '-'; no spaces)"],
+}
+
+
+def test_every_case_has_an_expectation():
+    assert set(CASES) == set(EXPECTED)
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_invalid_spec_exits_2_with_exact_message(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("x.yaml").write_text(CASES[name], encoding="utf-8")
+    assert main(["validate", "x.yaml"]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [f"x.yaml:{line}" for line in EXPECTED[name]]
+    assert "Traceback" not in out + err
+    assert out.strip().endswith("specs invalid")
+
+
+def test_huge_file_refused_without_reading_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("big.yaml").write_bytes(b"a" * (2 << 20))
+    assert main(["validate", "big.yaml"]) == 2
+    assert capsys.readouterr().err == "big.yaml:1:1: file is 2,097,152 bytes; specs are limited to 1 MiB\n"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\x00\x01version: 1", "binary file, not YAML (contains NUL bytes)"),
+    (b"version: 1\nkind: \xff\xfe\n", "not UTF-8 text (byte 17); save the spec as UTF-8"),
+    (b"", "empty file: no spec in it (start with `version: 1`)"),
+])
+def test_unreadable_files(tmp_path, monkeypatch, capsys, content, message):
+    monkeypatch.chdir(tmp_path)
+    Path("x.yaml").write_bytes(content)
+    assert main(["validate", "x.yaml"]) == 2
+    assert capsys.readouterr().err == f"x.yaml:1:1: {message}\n"
+
+
+def test_deeply_nested_flow_is_refused_cleanly(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("x.yaml").write_text("[" * 5000 + "]" * 5000)
+    assert main(["validate", "x.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("x.yaml:1:") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_all_errors_of_a_file_are_reported(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("x.yaml").write_text(
+        "version: 1\nkind: one-shot\norder:\n  symbol: SPY\n  side: buy\n  qty: -1\n"
+        "  limt: 10\nttl_secs: 2\n")
+    assert main(["validate", "x.yaml"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "x.yaml:5:9: order.side: 'buy' is not one of BUY, SELL (did you mean BUY?)",
+        "x.yaml:6:8: order.qty: must be > 0, got -1",
+        "x.yaml:7:3: order.limt: unknown key (did you mean limit?)",
+        "x.yaml:8:1: ttl_secs: unknown key (did you mean ttl_sec?)",
+    ]
+
+
+def test_folder_with_one_bad_spec(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("specs/sub").mkdir(parents=True)
+    Path("specs/ok.yaml").write_text("version: 1\nkind: handshake\n")
+    Path("specs/sub/bad.yml").write_text("version: 1\nkind: handshake\nkindd: x\n")
+    Path("specs/notes.txt").write_text("not a spec")
+    assert main(["validate", "specs"]) == 2
+    out, err = capsys.readouterr()
+    assert err == "specs/sub/bad.yml:3:1: kindd: unknown key (did you mean kind?)\n"
+    assert out == "1 of 2 specs invalid\n"
+
+
+def test_shipped_specs_are_valid(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert main(["validate", "specs"]) == 0
+    out = capsys.readouterr().out
+    n = int(out.split()[0])
+    assert n >= 8 and out == f"{n} specs valid\n"
+
+
+def test_multi_document_file_holds_several_specs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("x.yaml").write_text("version: 1\nkind: handshake\n---\nversion: 1\nkind: handshake\n")
+    assert main(["validate", "x.yaml"]) == 0
+    assert capsys.readouterr().out == "2 specs valid\n"
+
+
+def test_allow_outside(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("x.yaml").write_text("version: 1\nkind: sanity-cancel\nout_dir: /tmp/elsewhere\n"
+                              "order: {symbol: SPY, side: BUY, qty: 1, limit: 0.01}\n")
+    assert main(["validate", "x.yaml"]) == 2
+    assert main(["validate", "--allow-outside", "x.yaml"]) == 0
+
+
+def test_schema_passes_the_2020_12_metaschema():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def _objects(node, path="$"):
+    if isinstance(node, dict):
+        if node.get("type") == "object":
+            yield path, node
+        for k, v in node.items():
+            yield from _objects(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _objects(v, f"{path}[{i}]")
+
+
+def test_schema_closed_and_described_everywhere():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    objects = list(_objects(schema))
+    assert len(objects) >= 5
+    for path, obj in objects:
+        assert obj.get("additionalProperties") is False, path
+        for key, prop in obj["properties"].items():
+            assert prop.get("description"), f"{path}.{key} has no description"
+
+
+def test_schema_file_is_the_one_the_package_uses():
+    assert SCHEMA_PATH.read_bytes() == (REPO / "schemas" / "spec.schema.json").read_bytes()
+
+
+def test_validate_and_plan_do_not_import_heavy_modules():
+    code = (
+        "import sys, io, contextlib\n"
+        "from runner.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['validate', 'specs']) == 0\n"
+        "    assert main(['plan', 'specs/one-shot.yaml', '--json']) == 0\n"
+        "heavy = sorted(m for m in ('pandas', 'pyarrow', 'ib_async', 'numpy') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "\n"
