@@ -193,9 +193,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return report.tca_report(args.target, args.out_dir, args.json)
     if args.command == "test":
-        return commands.test(args.paths, junit=args.junit, out_dir=args.out_dir,
-                             as_json=args.json, environ=env)
-    return commands.run_command(args, env)
+        from runner.scenarios import test
+
+        return test(args.paths, junit=args.junit, out_dir=args.out_dir, as_json=args.json,
+                    environ=env)
+    from runner.run import run_command
+
+    return run_command(args, env)
 
 
 def _usage(message: str) -> RunnerError:

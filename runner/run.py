@@ -1,0 +1,306 @@
+"""`runner run` and the classic commands: spec -> plan -> guards -> broker -> ledger.
+
+Every guard that can refuse runs before the ledger is opened or a connection made,
+so bad input loses nothing and sends nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from runner.broker import Broker
+from runner.engine import Engine, Outcome
+from runner.errors import (
+    ExpectFailed,
+    Interrupted,
+    OrderRejected,
+    RunnerError,
+    UsageError,
+)
+from runner.plan import Plan, compile_plan, parse_at
+from runner.spec import Spec, from_mapping, load
+
+SANITY_MIN_DISTANCE = 0.05  # a sanity-cancel limit at least 5% through the market cannot fill
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    dry_run: bool = False
+    live: bool = False
+    at: str | None = None
+    out_dir: str | None = None
+    allow_duplicate: bool = False
+    allow_outside: bool = False
+    as_json: bool = False
+    verbose: int = 0
+    run_id: str | None = None
+
+
+def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Dispatch `run` and the classic commands (handshake, sanity-cancel, one-shot)."""
+    opts = RunOptions(
+        dry_run=args.dry_run, live=args.live, at=args.at, out_dir=getattr(args, "out_dir", None),
+        allow_duplicate=args.allow_duplicate, allow_outside=args.allow_outside,
+        as_json=args.json, verbose=args.verbose,
+    )
+    if args.command == "run":
+        specs = load(args.spec, allow_outside=opts.allow_outside)
+        if not specs:
+            raise UsageError(f"{args.spec}: no spec in it")
+    else:
+        if args.live:
+            raise UsageError("the classic commands are paper-only",
+                             "write a spec with mode: live and use `runner run SPEC --live`")
+        specs = [classic_spec(args)]
+    code = 0
+    for spec in specs:
+        code = run_spec(spec, opts, environ)
+        if code:
+            return code
+    return code
+
+
+def classic_spec(args: argparse.Namespace) -> Spec:
+    """The classic flags as a spec built in memory; the same checks as a file."""
+    if args.command == "handshake":
+        return from_mapping({"version": 1, "kind": "handshake"})
+    order: dict[str, Any] = {"symbol": args.symbol, "side": args.side, "qty": _num(args.qty)}
+    data: dict[str, Any] = {"version": 1, "kind": args.command, "order": order,
+                            "out_dir": args.out_dir}
+    if args.tag:
+        order["tag"] = args.tag
+    if args.command == "one-shot":
+        order["tif"] = args.tif
+        if args.limit is None:
+            order["allow_market"] = True  # the classic tool: no --limit means a market order
+        data["ttl_sec"] = args.ttl_sec
+        if args.bars_path:
+            data["bars_path"] = args.bars_path
+    if args.limit is not None:
+        order["limit"] = args.limit
+    return from_mapping(data)
+
+
+def _num(x: float) -> float | int:
+    return int(x) if x == int(x) else x
+
+
+def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
+    if spec.mode == "live" and not opts.live:
+        raise UsageError(f"{spec.source}: the spec says mode: live but --live was not given; "
+                         "nothing was sent", "add --live to trade live, or use mode: paper")
+    if opts.live and spec.mode != "live":
+        raise UsageError(f"--live given but {spec.source} says mode: paper",
+                         "set mode: live in the spec for a live run")
+    bars = _load_bars(spec.bars_path) if spec.bars_path else None
+    plan = compile_plan(spec, environ, _start_ns(opts, bars))
+    if opts.out_dir:
+        plan = replace(plan, out_dir=opts.out_dir)
+    check_against_market(plan, bars)
+    if plan.order is None:
+        return _handshake(plan, opts)
+    if not opts.dry_run:
+        _check_duplicate(plan, opts)
+    outcome, ledger_path = execute(plan, _broker(plan, spec, opts, bars), bars, opts)
+    _report(plan, outcome, ledger_path, opts)
+    return _verdict(spec, outcome, opts)
+
+
+def _start_ns(opts: RunOptions, bars: Any) -> int:
+    """--at, else (dry run) the end of the first bar, else now."""
+    if opts.at:
+        return parse_at(opts.at)
+    if opts.dry_run and bars is not None:
+        return int(bars.first_ns) + 1_000_000_000  # the first bar is known once it ended
+    return time.time_ns()
+
+
+def _load_bars(path: str) -> Any:
+    from runner.bars import load_bars
+
+    return load_bars(path)
+
+
+def reference_px(bars: Any, at_ns: int) -> float | None:
+    """The market price known at `at_ns`: last closed bar, else the next bar's open."""
+    if bars is None:
+        return None
+    px = bars.arrival_at(at_ns)
+    if px is not None:
+        return float(px)
+    later = bars.ts >= at_ns
+    return float(bars.open[later.argmax()]) if later.any() else None
+
+
+def check_against_market(plan: Plan, bars: Any) -> None:
+    """Guards that need a price: sanity distance, market-order notional."""
+    o = plan.order
+    if o is None:
+        return
+    ref = reference_px(bars, plan.at_ns)
+    if plan.kind == "sanity-cancel" and ref is not None and o.limit is not None:
+        through = (ref - o.limit) / ref if o.side == "BUY" else (o.limit - ref) / ref
+        if through < SANITY_MIN_DISTANCE:
+            raise UsageError(
+                f"{plan.spec}: sanity-cancel {o.side} limit {o.limit:g} is within "
+                f"{SANITY_MIN_DISTANCE:.0%} of the market ({ref:g}); it could fill",
+                f"use a limit at least {SANITY_MIN_DISTANCE:.0%} away, e.g. 0.01 for a BUY")
+    if o.limit is None and plan.limits.max_notional is not None:
+        if ref is None:
+            raise UsageError(f"{plan.spec}: cannot check limits.max_notional for a market "
+                             "order without a price", "add bars_path, or use a limit order")
+        if o.qty * ref > plan.limits.max_notional:
+            raise UsageError(f"{plan.spec}: market order notional {o.qty * ref:,.2f} "
+                             f"(qty x {ref:g}) exceeds limits.max_notional "
+                             f"{plan.limits.max_notional:,.2f}")
+
+
+def _check_duplicate(plan: Plan, opts: RunOptions) -> None:
+    from runner.ledger import tags_on_day
+
+    assert plan.order is not None
+    if opts.allow_duplicate:
+        return
+    if plan.order.tag in tags_on_day(Path(plan.out_dir), plan.day):
+        raise UsageError(f"tag {plan.order.tag} is already in {plan.ledger_path}; "
+                         "not placing it again", "use another tag, or pass --allow-duplicate")
+
+
+def _broker(plan: Plan, spec: Spec, opts: RunOptions, bars: Any) -> Broker:
+    if opts.dry_run:
+        from runner.sim import SimBroker, SimConfig
+
+        return SimBroker(bars, SimConfig(**dict(spec.sim)), start_ns=plan.at_ns)
+    from runner.ib import IBBroker
+
+    return IBBroker(plan.connection, verbose=opts.verbose)
+
+
+def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions) -> tuple[Outcome, Path]:
+    """Run the plan with a ledger; the ledger is committed whatever happens."""
+    from runner.ledger import Ledger
+
+    run_id = opts.run_id or uuid.uuid4().hex[:16]
+    with Ledger(Path(plan.out_dir), plan.day, run_id) as ledger:
+        engine = Engine(plan, broker, ledger, bars)
+        try:
+            outcome = asyncio.run(_run_with_signals(engine))
+        finally:
+            path = ledger.commit()
+    return outcome, path
+
+
+async def _run_with_signals(engine: Engine) -> Outcome:
+    """Ctrl-C / SIGTERM cancel the run's task; the engine cancels the order on the way out."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(s, stop, s)
+    try:
+        return await engine.run()
+    except asyncio.CancelledError:
+        if received:
+            raise Interrupted(received[0]) from None
+        raise
+    finally:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(s)
+        await engine.broker.close()
+
+
+def _handshake(plan: Plan, opts: RunOptions) -> int:
+    if opts.dry_run:
+        print("IBKR handshake OK (dry-run: simulator, nothing contacted)")
+        return 0
+    from runner.ib import IBBroker
+
+    broker = IBBroker(plan.connection, verbose=opts.verbose)
+    session = asyncio.run(broker.handshake())
+    if opts.as_json:
+        print(json.dumps({"version": 1, "kind": "handshake", "state": "OK",
+                          "server_version": session.server_version,
+                          "accounts": list(session.accounts)}))
+        return 0
+    print("IBKR handshake OK")
+    if opts.verbose:
+        print(f"  server version {session.server_version}; accounts "
+              f"{', '.join(session.accounts)}; gateway time {session.server_time_ns}")
+    return 0
+
+
+def _px(x: float | None) -> str:
+    if x is None:
+        return "—"
+    text = f"{x:.4f}".rstrip("0")
+    return text + "0" * max(0, 2 - len(text.split(".")[1]))
+
+
+def status_line(plan: Plan, o: Outcome) -> str:
+    if plan.kind == "sanity-cancel" and o.events[:3] == ["INTENT", "ACK", "CANCEL"]:
+        return f"[sanity-cancel] tag={o.tag} ACK+Cancel recorded"
+    line = (f"[{plan.kind}] tag={o.tag} state={o.state} fill_qty={o.fill_qty:g} "
+            f"avg_px={_px(o.avg_px)} arrival={_px(o.arrival_px)}")
+    return line + (f" message={o.message!r}" if o.message and o.state != "FILL" else "")
+
+
+def _report(plan: Plan, o: Outcome, ledger_path: Path, opts: RunOptions) -> None:
+    if opts.as_json:
+        print(json.dumps(result_object(plan, o, ledger_path), sort_keys=True))
+    else:
+        print(status_line(plan, o))
+
+
+def result_object(plan: Plan, o: Outcome, ledger_path: Path) -> dict[str, Any]:
+    """`run --json`: one object, version 1 (documented in the README)."""
+    return {"version": 1, "spec": plan.spec, "kind": plan.kind, "tag": o.tag,
+            "state": o.state, "fill_qty": o.fill_qty, "avg_px": o.avg_px,
+            "arrival_px": o.arrival_px, "commission": o.commission, "message": o.message,
+            "events": o.events, "tca": o.snapshot, "ledger": str(ledger_path)}
+
+
+def _verdict(spec: Spec, o: Outcome, opts: RunOptions) -> int:
+    if opts.dry_run and spec.expect is not None:  # a scenario: its expect: is the judge
+        diff = expect_diff(spec, o)
+        if diff:
+            raise ExpectFailed(f"{spec.name}: expect failed: " + "; ".join(diff))
+        return 0
+    if o.state == "REJ":
+        raise OrderRejected(f"order {o.tag} rejected: {o.message or 'no reason given'}")
+    if o.state == "OPEN":
+        raise RunnerError(o.message or f"order {o.tag} did not end")
+    return 0
+
+
+def expect_diff(spec: Spec, o: Outcome) -> list[str]:
+    """Each unmet `expect:` line as `key: expected X, got Y`."""
+    e = spec.expect
+    if e is None:
+        return []
+    out: list[str] = []
+    if e.state is not None and e.state != o.state:
+        out.append(f"state: expected {e.state}, got {o.state}")
+    if e.fill_qty is not None and abs(e.fill_qty - o.fill_qty) > 1e-9:
+        out.append(f"fill_qty: expected {e.fill_qty:g}, got {o.fill_qty:g}")
+    if e.avg_px is not None and (o.avg_px is None or abs(e.avg_px - o.avg_px) > 1e-9):
+        out.append(f"avg_px: expected {e.avg_px:g}, got {_px(o.avg_px)}")
+    if e.events is not None and list(e.events) != o.events:
+        out.append(f"events: expected {', '.join(e.events)}, got {', '.join(o.events)}")
+    if e.message is not None and e.message not in o.message:
+        out.append(f"message: expected to contain {e.message!r}, got {o.message!r}")
+    return out
