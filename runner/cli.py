@@ -107,9 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _classic(sub)
 
-    p = sub.add_parser("gateway", help="fake TWS gateway for offline rehearsal (loopback)",
-                       add_help=False)
-    p.add_argument("gateway_args", nargs=argparse.REMAINDER)
+    sub.add_parser("gateway", help="fake TWS gateway for offline rehearsal (loopback); "
+                   "see `runner gateway --help`")
     return parser
 
 
@@ -144,15 +143,16 @@ def _classic_common(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gateway"]:  # its own parser: `runner gateway --help` shows its flags
+        from runner.gateway import main as gateway_main
+
+        return gateway_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "gateway":
-        from runner.gateway import main as gateway_main
-
-        return gateway_main(args.gateway_args)
     try:
         return _dispatch(args)
     except SpecError as e:

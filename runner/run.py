@@ -26,7 +26,7 @@ from runner.errors import (
     RunnerError,
     UsageError,
 )
-from runner.plan import Plan, compile_plan, parse_at
+from runner.plan import Plan, compile_plan, iso, parse_at
 from runner.spec import Spec, from_mapping, load
 
 SANITY_MIN_DISTANCE = 0.05  # a sanity-cancel limit at least 5% through the market cannot fill
@@ -240,7 +240,8 @@ def _handshake(plan: Plan, opts: RunOptions) -> int:
     print("IBKR handshake OK")
     if opts.verbose:
         print(f"  server version {session.server_version}; accounts "
-              f"{', '.join(session.accounts)}; gateway time {session.server_time_ns}")
+              f"{', '.join(session.accounts)}; gateway time "
+              f"{iso(session.server_time_ns) if session.server_time_ns else '?'}")
     return 0
 
 

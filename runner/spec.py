@@ -507,7 +507,7 @@ def _build(doc: _Doc, data: dict[str, Any]) -> Spec:
         ttl_backstop=data["ttl_backstop"], bars_path=data.get("bars_path"),
         out_dir=data["out_dir"], limits=Limits(**{k: float(v) for k, v in
                                                  data.get("limits", {}).items()}),
-        sim=tuple(sorted(sim.items())), expect=expect, line=doc.marks[()].line,
+        sim=tuple(sorted(sim.items())), expect=expect, line=doc.mark(()).line,
     )
 
 

@@ -1,0 +1,276 @@
+"""The `ib` broker: ib_async at the edge, runner's events inside.
+
+IB strings and camelCase stay in this module. Status and error codes are tabled
+below with what they mean for us. ib_async forgets trades on disconnect, so the
+broker keeps its own reference to the one trade it placed and matches by orderRef.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from runner.broker import BrokerEvent, Ev, OrderRequest, SessionInfo
+from runner.errors import GatewayError
+from runner.plan import Connection
+
+ACK_STATUSES = frozenset({"PreSubmitted", "Submitted"})
+CANCEL_STATUSES = frozenset({"Cancelled", "ApiCancelled"})
+COMMISSION_WAIT_SEC = 1.0  # how long a fill waits for its commissionReport before going out
+
+# IB error codes that matter here (https://interactivebrokers.github.io/tws-api/message_codes.html)
+CANCEL_CODES = frozenset({0, 202})  # 202 - Order cancelled (by us or the server)
+FILLED_ON_CANCEL = 10148  # 10148 - cannot be cancelled, state: Filled -> a fill is coming
+NOT_FOUND_ON_CANCEL = 10147  # 10147 - order to cancel not found
+READ_ONLY = 321  # 321 - API in Read-Only mode (also other validation errors)
+CLIENT_ID_IN_USE = 326  # 326 - client id already in use
+NO_SECURITY = 200  # 200 - no security definition found
+
+READ_ONLY_HINT = ("the gateway's API is read-only: in TWS/IB Gateway open Configure > API > "
+                  "Settings and disable Read-Only API")
+
+
+@dataclass
+class _PendingFill:
+    fill: Any
+    timer: asyncio.TimerHandle
+
+
+class IBBroker:
+    """Broker over ib_async. One order per run; events arrive on a queue."""
+
+    name = "ib"
+
+    def __init__(self, connection: Connection, verbose: int = 0) -> None:
+        from ib_async import IB
+
+        _quiet_ib_async(verbose)
+        self.conn = connection
+        self.ib = IB()
+        self.trade: Any = None
+        self.contract: Any = None
+        self.req: OrderRequest | None = None
+        self.queue: asyncio.Queue[BrokerEvent | Exception] = asyncio.Queue()
+        self.connect_errors: list[tuple[int, str]] = []
+        self.pending: dict[str, _PendingFill] = {}
+        self.commission = 0.0
+        self.sent_fills: set[str] = set()
+        self.closing = False
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    # --- connection -------------------------------------------------------------
+
+    async def connect(self) -> SessionInfo:
+        c = self.conn
+        where = f"{c.host}:{c.port}"
+        self.ib.errorEvent += self._on_connect_error
+        try:
+            await self.ib.connectAsync(c.host, c.port, clientId=c.client_id,
+                                       timeout=c.timeout_sec)
+        except ConnectionRefusedError:
+            raise GatewayError(
+                f"cannot connect to {where}: connection refused",
+                "is TWS/IB Gateway running with the API enabled on that port? paper TWS 7497, "
+                "live 7496, Gateway 4002/4001; set IB_GATEWAY_HOST/IB_GATEWAY_PORT") from None
+        except (TimeoutError, asyncio.TimeoutError):
+            raise self._timeout_error(where) from None
+        except OSError as e:
+            raise GatewayError(f"cannot connect to {where}: {e.strerror or e}",
+                               "check IB_GATEWAY_HOST and IB_GATEWAY_PORT") from None
+        finally:
+            self.ib.errorEvent -= self._on_connect_error
+        self._check_connect_errors(where)
+        self.ib.disconnectedEvent += self._on_disconnect
+        return SessionInfo(accounts=tuple(self.ib.managedAccounts()),
+                           server_version=self.ib.client.serverVersion())
+
+    def _on_connect_error(self, req_id: int, code: int, text: str, contract: Any) -> None:
+        self.connect_errors.append((code, text))
+
+    def _timeout_error(self, where: str) -> GatewayError:
+        if any(code == CLIENT_ID_IN_USE for code, _ in self.connect_errors):
+            return GatewayError(f"client id {self.conn.client_id} is already in use at {where}",
+                                "set IB_CLIENT_ID to another number, or close the other client")
+        return GatewayError(
+            f"no API handshake from {where} within {self.conn.timeout_sec:g} s",
+            "is it an IB API port (not the web/FIX port)? is the gateway logged in? "
+            "is 127.0.0.1 in its Trusted IPs?")
+
+    def _check_connect_errors(self, where: str) -> None:
+        if any(code == READ_ONLY for code, _ in self.connect_errors):
+            self.ib.disconnect()
+            raise GatewayError(f"{where} answered 321: the API is in Read-Only mode; "
+                               "nothing was sent", READ_ONLY_HINT)
+
+    async def handshake(self) -> SessionInfo:
+        """Connect, read accounts and the gateway's clock, disconnect."""
+        try:
+            info = await self.connect()
+            server_time = await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), 5)
+            return SessionInfo(info.accounts, info.server_version,
+                               int(server_time.timestamp() * 1e9))
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        self.closing = True
+        for pending in self.pending.values():
+            pending.timer.cancel()
+        if self.ib.isConnected():
+            self.ib.disconnect()
+
+    def _on_disconnect(self) -> None:
+        if not self.closing:
+            where = f"{self.conn.host}:{self.conn.port}"
+            tag = self.req.tag if self.req else "?"
+            self.queue.put_nowait(GatewayError(
+                f"connection to {where} lost; order {tag} may still be live at IB",
+                "runner recover will find it by its tag and settle it"))
+
+    # --- orders -----------------------------------------------------------------
+
+    async def qualify(self, order: OrderRequest) -> None:
+        from ib_async import Contract
+
+        contract = Contract(secType=order.sec_type, symbol=order.symbol,
+                            exchange=order.exchange, currency=order.currency)
+        self.ib.errorEvent += self._on_connect_error
+        try:
+            found = await asyncio.wait_for(self.ib.qualifyContractsAsync(contract),
+                                           self.conn.timeout_sec)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise GatewayError(f"no contract details for {order.symbol} within "
+                               f"{self.conn.timeout_sec:g} s", "is the gateway connected "
+                               "to IB's servers (sec-def farm)?") from None
+        finally:
+            self.ib.errorEvent -= self._on_connect_error
+        if not found or found[0] is None:
+            raise GatewayError(
+                f"unknown contract {order.symbol} {order.sec_type} {order.exchange} "
+                f"{order.currency} (IB error {NO_SECURITY}: no security definition)",
+                "check the symbol, sec_type, exchange and currency in the spec")
+        self.contract = found[0]
+
+    async def place(self, order: OrderRequest) -> None:
+        self.req = order
+        self.trade = self.ib.placeOrder(self.contract, _ib_order(order))
+        self.trade.statusEvent += self._on_status
+        self.trade.fillEvent += self._on_fill
+        self.trade.commissionReportEvent += self._on_commission
+
+    async def cancel(self, tag: str) -> None:
+        if self.trade is not None and self.ib.isConnected():
+            self.ib.cancelOrder(self.trade.order)
+
+    async def next_event(self, deadline_ns: int) -> BrokerEvent | None:
+        timeout = max(0.0, (deadline_ns - time.time_ns()) / 1e9)
+        try:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            return None
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    # --- ib_async events -> BrokerEvents -----------------------------------------
+
+    def _on_status(self, trade: Any) -> None:
+        status = trade.orderStatus.status
+        code, text = _last_log(trade)
+        if status in ACK_STATUSES:
+            self._emit(Ev.ACK)
+        elif status == "ValidationError" and code == READ_ONLY:
+            self._emit(Ev.REJ, message=f"{code} {text} ({READ_ONLY_HINT})")
+        elif status in CANCEL_STATUSES:
+            self._on_cancelled(trade, code, text)
+        elif status == "Inactive":
+            self._emit(Ev.REJ, message=f"{code} {text}" if code else "Inactive")
+
+    def _on_cancelled(self, trade: Any, code: int, text: str) -> None:
+        if code == FILLED_ON_CANCEL:
+            return  # ib_async calls it Cancelled; it filled, and the execution is on its way
+        if code in CANCEL_CODES or code == NOT_FOUND_ON_CANCEL:
+            self._flush_all()
+            self._emit(Ev.CANCEL, fill_qty=float(trade.orderStatus.filled),
+                       message=f"{code} {text}".strip() if code else "")
+        else:  # 201 rejected, 103 duplicate id, ...: IB refused the order
+            self._emit(Ev.REJ, message=f"{code} {text}")
+
+    def _on_fill(self, trade: Any, fill: Any) -> None:
+        exec_id = fill.execution.execId
+        if exec_id in self.sent_fills or exec_id in self.pending:
+            return
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(COMMISSION_WAIT_SEC, self._flush, exec_id)
+        self.pending[exec_id] = _PendingFill(fill, timer)
+        if fill.commissionReport and fill.commissionReport.execId == exec_id:
+            self._on_commission(trade, fill, fill.commissionReport)
+
+    def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
+        exec_id = fill.execution.execId
+        if exec_id in self.pending:
+            self.commission += float(report.commission or 0.0)
+            self._flush(exec_id)
+
+    def _flush_all(self) -> None:
+        for exec_id in list(self.pending):
+            self._flush(exec_id)
+
+    def _flush(self, exec_id: str) -> None:
+        pending = self.pending.pop(exec_id, None)
+        if pending is None or self.req is None:
+            return
+        pending.timer.cancel()
+        self.sent_fills.add(exec_id)
+        ex = pending.fill.execution
+        cum = float(ex.cumQty)
+        kind = Ev.FILL if cum >= self.req.qty - 1e-9 else Ev.PARTIAL
+        self._emit(kind, fill_qty=cum, last_qty=float(ex.shares), last_px=float(ex.price),
+                   avg_px=float(ex.avgPrice), commission=self.commission or None,
+                   ts_ns=int(pending.fill.time.timestamp() * 1e9))
+
+    def _emit(self, kind: Ev, ts_ns: int | None = None, **fields: Any) -> None:
+        assert self.req is not None and self.trade is not None
+        order = self.trade.order
+        self.queue.put_nowait(BrokerEvent(
+            kind=kind, ts_ns=ts_ns or time.time_ns(), tag=self.req.tag,
+            order_id=order.orderId or None, perm_id=order.permId or None, **fields))
+
+
+def _last_log(trade: Any) -> tuple[int, str]:
+    if not trade.log:
+        return 0, ""
+    entry = trade.log[-1]
+    text = entry.message.split(": ", 1)[-1] if entry.errorCode else entry.message
+    return int(entry.errorCode or 0), text
+
+
+def _ib_order(o: OrderRequest) -> Any:
+    from ib_async import Order
+
+    order = Order(action=o.side, totalQuantity=o.qty, orderType=o.order_type, tif=o.tif,
+                  orderRef=o.tag, outsideRth=o.outside_rth)
+    if o.limit is not None:
+        order.lmtPrice = o.limit
+    if o.good_till_ns is not None:
+        order.goodTillDate = gtd_string(o.good_till_ns)
+    if o.account:
+        order.account = o.account
+    return order
+
+
+def gtd_string(t_ns: int) -> str:
+    """IB's goodTillDate in UTC: `yyyyMMdd-HH:mm:ss`."""
+    return datetime.fromtimestamp(t_ns // 1_000_000_000, timezone.utc).strftime("%Y%m%d-%H:%M:%S")
+
+
+def _quiet_ib_async(verbose: int) -> None:
+    """ib_async logs every error and warning; runner prints one line of its own instead."""
+    level = logging.INFO if verbose > 1 else logging.WARNING if verbose else logging.CRITICAL
+    logging.getLogger("ib_async").setLevel(level)
