@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 from runner import tca
 from runner.broker import Broker, BrokerEvent, Ev, OrderRequest, SessionInfo
-from runner.errors import GatewayError, RunnerError
+from runner.errors import GatewayError, Interrupted, RunnerError
 from runner.plan import ACK_TIMEOUT_SEC, CANCEL_TIMEOUT_SEC, Plan
 
 NS = 1_000_000_000
@@ -109,6 +109,12 @@ class Engine:
         self.account = ""
         self.order: _Order | None = None
         self.outcome = Outcome(kind=plan.kind, tag=plan.order.tag if plan.order else None)
+        self.stop_signal: int | None = None  # set by a signal handler: stop, cancel, record
+
+    def interrupt(self, signum: int) -> None:
+        """Ask the run to stop. The wait loop sees it even if the task's cancellation is
+        swallowed (Python 3.11's wait_for drops a cancel that races a result)."""
+        self.stop_signal = signum
 
     async def run(self) -> Outcome:
         session = await self.broker.connect()
@@ -153,10 +159,13 @@ class Engine:
         if not self.order.done:
             await self._cancel()
 
-    async def _wait(self, until: Callable[[_Order], bool], deadline_ns: int) -> None:
+    async def _wait(self, until: Callable[[_Order], bool], deadline_ns: int,
+                    interruptible: bool = True) -> None:
         order = self.order
         assert order is not None
         while not until(order) and not order.done:
+            if interruptible and self.stop_signal is not None:
+                raise Interrupted(self.stop_signal)
             event = await self.broker.next_event(deadline_ns)
             if event is None:
                 return
@@ -167,7 +176,8 @@ class Engine:
         assert order is not None
         order.cancel_sent = True
         await self.broker.cancel(order.req.tag)
-        await self._wait(lambda o: o.done, self.broker.now_ns() + int(CANCEL_TIMEOUT_SEC * NS))
+        await self._wait(lambda o: o.done, self.broker.now_ns() + int(CANCEL_TIMEOUT_SEC * NS),
+                         interruptible=False)
         if not order.done:
             self.outcome.message = (
                 f"cancel of {order.req.tag} not confirmed within {CANCEL_TIMEOUT_SEC:g} s; "

@@ -66,6 +66,7 @@ class LedgerError(RunnerError):
 class Interrupted(RunnerError):
     """Ctrl-C (130) or SIGTERM (143) during a run, after the cleanup."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by signal {signum}; live order cancelled and recorded")
+    def __init__(self, signum: int, outcome: str = "") -> None:
+        name = {2: "Ctrl-C (SIGINT)", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+        super().__init__(f"interrupted by {name}" + (f"; {outcome}" if outcome else ""))
         self.exit_code = 128 + signum

@@ -60,6 +60,7 @@ class IBBroker:
         self.commission = 0.0
         self.sent_fills: set[str] = set()
         self.closing = False
+        self.refused = asyncio.Event()
 
     def now_ns(self) -> int:
         return time.time_ns()
@@ -71,8 +72,7 @@ class IBBroker:
         where = f"{c.host}:{c.port}"
         self.ib.errorEvent += self._on_connect_error
         try:
-            await self.ib.connectAsync(c.host, c.port, clientId=c.client_id,
-                                       timeout=c.timeout_sec)
+            await self._connect_or_refused()
         except ConnectionRefusedError:
             raise GatewayError(
                 f"cannot connect to {where}: connection refused",
@@ -80,7 +80,9 @@ class IBBroker:
                 "live 7496, Gateway 4002/4001; set IB_GATEWAY_HOST/IB_GATEWAY_PORT") from None
         except (TimeoutError, asyncio.TimeoutError):
             raise self._timeout_error(where) from None
-        except OSError as e:
+        except OSError as e:  # includes ConnectionError("Not connected") after a 326 close
+            if self._client_id_refused():
+                raise self._timeout_error(where) from None
             raise GatewayError(f"cannot connect to {where}: {e.strerror or e}",
                                "check IB_GATEWAY_HOST and IB_GATEWAY_PORT") from None
         finally:
@@ -90,11 +92,31 @@ class IBBroker:
         return SessionInfo(accounts=tuple(self.ib.managedAccounts()),
                            server_version=self.ib.client.serverVersion())
 
+    async def _connect_or_refused(self) -> None:
+        """connectAsync, but give up at once on 326 (ib_async would wait out its timeout)."""
+        c = self.conn
+        self.refused = asyncio.Event()
+        connecting = asyncio.ensure_future(
+            self.ib.connectAsync(c.host, c.port, clientId=c.client_id, timeout=c.timeout_sec))
+        refused = asyncio.ensure_future(self.refused.wait())
+        await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        refused.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            self.ib.disconnect()
+            raise TimeoutError
+        connecting.result()
+
     def _on_connect_error(self, req_id: int, code: int, text: str, contract: Any) -> None:
         self.connect_errors.append((code, text))
+        if code == CLIENT_ID_IN_USE:
+            self.refused.set()
+
+    def _client_id_refused(self) -> bool:
+        return any(code == CLIENT_ID_IN_USE for code, _ in self.connect_errors)
 
     def _timeout_error(self, where: str) -> GatewayError:
-        if any(code == CLIENT_ID_IN_USE for code, _ in self.connect_errors):
+        if self._client_id_refused():
             return GatewayError(f"client id {self.conn.client_id} is already in use at {where}",
                                 "set IB_CLIENT_ID to another number, or close the other client")
         return GatewayError(
@@ -232,14 +254,15 @@ class IBBroker:
         cum = float(ex.cumQty)
         kind = Ev.FILL if cum >= self.req.qty - 1e-9 else Ev.PARTIAL
         self._emit(kind, fill_qty=cum, last_qty=float(ex.shares), last_px=float(ex.price),
-                   avg_px=float(ex.avgPrice), commission=self.commission or None,
-                   ts_ns=int(pending.fill.time.timestamp() * 1e9))
+                   avg_px=float(ex.avgPrice), commission=self.commission or None)
 
-    def _emit(self, kind: Ev, ts_ns: int | None = None, **fields: Any) -> None:
+    def _emit(self, kind: Ev, **fields: Any) -> None:
+        """Queue an event stamped with its arrival time (IB's execution times have 1 s
+        resolution and come from another clock; the ledger keeps one clock per run)."""
         assert self.req is not None and self.trade is not None
         order = self.trade.order
         self.queue.put_nowait(BrokerEvent(
-            kind=kind, ts_ns=ts_ns or time.time_ns(), tag=self.req.tag,
+            kind=kind, ts_ns=time.time_ns(), tag=self.req.tag,
             order_id=order.orderId or None, perm_id=order.permId or None, **fields))
 
 

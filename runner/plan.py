@@ -100,10 +100,18 @@ def _connection(environ: Mapping[str, str]) -> Connection:
     def get(name: str) -> str:
         return environ.get(name) or DEFAULTS[name]
 
+    timeout = environ.get("IB_CONNECT_TIMEOUT") or str(CONNECT_TIMEOUT_SEC)
+    try:
+        timeout_sec = float(timeout)
+    except ValueError:
+        timeout_sec = -1.0
+    if not 0 < timeout_sec <= 300:
+        raise UsageError(f"IB_CONNECT_TIMEOUT={timeout!r} is not a number of seconds in (0, 300]",
+                         "fix or unset IB_CONNECT_TIMEOUT")
     host = get("IB_GATEWAY_HOST")
     port, client_id = _env_int("IB_GATEWAY_PORT", get("IB_GATEWAY_PORT"), 1, 65535), \
         _env_int("IB_CLIENT_ID", get("IB_CLIENT_ID"), 0, 2**31 - 1)
-    return Connection(host=host, port=port, client_id=client_id)
+    return Connection(host=host, port=port, client_id=client_id, timeout_sec=timeout_sec)
 
 
 def _env_int(name: str, value: str, lo: int, hi: int) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import json
 import signal
 import time
@@ -185,18 +187,50 @@ def _broker(plan: Plan, spec: Spec, opts: RunOptions, bars: Any) -> Broker:
     return IBBroker(plan.connection, verbose=opts.verbose)
 
 
+class _Journal:
+    """Opens the day's ledger at the first event (the INTENT), so a run refused before
+    it places anything leaves no file behind."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+        self.opened = False
+
+    def append(self, row: dict[str, Any]) -> None:
+        if not self.opened:
+            self.ledger.open()
+            self.opened = True
+        self.ledger.append(row)
+
+
 def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions) -> tuple[Outcome, Path]:
-    """Run the plan with a ledger; the ledger is committed whatever happens."""
+    """Run the plan; whatever happens, what was journaled is merged into the ledger."""
+    from runner.errors import LedgerError
     from runner.ledger import Ledger
 
-    run_id = opts.run_id or uuid.uuid4().hex[:16]
-    with Ledger(Path(plan.out_dir), plan.day, run_id) as ledger:
-        engine = Engine(plan, broker, ledger, bars)
-        try:
-            outcome = asyncio.run(_run_with_signals(engine))
-        finally:
-            path = ledger.commit()
-    return outcome, path
+    _check_writable(Path(plan.out_dir))
+    ledger = Ledger(Path(plan.out_dir), plan.day, opts.run_id or uuid.uuid4().hex[:16])
+    journal = _Journal(ledger)
+    engine = Engine(plan, broker, journal, bars)
+    try:
+        outcome = asyncio.run(_run_with_signals(engine))
+    except BaseException:
+        if journal.opened:
+            with contextlib.suppress(LedgerError):  # never hide the first error
+                ledger.commit()
+        raise
+    return outcome, ledger.commit() if journal.opened else ledger.ledger_path
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Refuse before connecting if the ledger cannot be written at all."""
+    from runner.errors import LedgerError
+
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise LedgerError(f"cannot write the ledger under {out_dir}: {existing} is not a "
+                          "writable folder; nothing was sent", "fix out_dir or its permissions")
 
 
 async def _run_with_signals(engine: Engine) -> Outcome:
@@ -208,20 +242,30 @@ async def _run_with_signals(engine: Engine) -> Outcome:
 
     def stop(signum: int) -> None:
         received.append(signum)
+        engine.interrupt(signum)
         task.cancel()
 
     for s in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(s, stop, s)
     try:
         return await engine.run()
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, Interrupted):
         if received:
-            raise Interrupted(received[0]) from None
+            raise Interrupted(received[0], _after_interrupt(engine)) from None
         raise
     finally:
         for s in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(s)
         await engine.broker.close()
+
+
+def _after_interrupt(engine: Engine) -> str:
+    order, tag = engine.order, engine.outcome.tag
+    if order is None:
+        return "no order was placed"
+    if order.done:
+        return f"order {tag} ended {order.state.value} and was recorded"
+    return engine.outcome.message or f"order {tag} may still be live (runner recover)"
 
 
 def _handshake(plan: Plan, opts: RunOptions) -> int:

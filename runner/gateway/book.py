@@ -1,0 +1,150 @@
+"""The gateway's state that outlives connections: orders, executions, id counters.
+
+A real gateway keeps orders working after the API client goes away, and tells
+a client that comes back about them (open orders, completed orders,
+executions). This book is that memory; sessions come and go around it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from runner.gateway.steps import Script, Step
+from runner.gateway.values import (
+    DONE_STATUSES,
+    Contract,
+    Execution,
+    OrderSnapshot,
+    PlacedOrder,
+)
+
+OrderKey = tuple[int, int]  # (clientId, orderId): how IB and ib_async key an order
+_EPS = 1e-9
+_FIRST_PERM_ID = 1_000_001
+
+
+@dataclass(slots=True)
+class OrderRecord:
+    """One order's mutable book-keeping. Hand out `snapshot()`s, never this."""
+
+    client_id: int
+    order_id: int
+    perm_id: int
+    order: PlacedOrder
+    script: Script
+    pending: deque[Step] = field(default_factory=deque)
+    status: str = "PendingSubmit"
+    filled: float = 0.0
+    avg_px: float = 0.0
+    last_fill_px: float = 0.0
+    commission: float = 0.0
+    done_ns: int = 0
+
+    @property
+    def key(self) -> OrderKey:
+        return (self.client_id, self.order_id)
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    @property
+    def remaining(self) -> float:
+        return max(self.order.qty - self.filled, 0.0)
+
+    def finish(self, status: str, now_ns: int) -> None:
+        self.status = status
+        self.done_ns = now_ns
+        self.pending.clear()
+
+    def add_fill(self, qty: float, px: float, commission: float) -> None:
+        total = self.filled + qty
+        self.avg_px = (self.avg_px * self.filled + px * qty) / total
+        self.filled = total
+        self.last_fill_px = px
+        self.commission += commission
+
+    def snapshot(self) -> OrderSnapshot:
+        return OrderSnapshot(
+            client_id=self.client_id, order_id=self.order_id, perm_id=self.perm_id,
+            order=self.order, status=self.status, filled=self.filled, avg_px=self.avg_px,
+            last_fill_px=self.last_fill_px, commission=self.commission,
+        )
+
+
+class Book:
+    def __init__(self, accounts: tuple[str, ...], first_order_id: int = 1) -> None:
+        if not accounts:
+            raise ValueError("a gateway needs at least one account (ib_async waits for one)")
+        self.accounts = accounts
+        self.next_order_id = first_order_id
+        self.orders: dict[OrderKey, OrderRecord] = {}
+        self.executions: list[Execution] = []
+        self._perm_ids = itertools.count(_FIRST_PERM_ID)
+        self._exec_seq = itertools.count(1)
+
+    def add(self, client_id: int, placed: PlacedOrder, script: Script) -> OrderRecord:
+        record = OrderRecord(client_id, placed.order_id, next(self._perm_ids), placed, script)
+        record.pending.extend(script.steps)
+        self.orders[record.key] = record
+        self.see_order_id(placed.order_id)
+        return record
+
+    def see_order_id(self, order_id: int) -> None:
+        self.next_order_id = max(self.next_order_id, order_id + 1)
+
+    def execute(self, record: OrderRecord, qty: float, px: float, commission: float,
+                now_ns: int) -> Execution | None:
+        """Fill up to `qty` of a live order; None if nothing is left to fill."""
+        qty = min(qty, record.remaining)
+        if record.done or qty <= _EPS:
+            return None
+        record.add_fill(qty, px, commission)
+        if record.remaining <= _EPS:
+            record.finish("Filled", now_ns)
+        elif record.status in ("PendingSubmit", "PreSubmitted"):
+            record.status = "Submitted"
+        execution = Execution(
+            exec_id=f"{record.perm_id:08x}.{next(self._exec_seq):08x}.01.01",
+            time_ns=now_ns, client_id=record.client_id, order_id=record.order_id,
+            perm_id=record.perm_id, order_ref=record.order.order_ref,
+            account=record.order.account, contract=record.order.contract,
+            side="BOT" if record.order.action == "BUY" else "SLD", shares=qty, price=px,
+            cum_qty=record.filled, avg_price=record.avg_px, commission=commission,
+        )
+        self.executions.append(execution)
+        return execution
+
+    def live(self, client_id: int | None = None) -> list[OrderRecord]:
+        return [r for r in self.orders.values()
+                if not r.done and client_id in (None, r.client_id)]
+
+    def finished(self) -> list[OrderRecord]:
+        return [r for r in self.orders.values() if r.done]
+
+    def by_ref(self, order_ref: str) -> list[OrderRecord]:
+        return [r for r in self.orders.values() if r.order.order_ref == order_ref]
+
+    def positions(self) -> list[tuple[str, Contract, float, float]]:
+        """(account, contract, position, average cost) from the executions so far."""
+        book: dict[tuple[str, int], tuple[Contract, float, float]] = {}
+        for e in self.executions:
+            contract, pos, cost = book.get((e.account, e.contract.con_id), (e.contract, 0.0, 0.0))
+            signed = e.shares if e.side == "BOT" else -e.shares
+            pos, cost = _add_position(pos, cost, signed, e.price)
+            book[(e.account, e.contract.con_id)] = (contract, pos, cost)
+        return [(acct, c, pos, cost) for (acct, _), (c, pos, cost) in book.items()]
+
+
+def _add_position(pos: float, avg: float, qty: float, px: float) -> tuple[float, float]:
+    """Average cost of a position after trading `qty` (signed) at `px`."""
+    new = pos + qty
+    if abs(new) <= _EPS:
+        return 0.0, 0.0
+    if pos == 0 or (pos > 0) == (qty > 0):  # opening or adding: cost averages in
+        return new, (avg * abs(pos) + px * abs(qty)) / abs(new)
+    if (pos > 0) == (new > 0):  # reducing: average cost unchanged
+        return new, avg
+    return new, px  # flipped through zero: the rest opened at px

@@ -1,0 +1,452 @@
+"""FakeGateway: an asyncio TCP server that speaks the TWS API at server version 178.
+
+The unmodified ib_async client (and the official ibapi client) connect to it,
+qualify stocks, place, modify and cancel orders and get acks, fills,
+commissions and errors, as scripted per orderRef by the test. See
+/work/shared/TWS_PROTOCOL.md for the wire facts this follows.
+
+Loopback only unless `allow_remote=True`. Every frame a client sends is kept
+in `received` as (clientId, fields) so tests can assert on what went over
+the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import UsageError
+from runner.gateway import wire
+from runner.gateway.barclock import BarClock
+from runner.gateway.book import Book
+from runner.gateway.contracts import find_stock, trading_hours
+from runner.gateway.orders import OrderEngine
+from runner.gateway.steps import Step, make_script
+from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
+
+if TYPE_CHECKING:
+    from runner.bars import Bars
+
+log = logging.getLogger("runner.gateway")
+
+Received = tuple[int | None, tuple[str, ...]]
+
+# Account values a paper account reports (reqAccountUpdates / reqAccountSummary).
+ACCOUNT_VALUES = (
+    ("AccountType", "INDIVIDUAL", ""),
+    ("NetLiquidation", "100000.00", "USD"),
+    ("TotalCashValue", "100000.00", "USD"),
+    ("BuyingPower", "400000.00", "USD"),
+    ("AvailableFunds", "100000.00", "USD"),
+)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Session:
+    """One client connection: its socket, its clientId once startApi has come."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.client_id: int | None = None
+
+    def send(self, fields: list[str]) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(wire.frame(fields))
+
+    def close(self) -> None:
+        # close(), not abort(): what was written (an ack, a 326) still goes out first.
+        if not self.writer.is_closing():
+            self.writer.close()
+
+
+class FakeGateway:
+    """A fake IB gateway. `async with FakeGateway() as gw:` then connect to `gw.port`."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        accounts: Iterable[str] = ("DU1234567",),
+        bars: Bars | None = None,
+        *,
+        client_id_in_use: Iterable[int] = (),
+        read_only: bool = False,
+        bars_start_ns: int | None = None,
+        speed: float = 1.0,
+        participation: float = 0.10,
+        first_order_id: int = 1,
+        clock: Callable[[], int] = time.time_ns,
+        allow_remote: bool = False,
+    ) -> None:
+        if not allow_remote and not is_loopback(host):
+            raise UsageError(f"refusing to listen on non-loopback host {host!r}",
+                             "the fake gateway is for 127.0.0.1; pass --allow-remote to insist")
+        self.host = host
+        self._port = port
+        self.book = Book(tuple(accounts), first_order_id)
+        self.bars = bars
+        self.client_id_in_use = frozenset(client_id_in_use)
+        self.read_only = read_only
+        self.clock = clock
+        self.received: list[Received] = []
+        self._bars_start_ns = bars_start_ns
+        self._speed = speed
+        self._participation = participation
+        self.engine = OrderEngine(self.book, self, clock, participation=participation)
+        self._sessions: dict[int, Session] = {}  # live sessions by clientId
+        self._conns: set[Session] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._changed: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the gateway is not started")
+        return self._port
+
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        return self.book.accounts
+
+    async def start(self) -> FakeGateway:
+        if self.bars is not None:
+            start = self._bars_start_ns if self._bars_start_ns is not None else self.clock()
+            self.engine.bar_clock = BarClock(self.bars, start, self._speed)
+        self._changed = asyncio.get_running_loop().create_future()
+        self._server = await asyncio.start_server(self._serve, self.host, self._port)
+        self._port = self._server.sockets[0].getsockname()[1]
+        log.info("fake TWS gateway listening on %s:%d", self.host, self._port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        await self.engine.close()
+        for session in list(self._conns):
+            session.close()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=2)
+        await self._server.wait_closed()
+
+    async def __aenter__(self) -> FakeGateway:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ test surface
+
+    def script(self, order_ref: str | None, steps: Iterable[Step | tuple[Any, ...]],
+               on_cancel: str = "ok") -> None:
+        """What to do with orders whose orderRef is `order_ref` (None: any other order)."""
+        self.engine.scripts[order_ref] = make_script(steps, on_cancel)
+
+    async def fill(self, order_ref: str, qty: float, px: float,
+                   commission: float = 1.0) -> Execution:
+        """Fill the live order with this orderRef now, as the exchange would."""
+        return self.engine.fill(order_ref, qty, px, commission)
+
+    async def cancel_from_server(self, order_ref: str) -> None:
+        """Cancel the live order with this orderRef from the IB side (Cancelled + 202)."""
+        self.engine.cancel_from_server(order_ref)
+
+    async def notice(self, code: int, text: str | None = None) -> None:
+        """Tell every client something with reqId -1, e.g. 1100 / 1102 (connectivity)."""
+        fields = wire.error(wire.NO_REQ_ID, code,
+                            wire.ERROR_TEXT.get(code, "") if text is None else text)
+        for session in self._sessions.values():
+            session.send(fields)
+
+    def orders_by_ref(self, order_ref: str) -> list[OrderSnapshot]:
+        return [r.snapshot() for r in self.book.by_ref(order_ref)]
+
+    @property
+    def executions(self) -> tuple[Execution, ...]:
+        return tuple(self.book.executions)
+
+    async def drop_all(self) -> None:
+        """Close every client connection at once, as a gateway restart would."""
+        for session in list(self._conns):
+            self._forget(session)
+            session.close()
+        tasks = [t for t in self._handlers if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+
+    def frames(self, msg_id: int) -> list[Received]:
+        return [r for r in self.received if r[1] and r[1][0] == str(msg_id)]
+
+    async def wait_for(self, msg_id: int, count: int = 1,
+                       timeout: float = 5.0) -> list[Received]:
+        """Wait until `count` frames with this message id have arrived; return them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(found := self.frames(msg_id)) < count:
+            left = deadline - loop.time()
+            if left <= 0 or self._changed is None:
+                raise TimeoutError(f"{len(found)} of {count} frames with msg id {msg_id} "
+                                   f"after {timeout} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._changed), left)
+        return found[:count]
+
+    # ------------------------------------------------------------ Outbox
+
+    def send(self, client_id: int, fields: list[str]) -> None:
+        session = self._sessions.get(client_id)
+        if session is not None:
+            session.send(fields)
+
+    def drop(self, client_id: int) -> None:
+        session = self._sessions.get(client_id)
+        if session is not None:
+            self._forget(session)  # gone at once, so a quick reconnect is not a 326
+            session.close()
+
+    # ------------------------------------------------------------ connections
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        session = Session(reader, writer)
+        self._conns.add(session)
+        try:
+            if await self._handshake(session):
+                await self._read_loop(session)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as e:
+            log.debug("connection ended: %r", e)
+        finally:
+            self._forget(session)
+            session.close()
+            self._handlers.discard(task)
+
+    async def _handshake(self, session: Session) -> bool:
+        if await session.reader.readexactly(len(wire.GREETING)) != wire.GREETING:
+            return False
+        version = wire.negotiate(await wire.read_payload(session.reader))
+        if version is None:
+            log.warning("client does not speak server version %d; closing", wire.SERVER_VERSION)
+            return False
+        session.send(wire.handshake_reply(self.clock()))
+        return True
+
+    async def _read_loop(self, session: Session) -> None:
+        while True:
+            fields = wire.split_fields(await wire.read_payload(session.reader))
+            if not fields:
+                continue
+            if fields[0] == "71":  # startApi carries the clientId
+                session.client_id = wire.opt_int(fields[2] if len(fields) > 2 else "", -1)
+            self._record(session.client_id, fields)
+            self._dispatch(session, fields)
+
+    def _record(self, client_id: int | None, fields: list[str]) -> None:
+        self.received.append((client_id, tuple(fields)))
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = asyncio.get_running_loop().create_future()
+
+    def _forget(self, session: Session) -> None:
+        self._conns.discard(session)
+        cid = session.client_id
+        if cid is not None and self._sessions.get(cid) is session:
+            del self._sessions[cid]
+
+    def _dispatch(self, session: Session, fields: list[str]) -> None:
+        handler = _HANDLERS.get(fields[0])
+        if handler is None:
+            return  # recorded, otherwise ignored, like a gateway ignoring what it cannot do
+        if session.client_id is None and fields[0] != "71":
+            return  # nothing is served before startApi
+        try:
+            handler(self, session, fields)
+        except (ValueError, IndexError) as e:
+            log.warning("malformed %s message %s: %r", fields[0], fields, e)
+
+    # ------------------------------------------------------------ handlers
+
+    def _start_api(self, session: Session, fields: list[str]) -> None:
+        cid = session.client_id
+        if cid is None or cid in self.client_id_in_use or cid in self._sessions:
+            session.send(wire.ib_error(wire.NO_REQ_ID, wire.CLIENT_ID_IN_USE))
+            session.client_id = None  # never registered, so _forget leaves the holder alone
+            session.close()
+            return
+        self._sessions[cid] = session
+        session.send(wire.managed_accounts(self.accounts))
+        session.send(wire.next_valid_id(self.book.next_order_id))
+        for code, text in wire.FARM_NOTICES:
+            session.send(wire.error(wire.NO_REQ_ID, code, text))
+
+    def _positions(self, session: Session, fields: list[str]) -> None:
+        for account, contract, pos, cost in self.book.positions():
+            session.send(wire.position(account, contract, pos, cost))
+        session.send(wire.end(62))
+
+    def _open_orders(self, session: Session, fields: list[str]) -> None:
+        if self.read_only:
+            session.send(wire.ib_error(wire.READ_ONLY_REQ_ID, wire.READ_ONLY))
+            return
+        self._send_open_orders(session, session.client_id)
+
+    def _all_open_orders(self, session: Session, fields: list[str]) -> None:
+        self._send_open_orders(session, None)
+
+    def _send_open_orders(self, session: Session, client_id: int | None) -> None:
+        for record in self.book.live(client_id):
+            snapshot = record.snapshot()
+            session.send(wire.open_order(snapshot))
+            session.send(wire.order_status(snapshot))
+        session.send(wire.end(53))
+
+    def _completed_orders(self, session: Session, fields: list[str]) -> None:
+        for record in self.book.finished():
+            session.send(wire.completed_order(record.snapshot(), record.done_ns))
+        session.send(["102"])  # the bare id: no version field
+
+    def _account_updates(self, session: Session, fields: list[str]) -> None:
+        subscribe, account = fields[2] == "1", fields[3] or self.accounts[0]
+        if not subscribe:
+            return
+        for key, value, currency in ACCOUNT_VALUES:
+            session.send(wire.account_value(key, value, currency, account))
+        session.send(["8", "1", time.strftime("%H:%M", time.gmtime(self.clock() / 1e9))])
+        session.send(wire.end(54, account))
+
+    def _account_updates_multi(self, session: Session, fields: list[str]) -> None:
+        session.send(wire.end(74, fields[2]))
+
+    def _positions_multi(self, session: Session, fields: list[str]) -> None:
+        session.send(wire.end(72, fields[2]))
+
+    def _account_summary(self, session: Session, fields: list[str]) -> None:
+        req_id, tags = int(fields[2]), set(fields[4].split(","))
+        for account in self.accounts:
+            for key, value, currency in ACCOUNT_VALUES:
+                if key in tags:
+                    session.send(wire.account_summary(req_id, account, key, value, currency))
+        session.send(wire.end(64, req_id))
+
+    def _executions(self, session: Session, fields: list[str]) -> None:
+        req_id = int(fields[2])
+        for execution in self.book.executions:
+            if _matches_filter(execution, fields):
+                session.send(wire.exec_details(req_id, execution))
+                session.send(wire.commission_report(execution))
+        session.send(wire.end(55, req_id))
+
+    def _contract_details(self, session: Session, fields: list[str]) -> None:
+        req_id = int(fields[2])
+        con_id, symbol, sec_type = wire.opt_int(fields[3]), fields[4], fields[5]
+        exchange, currency = fields[10], fields[12]
+        stock = find_stock(con_id, symbol, sec_type, currency)
+        if stock is None:
+            session.send(wire.ib_error(req_id, wire.NO_SECURITY))
+            return
+        hours = trading_hours(self.clock())
+        session.send(wire.contract_details(req_id, stock, exchange or "SMART", hours))
+        session.send(wire.end(52, req_id))
+
+    def _place_order(self, session: Session, fields: list[str]) -> None:
+        placed = wire.parse_place_order(fields, self.accounts[0])
+        cid = session.client_id
+        assert cid is not None
+        if self.read_only:
+            session.send(wire.ib_error(placed.order_id, wire.READ_ONLY))
+            return
+        c = placed.contract
+        stock = find_stock(c.con_id, c.symbol, c.sec_type, c.currency)
+        if stock is None:
+            session.send(wire.ib_error(placed.order_id, wire.NO_SECURITY))
+            return
+        placed = _with_contract(placed, stock.contract(c.exchange))
+        self.engine.place(cid, placed)
+
+    def _cancel_order(self, session: Session, fields: list[str]) -> None:
+        assert session.client_id is not None
+        self.engine.cancel(session.client_id, int(fields[2]))
+
+    def _global_cancel(self, session: Session, fields: list[str]) -> None:
+        self.engine.global_cancel()
+
+    def _req_ids(self, session: Session, fields: list[str]) -> None:
+        session.send(wire.next_valid_id(self.book.next_order_id))
+
+    def _current_time(self, session: Session, fields: list[str]) -> None:
+        session.send(wire.current_time(self.clock()))
+
+    def _market_rule(self, session: Session, fields: list[str]) -> None:
+        session.send(wire.market_rule(int(fields[1])))
+
+    def _user_info(self, session: Session, fields: list[str]) -> None:
+        session.send(wire.user_info(int(fields[1])))
+
+    def _market_data(self, session: Session, fields: list[str]) -> None:
+        # 354: no market data subscription; ends ib_async's wait at once.
+        session.send(wire.error(int(fields[2]), 354, "Requested market data is not subscribed."))
+
+    def _historical_data(self, session: Session, fields: list[str]) -> None:
+        # 162: HMDS returned nothing; ib_async's reqHistoricalData returns [] at once.
+        session.send(wire.error(int(fields[1]), 162,
+                                "Historical Market Data Service error message:"
+                                "HMDS query returned no data"))
+
+
+def _matches_filter(e: Execution, fields: list[str]) -> bool:
+    """reqExecutions' filter: `7,3,reqId,clientId,acct,time,symbol,secType,exchange,side`."""
+    f = (fields + [""] * 10)[:10]
+    client_id, account, symbol, sec_type, side = wire.opt_int(f[3]), f[4], f[6], f[7], f[9]
+    return ((not client_id or client_id == e.client_id)
+            and account in ("", e.account)
+            and symbol.upper() in ("", e.contract.symbol)
+            and sec_type in ("", e.contract.sec_type)
+            and side.upper() in ("", e.side, {"BOT": "BUY", "SLD": "SELL"}[e.side]))
+
+
+def _with_contract(placed: PlacedOrder, contract: Contract) -> PlacedOrder:
+    return replace(placed, contract=contract)
+
+
+Handler = Callable[[FakeGateway, Session, list[str]], None]
+_HANDLERS: dict[str, Handler] = {
+    "71": FakeGateway._start_api,
+    "61": FakeGateway._positions,
+    "5": FakeGateway._open_orders,
+    "16": FakeGateway._all_open_orders,
+    "99": FakeGateway._completed_orders,
+    "6": FakeGateway._account_updates,
+    "76": FakeGateway._account_updates_multi,
+    "74": FakeGateway._positions_multi,
+    "62": FakeGateway._account_summary,
+    "7": FakeGateway._executions,
+    "9": FakeGateway._contract_details,
+    "3": FakeGateway._place_order,
+    "4": FakeGateway._cancel_order,
+    "58": FakeGateway._global_cancel,
+    "8": FakeGateway._req_ids,
+    "49": FakeGateway._current_time,
+    "91": FakeGateway._market_rule,
+    "104": FakeGateway._user_info,
+    "1": FakeGateway._market_data,
+    "20": FakeGateway._historical_data,
+}

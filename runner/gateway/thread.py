@@ -1,0 +1,136 @@
+"""GatewayThread: a FakeGateway on its own event loop in a background thread.
+
+For synchronous tests and for code under test that runs its own loop in the
+main thread (the runner CLI, the official ibapi client). The methods here are
+thread-safe: each one hops onto the gateway's loop and waits for the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
+
+from runner.gateway.server import FakeGateway, Received
+from runner.gateway.steps import Step
+from runner.gateway.values import Execution, OrderSnapshot
+
+T = TypeVar("T")
+_START_TIMEOUT_S = 10.0
+
+
+class GatewayThread:
+    """`with GatewayThread() as gt:` then connect to `gt.port` from any thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args, self._kwargs = args, kwargs
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self.gateway: FakeGateway | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> GatewayThread:
+        self._thread = threading.Thread(target=self._main, name="fake-gateway", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT_S):
+            raise RuntimeError("fake gateway did not start")
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        if self.gateway is not None:
+            asyncio.run_coroutine_threadsafe(self.gateway.stop(), loop).result(_START_TIMEOUT_S)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(_START_TIMEOUT_S)
+
+    def __enter__(self) -> GatewayThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self.gateway = FakeGateway(*self._args, **self._kwargs)
+            loop.run_until_complete(self.gateway.start())
+        except BaseException as e:  # handed to the thread that called start()
+            self._failure = e
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    # ------------------------------------------------------------ hopping
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 10.0) -> T:
+        """Run a coroutine on the gateway's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._live_loop()).result(timeout)
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """The same, awaited from another event loop."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._live_loop())
+        return await asyncio.wrap_future(future)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call a plain function on the gateway's loop and wait for its result."""
+
+        async def wrapped() -> T:
+            return fn(*args, **kwargs)
+
+        return self.run(wrapped())
+
+    def _live_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self.gateway is None:
+            raise RuntimeError("the gateway thread is not started")
+        return self._loop
+
+    def _gw(self) -> FakeGateway:
+        if self.gateway is None:
+            raise RuntimeError("the gateway thread is not started")
+        return self.gateway
+
+    # ------------------------------------------------------------ the gateway's surface
+
+    @property
+    def port(self) -> int:
+        return self._gw().port
+
+    @property
+    def received(self) -> list[Received]:
+        return self.call(lambda: list(self._gw().received))
+
+    def script(self, order_ref: str | None, steps: Iterable[Step | tuple[Any, ...]],
+               on_cancel: str = "ok") -> None:
+        self.call(self._gw().script, order_ref, list(steps), on_cancel)
+
+    def fill(self, order_ref: str, qty: float, px: float, commission: float = 1.0) -> Execution:
+        return self.run(self._gw().fill(order_ref, qty, px, commission))
+
+    def cancel_from_server(self, order_ref: str) -> None:
+        self.run(self._gw().cancel_from_server(order_ref))
+
+    def notice(self, code: int, text: str | None = None) -> None:
+        self.run(self._gw().notice(code, text))
+
+    def orders_by_ref(self, order_ref: str) -> list[OrderSnapshot]:
+        return self.call(self._gw().orders_by_ref, order_ref)
+
+    def drop_all(self) -> None:
+        self.run(self._gw().drop_all())
+
+    def wait_for(self, msg_id: int, count: int = 1, timeout: float = 5.0) -> list[Received]:
+        return self.run(self._gw().wait_for(msg_id, count, timeout), timeout + 5.0)

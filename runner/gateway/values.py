@@ -1,0 +1,87 @@
+"""Immutable values the fake gateway passes between its parts (and hands to tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """The contract fields the gateway echoes back in openOrder, execDetails, position."""
+
+    con_id: int
+    symbol: str
+    sec_type: str = "STK"
+    exchange: str = "SMART"
+    primary_exchange: str = ""
+    currency: str = "USD"
+    local_symbol: str = ""
+    trading_class: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    """What a placeOrder (3) message asked for; `fields` keeps the raw frame."""
+
+    order_id: int
+    contract: Contract
+    action: str  # BUY | SELL
+    qty: float
+    order_type: str
+    lmt_price: float | None
+    aux_price: float | None
+    tif: str
+    account: str
+    order_ref: str
+    outside_rth: bool
+    good_till_date: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSnapshot:
+    """One order as the gateway sees it at one moment."""
+
+    client_id: int
+    order_id: int
+    perm_id: int
+    order: PlacedOrder
+    status: str
+    filled: float
+    avg_px: float
+    last_fill_px: float
+    commission: float  # cumulative
+
+    @property
+    def order_ref(self) -> str:
+        return self.order.order_ref
+
+    @property
+    def remaining(self) -> float:
+        return max(self.order.qty - self.filled, 0.0)
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One fill, with its commission; replayed in the reply to reqExecutions (7)."""
+
+    exec_id: str
+    time_ns: int
+    client_id: int
+    order_id: int
+    perm_id: int
+    order_ref: str
+    account: str
+    contract: Contract
+    side: str  # BOT | SLD
+    shares: float
+    price: float
+    cum_qty: float
+    avg_price: float
+    commission: float

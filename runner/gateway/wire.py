@@ -1,0 +1,325 @@
+"""TWS API socket framing and the messages of server version 178, as pure functions.
+
+Every message is a 4-byte big-endian length and then ASCII fields, each ending
+in NUL. Layouts follow the decoders of ib_async 2.1.0 and the official ibapi
+at version 178 (/work/shared/TWS_PROTOCOL.md §0-3). Field counts are exact on
+purpose: ib_async silently drops a message that is one field short, and
+commissionReport, position and orderStatus break with one field too many.
+Integers never carry decimals ("1.0" breaks ibapi), booleans are 1/0, and an
+unset price is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from runner.gateway.contracts import TZ_ID, Stock
+from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
+
+SERVER_VERSION = 178
+MIN_CLIENT_VERSION = 157  # the oldest layout ib_async speaks; we only speak 178
+UNSET_DOUBLE = "1.7976931348623157E308"
+NO_REQ_ID = -1
+READ_ONLY_REQ_ID = 2147483647  # what a read-only gateway answers reqOpenOrders with
+MAX_FRAME = 16 * 1024 * 1024
+GREETING = b"API\0"
+NS = 1_000_000_000
+
+_VERSIONS = re.compile(r"v(\d+)(?:\.\.(\d+))?")
+
+
+# ---------------------------------------------------------------- framing
+
+
+def frame(fields: Sequence[str]) -> bytes:
+    payload = "".join(f"{f}\0" for f in fields).encode("ascii", errors="replace")
+    return struct.pack(">I", len(payload)) + payload
+
+
+async def read_payload(reader: asyncio.StreamReader) -> bytes:
+    (size,) = struct.unpack(">I", await reader.readexactly(4))
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is too large")
+    return await reader.readexactly(size)
+
+
+def split_fields(payload: bytes) -> list[str]:
+    fields = payload.decode(errors="backslashreplace").split("\0")
+    return fields[:-1] if fields and fields[-1] == "" else fields
+
+
+def negotiate(greeting: bytes) -> int | None:
+    """The version to answer a `v157..178 [options]` greeting with; None if we cannot.
+
+    A real server answers min(its max, the client's max). We speak 178 only, so
+    a client whose range does not include 178 is refused rather than lied to.
+    """
+    match = _VERSIONS.match(greeting.decode(errors="replace").strip())
+    if not match:
+        return None
+    lo = int(match.group(1))
+    hi = int(match.group(2) or lo)
+    return SERVER_VERSION if lo <= SERVER_VERSION <= hi else None
+
+
+# ---------------------------------------------------------------- values
+
+
+def num(x: float | None) -> str:
+    """A quantity or price: `10`, `2.5`; empty when unset."""
+    if x is None:
+        return ""
+    x = float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def flag(b: bool) -> str:
+    return "1" if b else "0"
+
+
+def ib_time(ns: int) -> str:
+    """`20250102 14:30:05 UTC`: the form ib_async and ibapi both parse."""
+    return datetime.fromtimestamp(ns / NS, UTC).strftime("%Y%m%d %H:%M:%S") + " UTC"
+
+
+def parse_ib_time(s: str) -> int | None:
+    """ns from `YYYYMMDD HH:MM:SS [zone]` or `YYYYMMDD-HH:MM:SS` (UTC); None if neither.
+
+    Without a zone TWS would use its own; the fake gateway's zone is UTC.
+    """
+    s = s.strip()
+    try:
+        if len(s) == 17 and s[8] == "-":
+            naive = datetime.strptime(s, "%Y%m%d-%H:%M:%S")
+            return int(naive.replace(tzinfo=UTC).timestamp()) * NS
+        day, clock, *zone = s.split(" ", 2)
+        tz = ZoneInfo(zone[0]) if zone else UTC
+        naive = datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S")
+        return int(naive.replace(tzinfo=tz).timestamp()) * NS
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return None
+
+
+def opt_float(s: str) -> float | None:
+    return float(s) if s.strip() else None
+
+
+def opt_int(s: str, default: int = 0) -> int:
+    return int(float(s)) if s.strip() else default
+
+
+# ---------------------------------------------------------------- requests
+
+# placeOrder (3) at 178 has no version field; these indices hold for every
+# order (only BAG inserts legs, after index 34). TWS_PROTOCOL.md §2.
+_P_ORDER_ID, _P_CON_ID, _P_SYMBOL, _P_SEC_TYPE = 1, 2, 3, 4
+_P_EXCHANGE, _P_PRIMARY, _P_CURRENCY, _P_LOCAL, _P_CLASS = 9, 10, 11, 12, 13
+_P_ACTION, _P_QTY, _P_TYPE, _P_LMT, _P_AUX, _P_TIF = 16, 17, 18, 19, 20, 21
+_P_ACCOUNT, _P_REF, _P_OUTSIDE_RTH, _P_GTD = 23, 26, 33, 38
+PLACE_ORDER_MIN_FIELDS = 35
+
+
+def parse_place_order(fields: Sequence[str], default_account: str) -> PlacedOrder:
+    """Read a placeOrder frame by position; raises ValueError/IndexError if malformed."""
+    f = list(fields)
+    if len(f) < PLACE_ORDER_MIN_FIELDS:
+        raise ValueError(f"placeOrder with {len(f)} fields")
+    contract = Contract(
+        con_id=opt_int(f[_P_CON_ID]),
+        symbol=f[_P_SYMBOL].upper(),
+        sec_type=f[_P_SEC_TYPE] or "STK",
+        exchange=f[_P_EXCHANGE] or "SMART",
+        primary_exchange=f[_P_PRIMARY],
+        currency=f[_P_CURRENCY] or "USD",
+        local_symbol=f[_P_LOCAL],
+        trading_class=f[_P_CLASS],
+    )
+    is_bag = contract.sec_type == "BAG"
+    return PlacedOrder(
+        order_id=int(f[_P_ORDER_ID]),
+        contract=contract,
+        action=f[_P_ACTION].upper(),
+        qty=float(f[_P_QTY] or 0),
+        order_type=f[_P_TYPE].upper(),
+        lmt_price=opt_float(f[_P_LMT]),
+        aux_price=opt_float(f[_P_AUX]),
+        tif=f[_P_TIF].upper() or "DAY",
+        account=f[_P_ACCOUNT] or default_account,
+        order_ref=f[_P_REF],
+        outside_rth=f[_P_OUTSIDE_RTH] == "1",
+        good_till_date="" if is_bag or len(f) <= _P_GTD else f[_P_GTD],
+        fields=tuple(f),
+    )
+
+
+# ---------------------------------------------------------------- replies
+
+
+def handshake_reply(now_ns: int) -> list[str]:
+    # Exactly 2 fields: ib_async takes the first 2-field frame as the handshake.
+    return [str(SERVER_VERSION), ib_time(now_ns)]
+
+
+def managed_accounts(accounts: Sequence[str]) -> list[str]:
+    return ["15", "1", ",".join(accounts)]
+
+
+def next_valid_id(order_id: int) -> list[str]:
+    return ["9", "1", str(order_id)]
+
+
+# IB error codes the gateway sends, each with IB's own text.
+DUPLICATE_ORDER_ID = 103  # Duplicate order id
+NO_SECURITY = 200  # No security definition has been found for the request
+ORDER_REJECTED = 201  # Order rejected - reason:<why>
+ORDER_CANCELLED = 202  # Order Canceled - reason:<why>; empty for an API cancel
+READ_ONLY = 321  # the API is in Read-Only mode (a warning to ib_async)
+CLIENT_ID_IN_USE = 326  # then the server closes the socket
+CANCEL_NOT_FOUND = 10147  # cancel of an order id the gateway does not know
+CANCEL_TOO_LATE = 10148  # cancel of an order that is done (e.g. Filled)
+CONNECTIVITY_LOST = 1100  # IB <-> gateway link down
+CONNECTIVITY_RESTORED_DATA_LOST = 1101  # back; market data subscriptions are gone
+CONNECTIVITY_RESTORED = 1102  # back, data kept; ib_async re-requests the account summary
+
+ERROR_TEXT = {
+    DUPLICATE_ORDER_ID: "Duplicate order id",
+    NO_SECURITY: "No security definition has been found for the request",
+    ORDER_REJECTED: "Order rejected - reason:{}",
+    ORDER_CANCELLED: "Order Canceled - reason:{}",
+    READ_ONLY: "Error validating request.-'bN' : cause - The API interface is currently in "
+    "Read-Only mode.",
+    CLIENT_ID_IN_USE: "Unable to connect as the client id is already in use. "
+    "Retry with a unique client id.",
+    CANCEL_NOT_FOUND: "OrderId {} that needs to be cancelled is not found.",
+    CANCEL_TOO_LATE: "OrderId {} that needs to be cancelled cannot be cancelled, state: {}.",
+    CONNECTIVITY_LOST: "Connectivity between IB and Trader Workstation has been lost.",
+    CONNECTIVITY_RESTORED_DATA_LOST: "Connectivity between IB and Trader Workstation has been "
+    "restored - data lost.",
+    CONNECTIVITY_RESTORED: "Connectivity between IB and Trader Workstation has been "
+    "restored - data maintained.",
+}
+FARM_NOTICES = (
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefnj"),
+)
+
+
+def ib_error(req_id: int, code: int, *args: object) -> list[str]:
+    """An error with IB's text for `code`, its placeholders filled from `args`."""
+    return error(req_id, code, ERROR_TEXT[code].format(*args))
+
+
+def error(req_id: int, code: int, text: str) -> list[str]:
+    # 6 fields from 166 on: the last is advancedOrderRejectJson.
+    return ["4", "2", str(req_id), str(code), text, ""]
+
+
+def end(msg_id: int, *args: str | int) -> list[str]:
+    """The many `<id>,1,<args>` end markers (53, 54, 55, 62, 64, 72, 74, ...)."""
+    return [str(msg_id), "1", *(str(a) for a in args)]
+
+
+def current_time(now_ns: int) -> list[str]:
+    return ["49", "1", str(now_ns // NS)]
+
+
+def _contract11(c: Contract) -> list[str]:
+    # conId, symbol, secType, lastTradeDate, strike, right, multiplier,
+    # exchange, currency, localSymbol, tradingClass
+    return [str(c.con_id), c.symbol, c.sec_type, "", "0", "", "", c.exchange, c.currency,
+            c.local_symbol, c.trading_class]
+
+
+def order_status(s: OrderSnapshot) -> list[str]:
+    # 12 fields, no version field (gone from 131 on). clientId must be the
+    # session's: ib_async finds the trade by (clientId, orderId).
+    return ["3", str(s.order_id), s.status, num(s.filled), num(s.remaining), num(s.avg_px),
+            str(s.perm_id), "0", num(s.last_fill_px), str(s.client_id), "", "0"]
+
+
+def open_order(s: OrderSnapshot) -> list[str]:
+    """openOrder (5) at 178: 127 fields; indices as in TWS_PROTOCOL.md §3."""
+    o = s.order
+    f = ["5", str(s.order_id), *_contract11(o.contract)]                    # 0-12
+    f += [o.action, num(o.qty), o.order_type, num(o.lmt_price), num(o.aux_price), o.tif,
+          "", o.account, "O", "0", o.order_ref, str(s.client_id), str(s.perm_id),
+          flag(o.outside_rth), "0", "0", "", ""]                             # 13-30
+    f += ["", "", "", "", o.good_till_date, "", "", "", "0", "", "-1", "0"]  # 31-42 faGroup..
+    f += ["", "", "", "", "", "0", "0", "0", "0", "", "0", "0", "0", ""]     # 43-56 starting..
+    f += ["0", "0", "", "0", "", "", "0", "0", "", "", "", "", ""]           # 57-69 parentId..
+    f += ["0", "0", "0", "", "", "", "", "0", "", "", "0", "0", ""]          # 70-82 legs..algo
+    f += ["0", "0", s.status, *[""] * 9, "", "", "", "", "", "0", "0", "0"]  # 83-102 whatIf..
+    f += ["", "", "", "", "", "", "", "0", "", "", "", "", "0", "0", "0", "0"]  # 103-118
+    f += ["", "", "0", "", "", "", "", ""]                                    # 119-126
+    return f
+
+
+def completed_order(s: OrderSnapshot, done_ns: int) -> list[str]:
+    """completedOrder (101) at 178: 96 fields, no orderId/clientId; keyed by permId."""
+    o = s.order
+    f = ["101", *_contract11(o.contract)]                                      # 0-11
+    f += [o.action, num(o.qty), o.order_type, num(o.lmt_price), num(o.aux_price), o.tif,
+          "", o.account, "O", "0", o.order_ref, str(s.perm_id), flag(o.outside_rth), "0",
+          "0", "", "", "", ""]                                                 # 12-30
+    f += ["", o.good_till_date, "", "", "", "0", "", "-1"]                     # 31-38 model..
+    f += ["", "", "", "", "", "0", "0", "0", "", "0", "0", "", "0", "", ""]    # 39-53
+    f += ["0", "0", "", "", "", "0", "0", "0", "", "", "", "", "", "", "0", "0"]  # 54-69
+    f += ["", "0", s.status, "0", "0", "0"]                                    # 70-75
+    f += ["", "", "", "0", "0", "", num(s.filled), "0", "0", "", "0", "0", "0",
+          ib_time(done_ns), s.status]                                          # 76-90
+    f += ["", "", "", "", ""]                                                  # 91-95
+    return f
+
+
+def exec_details(req_id: int, e: Execution) -> list[str]:
+    """execDetails (11) at 178: 32 fields; the last (pendingPriceRevision) is required."""
+    return ["11", str(req_id), str(e.order_id), *_contract11(e.contract), e.exec_id,
+            ib_time(e.time_ns), e.account, e.contract.primary_exchange or e.contract.exchange,
+            e.side, num(e.shares), num(e.price), str(e.perm_id), str(e.client_id), "0",
+            num(e.cum_qty), num(e.avg_price), e.order_ref, "", "", "", "1", "0"]
+
+
+def commission_report(e: Execution) -> list[str]:
+    # Exactly 8 fields; must follow its execDetails or ib_async drops it.
+    return ["59", "1", e.exec_id, num(e.commission), "USD", UNSET_DOUBLE, UNSET_DOUBLE, ""]
+
+
+def contract_details(req_id: int, stock: Stock, exchange: str, hours: tuple[str, str]) -> list[str]:
+    """contractDetails (10) for a US stock at >= 164: 40 fields, no version field."""
+    c = stock.contract(exchange)
+    trading, liquid = hours
+    return ["10", str(req_id), c.symbol, c.sec_type, "", "0", "", c.exchange, c.currency,
+            c.local_symbol, c.trading_class, c.trading_class, str(c.con_id), "0.01", "",
+            "ACTIVETIM,AD,ALERT,ALLOC,AVGCOST,BASKET,DAY,GTC,GTD,IOC,LIT,LMT,MKT,MOC,STP,TRAIL",
+            f"SMART,{c.primary_exchange},BATS,IEX", "1", "0", stock.long_name,
+            c.primary_exchange, "", stock.industry, stock.category, "", TZ_ID, trading, liquid,
+            "", "", "0", "1", "", "", "26,26,26", "", stock.stock_type, "0.0001", "0.0001",
+            "100"]
+
+
+def position(account: str, c: Contract, pos: float, avg_cost: float) -> list[str]:
+    # Exactly 16 fields.
+    return ["61", "3", account, *_contract11(c), num(pos), num(avg_cost)]
+
+
+def account_value(key: str, value: str, currency: str, account: str) -> list[str]:
+    return ["6", "2", key, value, currency, account]
+
+
+def account_summary(req_id: int, account: str, tag: str, value: str, currency: str) -> list[str]:
+    return ["63", "1", str(req_id), account, tag, value, currency]
+
+
+def market_rule(rule_id: int) -> list[str]:
+    # One increment: 0.01 from price 0 up, as for US stocks.
+    return ["93", str(rule_id), "1", "0", "0.01"]
+
+
+def user_info(req_id: int) -> list[str]:
+    return ["107", str(req_id), ""]
