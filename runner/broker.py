@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-class Ev(str, enum.Enum):
+class Ev(enum.StrEnum):
     """Order events, as they appear in the ledger's `event` column."""
 
     INTENT = "INTENT"

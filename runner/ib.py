@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from runner.broker import BrokerEvent, Ev, OrderRequest, SessionInfo
@@ -78,7 +78,7 @@ class IBBroker:
                 f"cannot connect to {where}: connection refused",
                 "is TWS/IB Gateway running with the API enabled on that port? paper TWS 7497, "
                 "live 7496, Gateway 4002/4001; set IB_GATEWAY_HOST/IB_GATEWAY_PORT") from None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise self._timeout_error(where) from None
         except OSError as e:  # includes ConnectionError("Not connected") after a 326 close
             if self._client_id_refused():
@@ -166,7 +166,7 @@ class IBBroker:
         try:
             found = await asyncio.wait_for(self.ib.qualifyContractsAsync(contract),
                                            self.conn.timeout_sec)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise GatewayError(f"no contract details for {order.symbol} within "
                                f"{self.conn.timeout_sec:g} s", "is the gateway connected "
                                "to IB's servers (sec-def farm)?") from None
@@ -187,14 +187,18 @@ class IBBroker:
         self.trade.commissionReportEvent += self._on_commission
 
     async def cancel(self, tag: str) -> None:
-        if self.trade is not None and self.ib.isConnected():
-            self.ib.cancelOrder(self.trade.order)
+        if self.trade is None:
+            return
+        if not self.ib.isConnected():
+            raise GatewayError(f"cannot cancel {tag}: not connected",
+                               "runner recover will find it by its tag and cancel it")
+        self.ib.cancelOrder(self.trade.order)
 
     async def next_event(self, deadline_ns: int) -> BrokerEvent | None:
         timeout = max(0.0, (deadline_ns - time.time_ns()) / 1e9)
         try:
             item = await asyncio.wait_for(self.queue.get(), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return None
         if isinstance(item, Exception):
             raise item
@@ -290,7 +294,7 @@ def _ib_order(o: OrderRequest) -> Any:
 
 def gtd_string(t_ns: int) -> str:
     """IB's goodTillDate in UTC: `yyyyMMdd-HH:mm:ss`."""
-    return datetime.fromtimestamp(t_ns // 1_000_000_000, timezone.utc).strftime("%Y%m%d-%H:%M:%S")
+    return datetime.fromtimestamp(t_ns // 1_000_000_000, UTC).strftime("%Y%m%d-%H:%M:%S")
 
 
 def _quiet_ib_async(verbose: int) -> None:

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -183,7 +183,7 @@ def trading_day(t_ns: int) -> str:
 
 
 def iso(t_ns: int) -> str:
-    dt = datetime.fromtimestamp(t_ns // 1_000_000_000, timezone.utc)
+    dt = datetime.fromtimestamp(t_ns // 1_000_000_000, UTC)
     frac = t_ns % 1_000_000_000
     text = dt.strftime("%Y-%m-%dT%H:%M:%S")
     if frac:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import json
+import os
 import signal
 import time
 import uuid

@@ -198,7 +198,8 @@ def _read_text(path: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise _file_error(path, f"not UTF-8 text (byte {e.start}); save the spec as UTF-8") from None
+        message = f"not UTF-8 text (byte {e.start}); save the spec as UTF-8"
+        raise _file_error(path, message) from None
 
 
 def _file_error(path: str, message: str) -> SpecError:
@@ -450,9 +451,9 @@ def _check_order(doc: _Doc, data: dict[str, Any]) -> None:
             doc.error(("order",), "no limit: a market order needs `allow_market: true` "
                                   "(or add order.limit)")
     elif order["sec_type"] == "STK" and not _on_tick(limit):
-        tick = 0.01 if limit >= 1 else 0.0001
+        tick, places = (0.01, 2) if limit >= 1 else (0.0001, 4)
         doc.error(("order", "limit"), f"{limit} is not on the tick grid ({tick}); "
-                                      f"use {round(limit / tick) * tick:.{4 if tick < 0.01 else 2}f}")
+                                      f"use {round(limit / tick) * tick:.{places}f}")
     if data["kind"] == "sanity-cancel" and order["tif"] == "IOC":
         doc.error(("order", "tif"), "sanity-cancel needs a resting order: use DAY or GTC")
     _check_limits(doc, data, qty, limit)
