@@ -100,7 +100,9 @@ class Engine:
     """Runs one plan. `on_event` sees every journaled row (the terminal status line)."""
 
     def __init__(self, plan: Plan, broker: Broker, journal: Journal, bars: BarsLike | None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 pre_place: Callable[[SessionInfo], None] | None = None) -> None:
+        self.pre_place = pre_place  # last gates, with the broker's facts; raises to refuse
         self.plan = plan
         self.broker = broker
         self.journal = journal
@@ -125,6 +127,8 @@ class Engine:
             return self.outcome
         self._check_account(session)
         await self.broker.qualify(self.plan.order)
+        if self.pre_place is not None:
+            self.pre_place(session)
         try:
             await self._place_and_wait()
         except BaseException as e:  # noqa: BLE001 - cancel on *any* way out, then re-raise
