@@ -77,6 +77,10 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("commission", _F64),
         pa.field("arrival_px", _F64),
         pa.field("message", _STR),
+        # INTENT rows: when the runner cancels what is still working (INTENT + TTL), so that
+        # `runner recover` knows which orphans are overdue.
+        pa.field("deadline", pa.timestamp("ns", tz="UTC")),
+        pa.field("exec_id", _STR),  # PARTIAL/FILL rows from IB: the execution, for exact dedup
         # TCA figures: null except on PNL_SNAPSHOT rows (runner/tca.py).
         pa.field("fill_ratio", _F64),
         pa.field("shortfall_bps", _F64),
@@ -193,9 +197,11 @@ def ledger_schema(columns: Iterable[str] | None = None) -> pa.Schema:
 
 
 def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """The inverse of `rows_to_table`: ts back to int ns, nulls as None."""
-    ints = table.set_column(0, "ts", table.column("ts").cast(pa.int64()))
-    return ints.to_pylist()
+    """The inverse of `rows_to_table`: timestamps back to int ns, nulls as None."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
+    return table.to_pylist()
 
 
 # ----------------------------------------------------------------------------- files

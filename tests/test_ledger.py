@@ -70,6 +70,7 @@ def test_schema_is_the_contract() -> None:
         ("perm_id", pa.int64()), ("symbol", s), ("side", s), ("qty", f), ("order_type", s),
         ("limit", f), ("tif", s), ("fill_qty", f), ("last_qty", f), ("last_px", f),
         ("avg_px", f), ("commission", f), ("arrival_px", f), ("message", s),
+        ("deadline", ts), ("exec_id", s),
         ("fill_ratio", f), ("shortfall_bps", f), ("vwap_px", f), ("vwap_slippage_bps", f),
         ("is_bps", f), ("fees_bps", f), ("participation", f), ("ms_to_first_fill", f),
         ("ms_to_done", f),
@@ -86,7 +87,7 @@ def full_row(i: int) -> dict[str, Any]:
         if field.name in ("run_id", "seq"):
             continue
         kind = "str" if pa.types.is_string(field.type) else "float"
-        kind = "int" if pa.types.is_integer(field.type) else kind
+        kind = "int" if _integral(field.type) else kind
         row[field.name] = values[kind] + field.name if kind == "str" else values[kind]
     row["ts"] = T0 + i
     return row
@@ -424,11 +425,17 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _integral(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_timestamp(t)
+
+
 def value_strategy(field: pa.Field) -> st.SearchStrategy[Any]:
     if pa.types.is_string(field.type):
         return st.text(max_size=12)
     if pa.types.is_integer(field.type):
         return st.integers(-(2**63), 2**63 - 1)
+    if pa.types.is_timestamp(field.type):
+        return st.integers(-(2**62), 2**62)
     return st.floats(allow_nan=True, allow_infinity=True)
 
 
