@@ -62,6 +62,7 @@ class BrokerEvent:
     avg_px: float | None = None
     commission: float | None = None  # cumulative commission, when known
     message: str = ""
+    exec_id: str = ""  # the broker's execution id on PARTIAL/FILL, when it has one
 
 
 @dataclass(frozen=True, slots=True)

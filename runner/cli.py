@@ -98,11 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
     ls.add_argument("--json", action="store_true")
     _verbose(ls)
+    lq = lsub.add_parser("query", help="SQL over every day of the ledger (DuckDB; extra sql)",
+                         description="Run SQL with DuckDB over all days in --out-dir as the "
+                         "view `ledger` (the ledger's columns plus `date`), e.g. "
+                         "\"SELECT date, symbol, sum(last_qty) FROM ledger WHERE event IN "
+                         "('PARTIAL', 'FILL') GROUP BY ALL ORDER BY ALL\"")
+    lq.add_argument("sql", metavar="SQL")
+    lq.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
+    lq.add_argument("--json", action="store_true", help="{version, columns, rows}")
+    _verbose(lq)
 
     p = sub.add_parser("tca", help="transaction-cost summary per order and in total")
     p.add_argument("target", nargs="?", metavar="LEDGER|DATE")
     p.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="DIR", help="also write one PNG per order here "
+                   "(matplotlib; extra plot)")
+    p.add_argument("--bars", metavar="FILE", help="bars for --plot (default: the spec's "
+                   "bars_path, else data/live/DAY/bars1s_SYMBOL.parquet)")
+    _verbose(p)
+
+    p = sub.add_parser("recover", help="settle orders left without an end by a crash",
+                       description="Find the day's orders with an INTENT but no final event "
+                       "(their run died), ask the gateway what became of them, record it, and "
+                       "cancel those still working past their deadline.", epilog=EPILOG)
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
+    p.add_argument("--date", help="YYYY-MM-DD (default: today and any day with journals left)")
+    p.add_argument("--cancel-all", action="store_true",
+                   help="cancel every orphan still working, deadline passed or not")
     _verbose(p)
 
     _classic(sub)
@@ -185,13 +208,28 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "ledger":
         from runner import report
 
+        if args.ledger_command == "query":
+            from runner.query import ledger_query
+
+            return ledger_query(args.sql, args.out_dir, args.json)
         if args.ledger_command != "show":
-            raise _usage("ledger needs a subcommand: show")
+            raise _usage("ledger needs a subcommand: show or query")
         return report.ledger_show(args.target, args.out_dir, args.json)
     if args.command == "tca":
         from runner import report
 
-        return report.tca_report(args.target, args.out_dir, args.json)
+        code = report.tca_report(args.target, args.out_dir, args.json)
+        if code or not args.plot:
+            return code
+        from runner.plot import tca_plot
+
+        return tca_plot(args.target, args.out_dir, args.plot, args.bars)
+    if args.command == "recover":
+        from runner.plan import connection_from_env
+        from runner.recover import recover
+
+        return recover(args.out_dir, args.date, args.cancel_all, connection_from_env(env),
+                       args.verbose)
     if args.command == "test":
         from runner.scenarios import test
 

@@ -153,13 +153,17 @@ class Engine:
         self.order = _Order(req, intent_ns=now)
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
         self.outcome.arrival_px = arrival
-        self._record(Ev.INTENT, now, arrival_px=arrival)  # durable before the order leaves
+        sanity = self.plan.kind == "sanity-cancel"
+        wait_sec = ACK_TIMEOUT_SEC if sanity else self.plan.ttl_sec
+        assert wait_sec is not None
+        deadline = now + int(wait_sec * NS)
+        # durable before the order leaves; the deadline tells `runner recover` when to cancel
+        self._record(Ev.INTENT, now, arrival_px=arrival, deadline=deadline)
         await self.broker.place(req)
-        if self.plan.kind == "sanity-cancel":
-            await self._wait(lambda o: o.state != Ev.INTENT, now + int(ACK_TIMEOUT_SEC * NS))
+        if sanity:
+            await self._wait(lambda o: o.state != Ev.INTENT, deadline)
         else:
-            assert self.plan.ttl_sec is not None
-            await self._wait(lambda o: o.done, now + int(self.plan.ttl_sec * NS))
+            await self._wait(lambda o: o.done, deadline)
         if not self.order.done:
             await self._cancel()
 
@@ -180,7 +184,9 @@ class Engine:
         assert order is not None
         order.cancel_sent = True
         await self.broker.cancel(order.req.tag)
-        await self._wait(lambda o: o.done, self.broker.now_ns() + int(CANCEL_TIMEOUT_SEC * NS),
+        # a broker that is reconnecting gets its reconnect window on top of the usual wait
+        grace = CANCEL_TIMEOUT_SEC + float(getattr(self.broker, "reconnect_sec", 0.0))
+        await self._wait(lambda o: o.done, self.broker.now_ns() + int(grace * NS),
                          interruptible=False)
         if not order.done:
             self.outcome.message = (
@@ -217,7 +223,7 @@ class Engine:
             order.end_ns = ev.ts_ns
         order.message = ev.message or order.message
         self._record(ev.kind, ev.ts_ns, last_qty=ev.last_qty, last_px=ev.last_px,
-                     message=ev.message)
+                     message=ev.message, exec_id=ev.exec_id)
 
     def _record(self, event: Ev, ts_ns: int, **extra: Any) -> None:
         order = self.order

@@ -2,15 +2,17 @@
 
 IB strings and camelCase stay in this module. Status and error codes are tabled
 below with what they mean for us. ib_async forgets trades on disconnect, so the
-broker keeps its own reference to the one trade it placed and matches by orderRef.
+broker keeps its own key for the order — its tag, IB's orderRef — and after a
+reconnect finds the order again by it (open orders, executions, completed orders).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +22,7 @@ from runner.plan import Connection
 
 ACK_STATUSES = frozenset({"PreSubmitted", "Submitted"})
 CANCEL_STATUSES = frozenset({"Cancelled", "ApiCancelled"})
+DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 COMMISSION_WAIT_SEC = 1.0  # how long a fill waits for its commissionReport before going out
 
 # IB error codes that matter here (https://interactivebrokers.github.io/tws-api/message_codes.html)
@@ -32,12 +35,36 @@ NO_SECURITY = 200  # 200 - no security definition found
 
 READ_ONLY_HINT = ("the gateway's API is read-only: in TWS/IB Gateway open Configure > API > "
                   "Settings and disable Read-Only API")
+RECOVER_HINT = "runner recover will find it by its tag and settle it"
+
+
+@dataclass(frozen=True, slots=True)
+class FillView:
+    """One execution as the broker reports it."""
+
+    exec_id: str
+    ts_ns: int
+    qty: float
+    px: float
+    cum_qty: float
+    avg_px: float
+    commission: float | None
+    order_id: int | None
+    perm_id: int | None
 
 
 @dataclass
-class _PendingFill:
-    fill: Any
-    timer: asyncio.TimerHandle
+class OrderView:
+    """What the gateway knows of one tag right now."""
+
+    tag: str
+    trade: Any = None  # the live ib_async Trade, if the order is still working
+    status: str | None = None  # last status of any order with this tag
+    fills: list[FillView] = field(default_factory=list)
+
+    @property
+    def live(self) -> bool:
+        return self.trade is not None
 
 
 class IBBroker:
@@ -50,6 +77,7 @@ class IBBroker:
 
         _quiet_ib_async(verbose)
         self.conn = connection
+        self.reconnect_sec = connection.reconnect_sec
         self.ib = IB()
         self.trade: Any = None
         self.contract: Any = None
@@ -57,50 +85,60 @@ class IBBroker:
         self.queue: asyncio.Queue[BrokerEvent | Exception] = asyncio.Queue()
         self.connect_errors: list[tuple[int, str]] = []
         self.pending: dict[str, _PendingFill] = {}
-        self.commission = 0.0
         self.sent_fills: set[str] = set()
+        self.commission = 0.0
         self.closing = False
+        self.cancel_wanted = False
         self.refused = asyncio.Event()
+        self.reconnecting: asyncio.Task[None] | None = None
 
     def now_ns(self) -> int:
         return time.time_ns()
 
+    @property
+    def where(self) -> str:
+        return f"{self.conn.host}:{self.conn.port}"
+
     # --- connection -------------------------------------------------------------
 
     async def connect(self) -> SessionInfo:
-        c = self.conn
-        where = f"{c.host}:{c.port}"
-        self.ib.errorEvent += self._on_connect_error
-        try:
-            await self._connect_or_refused()
-        except ConnectionRefusedError:
-            raise GatewayError(
-                f"cannot connect to {where}: connection refused",
-                "is TWS/IB Gateway running with the API enabled on that port? paper TWS 7497, "
-                "live 7496, Gateway 4002/4001; set IB_GATEWAY_HOST/IB_GATEWAY_PORT") from None
-        except TimeoutError:
-            raise self._timeout_error(where) from None
-        except OSError as e:  # includes ConnectionError("Not connected") after a 326 close
-            if self._client_id_refused():
-                raise self._timeout_error(where) from None
-            raise GatewayError(f"cannot connect to {where}: {e.strerror or e}",
-                               "check IB_GATEWAY_HOST and IB_GATEWAY_PORT") from None
-        finally:
-            self.ib.errorEvent -= self._on_connect_error
-        self._check_connect_errors(where)
+        await self._connect(self.conn.timeout_sec)
+        self._check_connect_errors()
         self.ib.disconnectedEvent += self._on_disconnect
         return SessionInfo(accounts=tuple(self.ib.managedAccounts()),
                            server_version=self.ib.client.serverVersion())
 
-    async def _connect_or_refused(self) -> None:
+    async def _connect(self, timeout: float) -> None:
+        self.connect_errors.clear()
+        self.ib.errorEvent += self._on_connect_error
+        try:
+            await self._connect_or_refused(timeout)
+        except ConnectionRefusedError:
+            raise GatewayError(
+                f"cannot connect to {self.where}: connection refused",
+                "is TWS/IB Gateway running with the API enabled on that port? paper TWS 7497, "
+                "live 7496, Gateway 4002/4001; set IB_GATEWAY_HOST/IB_GATEWAY_PORT") from None
+        except TimeoutError:
+            raise self._timeout_error(timeout) from None
+        except OSError as e:  # includes ConnectionError("Not connected") after a 326 close
+            if self._client_id_refused():
+                raise self._timeout_error(timeout) from None
+            raise GatewayError(f"cannot connect to {self.where}: {e.strerror or e}",
+                               "check IB_GATEWAY_HOST and IB_GATEWAY_PORT") from None
+        finally:
+            self.ib.errorEvent -= self._on_connect_error
+
+    async def _connect_or_refused(self, timeout: float) -> None:
         """connectAsync, but give up at once on 326 (ib_async would wait out its timeout)."""
         c = self.conn
-        self.refused = asyncio.Event()
+        self.refused.clear()
         connecting = asyncio.ensure_future(
-            self.ib.connectAsync(c.host, c.port, clientId=c.client_id, timeout=c.timeout_sec))
+            self.ib.connectAsync(c.host, c.port, clientId=c.client_id, timeout=timeout))
         refused = asyncio.ensure_future(self.refused.wait())
-        await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
-        refused.cancel()
+        try:
+            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            refused.cancel()
         if not connecting.done():
             connecting.cancel()
             self.ib.disconnect()
@@ -115,19 +153,20 @@ class IBBroker:
     def _client_id_refused(self) -> bool:
         return any(code == CLIENT_ID_IN_USE for code, _ in self.connect_errors)
 
-    def _timeout_error(self, where: str) -> GatewayError:
+    def _timeout_error(self, timeout: float) -> GatewayError:
         if self._client_id_refused():
-            return GatewayError(f"client id {self.conn.client_id} is already in use at {where}",
-                                "set IB_CLIENT_ID to another number, or close the other client")
+            return GatewayError(
+                f"client id {self.conn.client_id} is already in use at {self.where}",
+                "set IB_CLIENT_ID to another number, or close the other client")
         return GatewayError(
-            f"no API handshake from {where} within {self.conn.timeout_sec:g} s",
+            f"no API handshake from {self.where} within {timeout:g} s",
             "is it an IB API port (not the web/FIX port)? is the gateway logged in? "
             "is 127.0.0.1 in its Trusted IPs?")
 
-    def _check_connect_errors(self, where: str) -> None:
+    def _check_connect_errors(self) -> None:
         if any(code == READ_ONLY for code, _ in self.connect_errors):
             self.ib.disconnect()
-            raise GatewayError(f"{where} answered 321: the API is in Read-Only mode; "
+            raise GatewayError(f"{self.where} answered 321: the API is in Read-Only mode; "
                                "nothing was sent", READ_ONLY_HINT)
 
     async def handshake(self) -> SessionInfo:
@@ -142,18 +181,90 @@ class IBBroker:
 
     async def close(self) -> None:
         self.closing = True
+        if self.reconnecting is not None:
+            self.reconnecting.cancel()
         for pending in self.pending.values():
             pending.timer.cancel()
         if self.ib.isConnected():
             self.ib.disconnect()
 
+    # --- reconnect --------------------------------------------------------------
+
     def _on_disconnect(self) -> None:
-        if not self.closing:
-            where = f"{self.conn.host}:{self.conn.port}"
-            tag = self.req.tag if self.req else "?"
-            self.queue.put_nowait(GatewayError(
-                f"connection to {where} lost; order {tag} may still be live at IB",
-                "runner recover will find it by its tag and settle it"))
+        if self.closing or self.reconnecting is not None:
+            return
+        self._flush_all()
+        if self.req is None:
+            return
+        self.reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        """Retry with backoff for `reconnect_sec`; then find the order again and go on."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.reconnect_sec
+        delay = 0.1
+        while True:
+            left = give_up - loop.time()
+            if left <= 0:
+                return self._lost()
+            with contextlib.suppress(GatewayError):
+                await self._connect(max(0.5, min(self.conn.timeout_sec, left)))
+                break
+            await asyncio.sleep(min(delay, max(0.0, give_up - loop.time())))
+            delay = min(delay * 2, 2.0)
+        self.reconnecting = None
+        await self._reconcile()
+
+    def _lost(self) -> None:
+        self.reconnecting = None
+        tag = self.req.tag if self.req else "?"
+        self.queue.put_nowait(GatewayError(
+            f"connection to {self.where} lost and not restored within {self.reconnect_sec:g} s; "
+            f"order {tag} may still be live at IB", RECOVER_HINT))
+
+    async def _reconcile(self) -> None:
+        """After a reconnect: record what happened meanwhile, re-attach to the live order."""
+        assert self.req is not None
+        view = await self.view(self.req.tag)
+        for f in view.fills:
+            if f.exec_id not in self.sent_fills:
+                self.sent_fills.add(f.exec_id)
+                self.commission += f.commission or 0.0
+                self._emit_fill(f)
+        if view.live:
+            self._attach(view.trade)
+            if self.cancel_wanted:
+                self.ib.cancelOrder(view.trade.order)
+        elif view.status in CANCEL_STATUSES:
+            self._emit(Ev.CANCEL, fill_qty=_cum(view), message="cancelled while disconnected")
+        elif view.status == "Inactive":
+            self._emit(Ev.REJ, message="inactive at the broker after reconnect")
+        elif view.status is None:
+            self._emit(Ev.CANCEL, fill_qty=0.0,
+                       message="not at the broker after reconnect: it never arrived")
+
+    async def view(self, tag: str) -> OrderView:
+        """The gateway's view of `tag`: open orders of every client, executions with their
+        commissions, completed orders."""
+        from ib_async import ExecutionFilter
+
+        timeout = self.conn.timeout_sec
+        trades = list(await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), timeout))
+        trades += await asyncio.wait_for(self.ib.reqCompletedOrdersAsync(apiOnly=True), timeout)
+        await asyncio.wait_for(self.ib.reqExecutionsAsync(ExecutionFilter()), timeout)
+        view = OrderView(tag)
+        for t in trades + list(self.ib.trades()):
+            if t.order.orderRef != tag:
+                continue
+            view.status = t.orderStatus.status or view.status
+            if t.orderStatus.status not in DONE_STATUSES and t.order.orderId:
+                view.trade = view.trade or t
+        fills = {f.execution.execId: f for f in self.ib.fills() if f.execution.orderRef == tag}
+        view.fills = sorted((_fill_view(f) for f in fills.values()),
+                            key=lambda f: (f.cum_qty, f.ts_ns))
+        if view.fills and view.status is None:
+            view.status = "Filled" if not view.trade else view.status
+        return view
 
     # --- orders -----------------------------------------------------------------
 
@@ -181,18 +292,23 @@ class IBBroker:
 
     async def place(self, order: OrderRequest) -> None:
         self.req = order
-        self.trade = self.ib.placeOrder(self.contract, _ib_order(order))
-        self.trade.statusEvent += self._on_status
-        self.trade.fillEvent += self._on_fill
-        self.trade.commissionReportEvent += self._on_commission
+        self._attach(self.ib.placeOrder(self.contract, _ib_order(order)))
+
+    def _attach(self, trade: Any) -> None:
+        self.trade = trade
+        trade.statusEvent += self._on_status
+        trade.fillEvent += self._on_fill
+        trade.commissionReportEvent += self._on_commission
 
     async def cancel(self, tag: str) -> None:
         if self.trade is None:
             return
-        if not self.ib.isConnected():
-            raise GatewayError(f"cannot cancel {tag}: not connected",
-                               "runner recover will find it by its tag and cancel it")
-        self.ib.cancelOrder(self.trade.order)
+        self.cancel_wanted = True
+        if self.ib.isConnected():
+            self.ib.cancelOrder(self.trade.order)
+        elif self.reconnecting is None:
+            raise GatewayError(f"cannot cancel {tag}: not connected", RECOVER_HINT)
+        # else: sent as soon as the connection is back (see _reconcile)
 
     async def next_event(self, deadline_ns: int) -> BrokerEvent | None:
         timeout = max(0.0, (deadline_ns - time.time_ns()) / 1e9)
@@ -207,6 +323,8 @@ class IBBroker:
     # --- ib_async events -> BrokerEvents -----------------------------------------
 
     def _on_status(self, trade: Any) -> None:
+        if trade is not self.trade:
+            return  # an old Trade object from before a reconnect
         status = trade.orderStatus.status
         code, text = _last_log(trade)
         if status in ACK_STATUSES:
@@ -250,24 +368,46 @@ class IBBroker:
 
     def _flush(self, exec_id: str) -> None:
         pending = self.pending.pop(exec_id, None)
-        if pending is None or self.req is None:
+        if pending is None:
             return
         pending.timer.cancel()
         self.sent_fills.add(exec_id)
-        ex = pending.fill.execution
-        cum = float(ex.cumQty)
-        kind = Ev.FILL if cum >= self.req.qty - 1e-9 else Ev.PARTIAL
-        self._emit(kind, fill_qty=cum, last_qty=float(ex.shares), last_px=float(ex.price),
-                   avg_px=float(ex.avgPrice), commission=self.commission or None)
+        self._emit_fill(_fill_view(pending.fill))
+
+    def _emit_fill(self, f: FillView) -> None:
+        assert self.req is not None
+        kind = Ev.FILL if f.cum_qty >= self.req.qty - 1e-9 else Ev.PARTIAL
+        self._emit(kind, fill_qty=f.cum_qty, last_qty=f.qty, last_px=f.px, avg_px=f.avg_px,
+                   commission=self.commission or None, exec_id=f.exec_id)
 
     def _emit(self, kind: Ev, **fields: Any) -> None:
         """Queue an event stamped with its arrival time (IB's execution times have 1 s
         resolution and come from another clock; the ledger keeps one clock per run)."""
-        assert self.req is not None and self.trade is not None
-        order = self.trade.order
+        assert self.req is not None
+        order = self.trade.order if self.trade is not None else None
         self.queue.put_nowait(BrokerEvent(
             kind=kind, ts_ns=time.time_ns(), tag=self.req.tag,
-            order_id=order.orderId or None, perm_id=order.permId or None, **fields))
+            order_id=(order.orderId or None) if order else None,
+            perm_id=(order.permId or None) if order else None, **fields))
+
+
+@dataclass
+class _PendingFill:
+    fill: Any
+    timer: asyncio.TimerHandle
+
+
+def _fill_view(fill: Any) -> FillView:
+    ex, report = fill.execution, fill.commissionReport
+    commission = float(report.commission) if report and report.execId == ex.execId else None
+    return FillView(exec_id=ex.execId, ts_ns=int(fill.time.timestamp() * 1e9),
+                    qty=float(ex.shares), px=float(ex.price), cum_qty=float(ex.cumQty),
+                    avg_px=float(ex.avgPrice), commission=commission,
+                    order_id=ex.orderId or None, perm_id=ex.permId or None)
+
+
+def _cum(view: OrderView) -> float:
+    return max((f.cum_qty for f in view.fills), default=0.0)
 
 
 def _last_log(trade: Any) -> tuple[int, str]:

@@ -450,6 +450,14 @@ def leftover_days(out_dir: Path) -> list[str]:
     return [d.name for d in _day_dirs(root) if _journals(d)] if root.is_dir() else []
 
 
+def live_runs(out_dir: Path, day: str) -> set[str]:
+    """Runs whose journal is still on disk after a merge: running now (they hold its lock)."""
+    day_dir = Path(out_dir) / _check_day(day)
+    if not day_dir.is_dir():
+        return set()
+    return {p.name[len(JOURNAL_PREFIX):-len(JOURNAL_SUFFIX)] for p in _journals(day_dir)}
+
+
 def _check_day(day: str) -> str:
     if not _DAY_RE.match(day):
         raise ValueError(f"day must be YYYY-MM-DD, got {day!r}")

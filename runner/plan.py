@@ -22,6 +22,7 @@ PLAN_FORMAT = 1
 EXCHANGE_TZ = ZoneInfo("America/New_York")  # US stocks: the ledger day is New York's
 BACKSTOP_MARGIN_SEC = 10  # GTD expiry = INTENT + TTL + this, so IB kills it if we die
 CONNECT_TIMEOUT_SEC = 10.0
+RECONNECT_SEC = 30.0
 ACK_TIMEOUT_SEC = 10.0  # sanity-cancel: how long to wait for the ACK before cancelling
 CANCEL_TIMEOUT_SEC = 10.0  # how long to wait for a cancel to be confirmed
 TAG_PREFIX = {"one-shot": "oneshot", "sanity-cancel": "sanity"}
@@ -34,6 +35,7 @@ class Connection:
     port: int
     client_id: int
     timeout_sec: float = CONNECT_TIMEOUT_SEC
+    reconnect_sec: float = RECONNECT_SEC  # how long a lost connection is retried mid-order
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class Plan:
 
 def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int) -> Plan:
     """The one way a Spec becomes a Plan."""
-    connection = _connection(environ)
+    connection = connection_from_env(environ)
     order = _order(spec, at_ns) if spec.order is not None else None
     one_shot = spec.kind == "one-shot"
     ttl = spec.ttl_sec if one_shot else None
@@ -96,22 +98,29 @@ def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int) -> Plan:
     return dataclasses.replace(plan, steps=_steps(plan))
 
 
-def _connection(environ: Mapping[str, str]) -> Connection:
+def connection_from_env(environ: Mapping[str, str]) -> Connection:
     def get(name: str) -> str:
         return environ.get(name) or DEFAULTS[name]
 
-    timeout = environ.get("IB_CONNECT_TIMEOUT") or str(CONNECT_TIMEOUT_SEC)
-    try:
-        timeout_sec = float(timeout)
-    except ValueError:
-        timeout_sec = -1.0
-    if not 0 < timeout_sec <= 300:
-        raise UsageError(f"IB_CONNECT_TIMEOUT={timeout!r} is not a number of seconds in (0, 300]",
-                         "fix or unset IB_CONNECT_TIMEOUT")
+    timeout_sec = _env_seconds(environ, "IB_CONNECT_TIMEOUT", CONNECT_TIMEOUT_SEC)
+    reconnect_sec = _env_seconds(environ, "IB_RECONNECT_SEC", RECONNECT_SEC)
     host = get("IB_GATEWAY_HOST")
     port, client_id = _env_int("IB_GATEWAY_PORT", get("IB_GATEWAY_PORT"), 1, 65535), \
         _env_int("IB_CLIENT_ID", get("IB_CLIENT_ID"), 0, 2**31 - 1)
-    return Connection(host=host, port=port, client_id=client_id, timeout_sec=timeout_sec)
+    return Connection(host=host, port=port, client_id=client_id, timeout_sec=timeout_sec,
+                      reconnect_sec=reconnect_sec)
+
+
+def _env_seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise UsageError(f"{name}={text!r} is not a number of seconds in (0, 3600]",
+                         f"fix or unset {name}")
+    return value
 
 
 def _env_int(name: str, value: str, lo: int, hi: int) -> int:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -45,6 +46,7 @@ class RunOptions:
     as_json: bool = False
     verbose: int = 0
     run_id: str | None = None
+    failpoint: str = ""  # RUNNER_FAILPOINT: crash-test hook, e.g. after-intent
 
 
 def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -53,6 +55,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         dry_run=args.dry_run, live=args.live, at=args.at, out_dir=getattr(args, "out_dir", None),
         allow_duplicate=args.allow_duplicate, allow_outside=args.allow_outside,
         as_json=args.json, verbose=args.verbose,
+        failpoint=environ.get("RUNNER_FAILPOINT", ""),
     )
     if args.command == "run":
         specs = load(args.spec, allow_outside=opts.allow_outside)
@@ -111,6 +114,7 @@ def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
     if plan.order is None:
         return _handshake(plan, opts)
     if not opts.dry_run:
+        _recover_first(plan, opts)
         _check_duplicate(plan, opts)
     outcome, ledger_path = execute(plan, _broker(plan, spec, opts, bars), bars, opts)
     _report(plan, outcome, ledger_path, opts)
@@ -166,6 +170,17 @@ def check_against_market(plan: Plan, bars: Any) -> None:
                              f"{plan.limits.max_notional:,.2f}")
 
 
+def _recover_first(plan: Plan, opts: RunOptions) -> None:
+    """Settle orphans of crashed runs on this day before placing anything new."""
+    from runner.recover import find_orphans, recover_day
+
+    if not find_orphans(Path(plan.out_dir), plan.day):
+        return
+    for s in asyncio.run(recover_day(Path(plan.out_dir), plan.day, plan.connection,
+                                     cancel_all=False, verbose=opts.verbose)):
+        print(f"runner: recovered {s.tag} from an earlier run: {s.summary}", file=sys.stderr)
+
+
 def _check_duplicate(plan: Plan, opts: RunOptions) -> None:
     from runner.ledger import tags_on_day
 
@@ -191,28 +206,35 @@ class _Journal:
     """Opens the day's ledger at the first event (the INTENT), so a run refused before
     it places anything leaves no file behind."""
 
-    def __init__(self, ledger: Any) -> None:
+    def __init__(self, ledger: Any, failpoint: str = "") -> None:
         self.ledger = ledger
         self.opened = False
+        self.failpoint = failpoint
 
     def append(self, row: dict[str, Any]) -> None:
         if not self.opened:
             self.ledger.open()
             self.opened = True
         self.ledger.append(row)
+        if self.failpoint == f"after-{row['event'].lower()}":
+            # RUNNER_FAILPOINT (tests only): die here, as a crash would, to prove recovery
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions) -> tuple[Outcome, Path]:
     """Run the plan; whatever happens, what was journaled is merged into the ledger."""
     from runner.errors import LedgerError
     from runner.ledger import Ledger
+    from runner.progress import for_run
 
     _check_writable(Path(plan.out_dir))
     ledger = Ledger(Path(plan.out_dir), plan.day, opts.run_id or uuid.uuid4().hex[:16])
-    journal = _Journal(ledger)
-    engine = Engine(plan, broker, journal, bars)
+    journal = _Journal(ledger, opts.failpoint)
+    status = for_run(plan, broker.now_ns, opts.as_json)  # a live line on a TTY, else None
+    engine = Engine(plan, broker, journal, bars, status.on_event if status else None)
     try:
-        outcome = asyncio.run(_run_with_signals(engine))
+        with status or contextlib.nullcontext():
+            outcome = asyncio.run(_run_with_signals(engine))
     except BaseException:
         if journal.opened:
             with contextlib.suppress(LedgerError):  # never hide the first error

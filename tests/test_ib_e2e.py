@@ -299,15 +299,3 @@ def test_sigkill_after_intent_leaves_a_journal_the_next_run_merges(gateway, cli,
     assert killed[0] == "INTENT" and killed.count("INTENT") == 1
     assert [r["event"] for r in merged if r["tag"] == "after-kill"] == ["INTENT", "ACK", "CANCEL"]
 
-
-def test_connection_lost_mid_order_exits_3_naming_the_order(gateway, cli, tmp_path):
-    from runner.gateway import DropAfterAck
-
-    gateway.script("drop-1", [DropAfterAck()])
-    code, _, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "10.00",
-                       "--ttl_sec", "30", "--tag", "drop-1")
-    assert code == 3
-    assert err.startswith(f"runner: connection to 127.0.0.1:{gateway.port} lost; order drop-1 "
-                          "may still be live at IB")
-    assert events(tmp_path, "drop-1") == ["INTENT", "ACK"]
-    assert [o.status for o in gateway.orders_by_ref("drop-1")] == ["Submitted"]
