@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 from runner import tca
 from runner.broker import Broker, BrokerEvent, Ev, OrderRequest, SessionInfo
-from runner.errors import GatewayError, Interrupted, RunnerError
+from runner.errors import GatewayError, Interrupted, LedgerError, RunnerError
 from runner.plan import ACK_TIMEOUT_SEC, CANCEL_TIMEOUT_SEC, Plan
 
 NS = 1_000_000_000
@@ -89,6 +89,7 @@ class _Order:
     first_fill_ns: int | None = None
     end_ns: int | None = None
     message: str = ""
+    placed: bool = False
     cancel_sent: bool = False
 
     @property
@@ -112,6 +113,8 @@ class Engine:
         self.order: _Order | None = None
         self.outcome = Outcome(kind=plan.kind, tag=plan.order.tag if plan.order else None)
         self.stop_signal: int | None = None  # set by a signal handler: stop, cancel, record
+        self.unjournaled: list[dict[str, Any]] = []  # events the ledger could not take
+        self.ledger_error: LedgerError | None = None
 
     def interrupt(self, signum: int) -> None:
         """Ask the run to stop. The wait loop sees it even if the task's cancellation is
@@ -159,6 +162,7 @@ class Engine:
         deadline = now + int(wait_sec * NS)
         # durable before the order leaves; the deadline tells `runner recover` when to cancel
         self._record(Ev.INTENT, now, arrival_px=arrival, deadline=deadline)
+        self.order.placed = True  # from here on, a way out must cancel it
         await self.broker.place(req)
         if sanity:
             await self._wait(lambda o: o.state != Ev.INTENT, deadline)
@@ -174,6 +178,8 @@ class Engine:
         while not until(order) and not order.done:
             if interruptible and self.stop_signal is not None:
                 raise Interrupted(self.stop_signal)
+            if interruptible and self.ledger_error is not None:
+                return  # cannot record: cancel now rather than trade blind
             event = await self.broker.next_event(deadline_ns)
             if event is None:
                 return
@@ -195,7 +201,7 @@ class Engine:
 
     async def _cancel_on_the_way_out(self, cause: BaseException) -> None:
         order = self.order
-        if order is None or order.done or order.cancel_sent:
+        if order is None or not order.placed or order.done or order.cancel_sent:
             return
         try:
             await asyncio.shield(self._cancel())
@@ -237,7 +243,15 @@ class Engine:
             "fill_qty": order.fill_qty, "avg_px": order.avg_px, "commission": order.commission,
         }
         row.update({k: v for k, v in extra.items() if v is not None and v != ""})
-        self.journal.append(row)
+        try:
+            self.journal.append(row)
+        except LedgerError as e:
+            if event == Ev.INTENT:
+                raise  # nothing is sent without a durable INTENT
+            # Past the INTENT the order is out there: keep the event in memory, stop
+            # trading (the wait loop cancels at once), and hand the rows to the caller.
+            self.unjournaled.append(row)
+            self.ledger_error = self.ledger_error or e
         self.outcome.events.append(event.value)
         if self.on_event is not None:
             self.on_event(row)

@@ -236,11 +236,34 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions) -> tuple[Ou
         with status or contextlib.nullcontext():
             outcome = asyncio.run(_run_with_signals(engine))
     except BaseException:
+        _keep(engine, ledger)
         if journal.opened:
             with contextlib.suppress(LedgerError):  # never hide the first error
                 ledger.commit()
         raise
+    _keep(engine, ledger)
     return outcome, ledger.commit() if journal.opened else ledger.ledger_path
+
+
+def _keep(engine: Engine, ledger: Any) -> None:
+    """Events the journal refused mid-run: one more try, else print them (nothing lost),
+    then fail the run."""
+    from runner.errors import LedgerError
+
+    if engine.ledger_error is None:
+        return
+    left = list(engine.unjournaled)
+    with contextlib.suppress(LedgerError):
+        while left:
+            ledger.append(left[0])
+            left.pop(0)
+    for row in left:
+        print("runner: unjournaled event: " + json.dumps(row, sort_keys=True), file=sys.stderr)
+    where = "printed above" if left else "journaled on retry"
+    error, engine.ledger_error = engine.ledger_error, None  # report once
+    raise LedgerError(f"{error.message}; the order was cancelled and "
+                      f"{len(engine.unjournaled)} later event(s) were {where}",
+                      "free disk space, then `runner recover` merges the journal")
 
 
 def _check_writable(out_dir: Path) -> None:
