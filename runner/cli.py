@@ -8,6 +8,7 @@ refused; 4 order rejected or an `expect:` failed; 1 anything unexpected;
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,13 @@ class _Parser(argparse.ArgumentParser):
 def _verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                    help="more detail; tracebacks on unexpected errors")
+    p.add_argument("--show-account", action="store_true", default=argparse.SUPPRESS,
+                   help="print account ids in full (they are masked, DU****567, by default)")
+
+
+def _policy_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", metavar="FILE", help="the pre-trade policy to apply (default: "
+                   "runner-policy.yaml found upward from the spec)")
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
@@ -42,14 +50,18 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-outside", action="store_true",
                    help="allow bars_path/out_dir outside the working tree")
     p.add_argument("--json", action="store_true", help="print one JSON result object")
+    _policy_flag(p)
 
 
+@functools.cache  # building it costs ~10 ms; one process may call main() many times
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="runner", description="Declarative order runner for Interactive "
                      "Brokers: validate, plan and run YAML specs.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"runner {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more detail; tracebacks on unexpected errors")
+    parser.add_argument("--show-account", action="store_true",
+                        help="print account ids in full (they are masked, DU****567, by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("validate", help="check specs (schema + semantics); no side effects",
@@ -59,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-outside", action="store_true",
                    help="allow bars_path/out_dir outside the working tree")
     p.add_argument("--json", action="store_true", help="print one JSON result object")
+    _policy_flag(p)
     _verbose(p)
 
     p = sub.add_parser("plan", help="compile a spec and print the plan; nothing is sent",
@@ -71,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plan start (ISO 8601 with offset, or epoch s); fixes generated tags")
     p.add_argument("--allow-outside", action="store_true",
                    help="allow bars_path/out_dir outside the working tree")
+    p.add_argument("--broker", action="store_true",
+                   help="connect and add IB's what-if preview (margin, commission, warnings) "
+                   "and the gates that need the broker; no order is created")
+    _policy_flag(p)
     _verbose(p)
 
     p = sub.add_parser("run", help="execute a spec (IB, or the simulator with --dry-run)",
@@ -176,23 +193,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    try:
-        return _dispatch(args)
-    except SpecError as e:
-        print(str(e), file=sys.stderr)
-        return e.exit_code
-    except RunnerError as e:
-        print(f"runner: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("runner: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # the boundary: anything else is a bug, shown briefly
-        if args.verbose:
-            raise
-        print(f"runner: unexpected error: {type(e).__name__}: {e} "
-              "(run with -v for the traceback)", file=sys.stderr)
-        return 1
+    from runner.redact import redacted_output
+
+    with redacted_output(enabled=not args.show_account):  # account ids: DU****567
+        try:
+            return _dispatch(args)
+        except SpecError as e:
+            print(str(e), file=sys.stderr)
+            return e.exit_code
+        except RunnerError as e:
+            print(f"runner: {e}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            print("runner: interrupted", file=sys.stderr)
+            return 130
+        except Exception as e:  # the boundary: anything else is a bug, shown briefly
+            if args.verbose:
+                raise
+            print(f"runner: unexpected error: {type(e).__name__}: {e} "
+                  "(run with -v for the traceback)", file=sys.stderr)
+            return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -201,10 +221,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.command == "validate":
         return commands.validate(args.paths, allow_outside=args.allow_outside,
-                                 as_json=args.json)
+                                 as_json=args.json, policy=args.policy)
     if args.command == "plan":
         return commands.plan(args.spec, as_json=args.json, at=args.at, environ=env,
-                             allow_outside=args.allow_outside)
+                             allow_outside=args.allow_outside, policy=args.policy,
+                             broker=args.broker, verbose=args.verbose)
     if args.command == "ledger":
         from runner import report
 

@@ -246,8 +246,9 @@ class Engine:
         try:
             self.journal.append(row)
         except LedgerError as e:
-            if event == Ev.INTENT:
-                raise  # nothing is sent without a durable INTENT
+            if event == Ev.INTENT:  # nothing is sent without a durable INTENT
+                raise LedgerError(f"{e.message}; the order was not sent",
+                                  "free disk space or fix out_dir, then run again") from None
             # Past the INTENT the order is out there: keep the event in memory, stop
             # trading (the wait loop cancels at once), and hand the rows to the caller.
             self.unjournaled.append(row)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -215,6 +216,11 @@ def _parse(text: str, source: str) -> tuple[list[_Doc], list[tuple[Mark, str]]]:
             docs.append(_document(node, source, index))
     except yaml.MarkedYAMLError as e:
         return docs, [_yaml_error(e, text)]
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow anywhere
+        before = text[:e.position]
+        where = Mark(before.count("\n") + 1, len(before) - before.rfind("\n"))
+        return docs, [(where, f"YAML syntax error: character {e.character!r} is not allowed "
+                              "in YAML (control characters); remove it")]
     except RecursionError:
         return docs, [(Mark(1, 1), f"nesting deeper than {MAX_DEPTH} levels")]
     if not docs:
@@ -524,8 +530,15 @@ def _default_name(doc: _Doc) -> str:
 def _dotted(path: Path_) -> str:
     out = ""
     for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        if isinstance(p, int):
+            out += f"[{p}]"
+            continue
+        name = p if _PLAIN_KEY.match(p) else json.dumps(p)  # odd keys shown quoted
+        out += f".{name}" if out else name
     return out
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 def _unique(items: list[tuple[Mark, str]]) -> Iterator[tuple[Mark, str]]:
