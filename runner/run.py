@@ -15,12 +15,12 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from runner.broker import Broker
+from runner.broker import Broker, SessionInfo
 from runner.engine import Engine, Outcome
 from runner.errors import (
     ExpectFailed,
@@ -31,8 +31,6 @@ from runner.errors import (
 )
 from runner.plan import Plan, compile_plan, iso, parse_at
 from runner.spec import Spec, from_mapping, load
-
-SANITY_MIN_DISTANCE = 0.05  # a sanity-cancel limit at least 5% through the market cannot fill
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +45,7 @@ class RunOptions:
     verbose: int = 0
     run_id: str | None = None
     failpoint: str = ""  # RUNNER_FAILPOINT: crash-test hook, e.g. after-intent
+    policy: str | None = None  # --policy; else runner-policy.yaml found upward from the spec
 
 
 def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -55,7 +54,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         dry_run=args.dry_run, live=args.live, at=args.at, out_dir=getattr(args, "out_dir", None),
         allow_duplicate=args.allow_duplicate, allow_outside=args.allow_outside,
         as_json=args.json, verbose=args.verbose,
-        failpoint=environ.get("RUNNER_FAILPOINT", ""),
+        failpoint=environ.get("RUNNER_FAILPOINT", ""), policy=getattr(args, "policy", None),
     )
     if args.command == "run":
         specs = load(args.spec, allow_outside=opts.allow_outside)
@@ -68,10 +67,32 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         specs = [classic_spec(args)]
     code = 0
     for spec in specs:
-        code = run_spec(spec, opts, environ)
+        try:
+            code = run_spec(spec, opts, environ)
+        except RunnerError as e:
+            if opts.as_json and not _reported(e):
+                print(json.dumps(failure_object(spec, e), sort_keys=True))
+            raise
         if code:
             return code
     return code
+
+
+def _reported(e: RunnerError) -> bool:
+    """Raised by _verdict, after the result object was printed."""
+    return isinstance(e, (ExpectFailed, OrderRejected)) or type(e) is RunnerError
+
+
+def failure_object(spec: Spec, e: RunnerError) -> dict[str, Any]:
+    """`run --json` when a run did not happen or broke off: one object, version 1."""
+    from runner.gates import Refused
+
+    where = spec.source if spec.index == 0 else f"{spec.source}#{spec.index + 1}"
+    return {"version": 1, "spec": where, "kind": spec.kind,
+            "tag": spec.order.tag if spec.order else None,
+            "state": "REFUSED" if isinstance(e, Refused) else "ERROR",
+            "reasons": list(getattr(e, "reasons", [])), "message": str(e),
+            "exit_code": e.exit_code}
 
 
 def classic_spec(args: argparse.Namespace) -> Spec:
@@ -106,17 +127,26 @@ def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
     if opts.live and spec.mode != "live":
         raise UsageError(f"--live given but {spec.source} says mode: paper",
                          "set mode: live in the spec for a live run")
+    from runner.policy import governing
+    from runner.preflight import Guard, run_lock
+
+    policy = governing(spec, opts.policy)
     bars = _load_bars(spec.bars_path) if spec.bars_path else None
     plan = compile_plan(spec, environ, _start_ns(opts, bars))
+    if opts.dry_run and bars is not None:
+        _check_bars_cover(plan, bars)
     if opts.out_dir:
         plan = replace(plan, out_dir=opts.out_dir)
-    check_against_market(plan, bars)
     if plan.order is None:
         return _handshake(plan, opts)
-    if not opts.dry_run:
-        _recover_first(plan, opts)
-        _check_duplicate(plan, opts)
-    outcome, ledger_path = execute(plan, _broker(plan, spec, opts, bars), bars, opts)
+    guard = Guard(plan, policy, bars, opts.dry_run)
+    with run_lock(plan):  # one run per tag and per spec; the duplicate check needs it
+        guard.before_connect()  # the gates: every reason at once, before connecting
+        if not opts.dry_run:
+            _recover_first(plan, opts)
+            _check_duplicate(plan, opts)
+        broker = guard.wrap(_broker(plan, spec, opts, bars))
+        outcome, ledger_path = execute(plan, broker, bars, opts, guard.pre_place)
     _report(plan, outcome, ledger_path, opts)
     return _verdict(spec, outcome, opts)
 
@@ -130,44 +160,21 @@ def _start_ns(opts: RunOptions, bars: Any) -> int:
     return time.time_ns()
 
 
+def _check_bars_cover(plan: Plan, bars: Any) -> None:
+    """A dry run on bars from another day or hour would have no price: say so."""
+    from runner.errors import DataError
+
+    if not bars.first_ns <= plan.at_ns < bars.last_end_ns:
+        raise DataError(f"{plan.bars_path}: the bars cover {iso(bars.first_ns)} .. "
+                        f"{iso(bars.last_end_ns)}, but the run starts at {iso(plan.at_ns)}; "
+                        "the simulator would have no price",
+                        "pick --at inside the bars, or bars for that day")
+
+
 def _load_bars(path: str) -> Any:
     from runner.bars import load_bars
 
     return load_bars(path)
-
-
-def reference_px(bars: Any, at_ns: int) -> float | None:
-    """The market price known at `at_ns`: last closed bar, else the next bar's open."""
-    if bars is None:
-        return None
-    px = bars.arrival_at(at_ns)
-    if px is not None:
-        return float(px)
-    later = bars.ts >= at_ns
-    return float(bars.open[later.argmax()]) if later.any() else None
-
-
-def check_against_market(plan: Plan, bars: Any) -> None:
-    """Guards that need a price: sanity distance, market-order notional."""
-    o = plan.order
-    if o is None:
-        return
-    ref = reference_px(bars, plan.at_ns)
-    if plan.kind == "sanity-cancel" and ref is not None and o.limit is not None:
-        through = (ref - o.limit) / ref if o.side == "BUY" else (o.limit - ref) / ref
-        if through < SANITY_MIN_DISTANCE:
-            raise UsageError(
-                f"{plan.spec}: sanity-cancel {o.side} limit {o.limit:g} is within "
-                f"{SANITY_MIN_DISTANCE:.0%} of the market ({ref:g}); it could fill",
-                f"use a limit at least {SANITY_MIN_DISTANCE:.0%} away, e.g. 0.01 for a BUY")
-    if o.limit is None and plan.limits.max_notional is not None:
-        if ref is None:
-            raise UsageError(f"{plan.spec}: cannot check limits.max_notional for a market "
-                             "order without a price", "add bars_path, or use a limit order")
-        if o.qty * ref > plan.limits.max_notional:
-            raise UsageError(f"{plan.spec}: market order notional {o.qty * ref:,.2f} "
-                             f"(qty x {ref:g}) exceeds limits.max_notional "
-                             f"{plan.limits.max_notional:,.2f}")
 
 
 def _recover_first(plan: Plan, opts: RunOptions) -> None:
@@ -221,7 +228,8 @@ class _Journal:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions) -> tuple[Outcome, Path]:
+def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
+            pre_place: Callable[[SessionInfo], None] | None = None) -> tuple[Outcome, Path]:
     """Run the plan; whatever happens, what was journaled is merged into the ledger."""
     from runner.errors import LedgerError
     from runner.ledger import Ledger
@@ -231,7 +239,8 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions) -> tuple[Ou
     ledger = Ledger(Path(plan.out_dir), plan.day, opts.run_id or uuid.uuid4().hex[:16])
     journal = _Journal(ledger, opts.failpoint)
     status = for_run(plan, broker.now_ns, opts.as_json)  # a live line on a TTY, else None
-    engine = Engine(plan, broker, journal, bars, status.on_event if status else None)
+    engine = Engine(plan, broker, journal, bars, status.on_event if status else None,
+                    pre_place=pre_place)
     try:
         with status or contextlib.nullcontext():
             outcome = asyncio.run(_run_with_signals(engine))

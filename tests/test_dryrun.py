@@ -248,3 +248,14 @@ def test_bad_environment_is_a_usage_error(monkeypatch, capsys):
     assert main(["plan", "specs/one-shot.yaml"]) == 2
     assert capsys.readouterr().err == ("runner: IB_GATEWAY_PORT='seventy' is not a whole number "
                                        "in 1..65535 (fix or unset IB_GATEWAY_PORT)\n")
+
+
+def test_bars_of_another_day_are_refused(work, capsys):
+    write_bars(work / "bars.parquet", [10.0, 10.1], [9.9, 9.9], [10.2, 10.2], [100, 100])
+    spec(work / "s.yaml", "BUY", 1, 10.00)
+    assert main(["run", "s.yaml", "--dry-run", "--at", "2026-01-06T09:30:00-05:00"]) == 2
+    assert capsys.readouterr().err == (
+        "runner: bars.parquet: the bars cover 2026-01-05T14:30:00Z .. 2026-01-05T14:30:02Z, "
+        "but the run starts at 2026-01-06T14:30:00Z; the simulator would have no price "
+        "(pick --at inside the bars, or bars for that day)\n")
+    assert not (work / "out").exists()
