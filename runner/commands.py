@@ -10,25 +10,47 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+from runner import gates
 from runner.errors import SpecError, UsageError
 from runner.plan import compile_plan, parse_at, render
+from runner.policy import (
+    POLICY_FILE,
+    Policies,
+    governing,
+    kill_switch_on,
+    loosening_errors,
+    spec_where,
+)
+from runner.policy import load as load_policy
 from runner.spec import Spec, load, spec_files
 
 
-def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = False) -> int:
+def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = False,
+             policy: str | None = None) -> int:
     files = spec_files(paths)
     if not files:
         raise UsageError(f"no spec files (*.yaml, *.yml) in {' '.join(paths)}")
     total = invalid = 0
     problems: list[str] = []
+    policies, now = Policies(policy), time.time_ns()
     for f in files:
+        if Path(f).name == POLICY_FILE:  # a policy, not a spec: check it as one
+            problems += _new(problems, _policy_problems(f))
+            continue
         try:
-            total += len(load(f, allow_outside=allow_outside))
+            specs = load(f, allow_outside=allow_outside)
         except SpecError as e:
             total += e.specs
             invalid += e.invalid
             problems += e.lines
+            continue
+        total += len(specs)
+        for spec in specs:
+            lines = _gate_problems(spec, policies, now)
+            invalid += bool(lines)
+            problems += _new(problems, lines)
     if as_json:
         print(json.dumps({"version": 1, "specs": total, "invalid": invalid,
                           "errors": problems}, indent=2))
@@ -37,7 +59,32 @@ def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = 
             print(line, file=sys.stderr)
         print(f"{total} spec{'s' if total != 1 else ''} valid" if not invalid
               else f"{invalid} of {total} specs invalid")
-    return 2 if invalid else 0
+    return 2 if invalid or problems else 0
+
+
+def _new(seen: list[str], lines: list[str]) -> list[str]:
+    """Lines not reported yet (a broken policy is named once, not once per spec)."""
+    return [line for line in lines if line not in seen]
+
+
+def _policy_problems(path: str) -> list[str]:
+    try:
+        load_policy(path)
+    except SpecError as e:
+        return e.lines
+    return []
+
+
+def _gate_problems(spec: Spec, policies: Policies, now_ns: int) -> list[str]:
+    """What the policy refuses of this spec, known offline: spec limits that loosen it,
+    and the gates over the spec alone (allowlists, sizes, market, live)."""
+    try:
+        policy = policies.for_spec(spec.source)
+    except SpecError as e:
+        return e.lines
+    found = gates.reasons(compile_plan(spec, {}, now_ns), policy, gates.Context(now_ns=now_ns))
+    return loosening_errors(spec, policy) + [
+        f"{spec_where(spec, r.key)}: refused by {policy.name}: {r.text}" for r in found]
 
 
 def load_one(path: str, allow_outside: bool = False) -> list[Spec]:
@@ -48,12 +95,25 @@ def load_one(path: str, allow_outside: bool = False) -> list[Spec]:
 
 
 def plan(spec_path: str, as_json: bool, at: str | None, environ: Mapping[str, str],
-         allow_outside: bool = False) -> int:
+         allow_outside: bool = False, policy: str | None = None, broker: bool = False,
+         verbose: int = 0) -> int:
     at_ns = parse_at(at) if at else time.time_ns()
-    plans = [compile_plan(s, environ, at_ns) for s in load_one(spec_path, allow_outside)]
+    specs = load_one(spec_path, allow_outside)
+    policies = [governing(s, policy) for s in specs]
+    plans = [compile_plan(s, environ, at_ns) for s in specs]
+    if broker:  # connects: IB's what-if and the broker's facts (imports ib_async)
+        from runner.whatif import plan_with_broker
+
+        return plan_with_broker(plans, policies[0], as_json, verbose)
     if as_json:
         body = [json.loads(p.to_json()) for p in plans]
         print(json.dumps(body[0] if len(body) == 1 else body, indent=2, sort_keys=True))
     else:
         print("\n\n".join(render(p) for p in plans))
+    kill = kill_switch_on(policies[0])
+    for p, pol in zip(plans, policies, strict=True):
+        reasons = gates.check(p, pol, gates.Context(p.at_ns, port=p.connection.port,
+                                                    kill_switch=kill))
+        if reasons:  # the plan is shown all the same: what would have been sent
+            raise gates.Refused(p.spec, pol, reasons)
     return 0

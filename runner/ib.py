@@ -14,11 +14,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.broker import BrokerEvent, Ev, OrderRequest, SessionInfo
 from runner.errors import GatewayError
 from runner.plan import Connection
+
+if TYPE_CHECKING:
+    from runner.whatif import WhatIf
 
 ACK_STATUSES = frozenset({"PreSubmitted", "Submitted"})
 CANCEL_STATUSES = frozenset({"Cancelled", "ApiCancelled"})
@@ -36,6 +40,7 @@ NO_SECURITY = 200  # 200 - no security definition found
 READ_ONLY_HINT = ("the gateway's API is read-only: in TWS/IB Gateway open Configure > API > "
                   "Settings and disable Read-Only API")
 RECOVER_HINT = "runner recover will find it by its tag and settle it"
+IB_UNSET = 1.7976931348623157e308  # IB's "no value" double (e.g. an unknown margin figure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +395,55 @@ class IBBroker:
             order_id=(order.orderId or None) if order else None,
             perm_id=(order.permId or None) if order else None, **fields))
 
+    # --- previews and facts for the gates (plan --broker, pre_place) -----------------
+
+    async def what_if(self, order: OrderRequest) -> WhatIf:
+        """IB's what-if preview of the order (margin, commission, warning); IB creates no
+        order. After `qualify`."""
+        failed: list[tuple[int, str]] = []
+        refused = asyncio.Event()
+
+        def on_error(req_id: int, code: int, text: str, contract: Any) -> None:
+            if req_id > 0:  # the what-if is the only request in flight with an id
+                failed.append((code, text))
+                refused.set()
+
+        self.ib.errorEvent += on_error
+        try:
+            state = await self._first(self.ib.whatIfOrderAsync(self.contract, _ib_order(order)),
+                                      refused.wait())
+        finally:
+            self.ib.errorEvent -= on_error
+        if failed or state is None:
+            code, text = failed[0] if failed else (0, "no answer")
+            hint = READ_ONLY_HINT if code == READ_ONLY else "check the order and the account"
+            raise GatewayError(f"IB refused the what-if of {order.tag}: {code} {text}", hint)
+        return _what_if_value(state)
+
+    async def _first(self, wanted: Any, failure: Any) -> Any:
+        """`wanted`'s result, or None if `failure` comes first; GatewayError on timeout."""
+        want, fail = asyncio.ensure_future(wanted), asyncio.ensure_future(failure)
+        done, _ = await asyncio.wait({want, fail}, timeout=self.conn.timeout_sec,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        for task in (want, fail):
+            task.cancel()  # a no-op on the one that is done
+        if not done:
+            raise GatewayError(f"no what-if answer from {self.where} within "
+                               f"{self.conn.timeout_sec:g} s", "is the gateway logged in?")
+        return want.result() if want in done else None
+
+    async def liquid_sessions(self) -> tuple[tuple[int, int], ...] | None:
+        """The qualified contract's liquid (regular) trading sessions, [start, end) ns,
+        from IB's contract details; None if IB gave none we can read."""
+        try:
+            details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(self.contract),
+                                             self.conn.timeout_sec)
+        except TimeoutError:
+            return None
+        if not details:
+            return None
+        return parse_hours(details[0].liquidHours, details[0].timeZoneId)
+
 
 @dataclass
 class _PendingFill:
@@ -441,3 +495,50 @@ def _quiet_ib_async(verbose: int) -> None:
     """ib_async logs every error and warning; runner prints one line of its own instead."""
     level = logging.INFO if verbose > 1 else logging.WARNING if verbose else logging.CRITICAL
     logging.getLogger("ib_async").setLevel(level)
+
+
+def _what_if_value(state: Any) -> WhatIf:
+    """ib_async's OrderState (IB's strings; 1.7976931348623157E308 = unset) -> WhatIf."""
+    from runner.whatif import WhatIf
+
+    n = _ib_number
+    return WhatIf(
+        init_margin_before=n(state.initMarginBefore), init_margin_change=n(state.initMarginChange),
+        init_margin_after=n(state.initMarginAfter), maint_margin_before=n(state.maintMarginBefore),
+        maint_margin_change=n(state.maintMarginChange),
+        maint_margin_after=n(state.maintMarginAfter),
+        equity_with_loan_before=n(state.equityWithLoanBefore),
+        equity_with_loan_change=n(state.equityWithLoanChange),
+        equity_with_loan_after=n(state.equityWithLoanAfter), commission=n(state.commission),
+        min_commission=n(state.minCommission), max_commission=n(state.maxCommission),
+        currency=state.commissionCurrency or "", warning=state.warningText or "",
+    )
+
+
+def _ib_number(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if x >= IB_UNSET or x != x else x
+
+
+def parse_hours(text: str, tz_id: str) -> tuple[tuple[int, int], ...] | None:
+    """IB's liquidHours (`20250106:0930-20250106:1600;20250111:CLOSED`, in the contract's
+    timeZoneId) -> sessions as [start, end) ns UTC; None if unreadable."""
+    try:
+        tz = ZoneInfo(tz_id)
+        sessions = []
+        for part in filter(None, (text or "").split(";")):
+            if part.endswith(":CLOSED"):
+                continue
+            start, end = part.split("-")
+            sessions.append((_ib_local_ns(start, tz), _ib_local_ns(end, tz)))
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+    return tuple(sessions) if text else None
+
+
+def _ib_local_ns(text: str, tz: ZoneInfo) -> int:
+    local = datetime.strptime(text, "%Y%m%d:%H%M").replace(tzinfo=tz)
+    return int(local.timestamp()) * 1_000_000_000

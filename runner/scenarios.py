@@ -4,6 +4,7 @@ like a test suite, and optionally write JUnit XML for CI."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import tempfile
@@ -65,7 +66,8 @@ def _run_one(spec: Spec, out_dir: str, environ: Mapping[str, str]) -> Result:
 
 def _print(results: list[Result], as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"version": 1, "results": [r.__dict__ for r in results]}, indent=2))
+        doc = {"version": 1, "results": [dataclasses.asdict(r) for r in results]}
+        print(json.dumps(doc, indent=2))
         return
     for r in results:
         print(f"{r.status.upper():5} {r.source} ({r.name})")

@@ -69,7 +69,7 @@ def test_handshake(gateway, cli):
     code, out, err = cli(gateway.port, "handshake")
     assert (code, out, err) == (0, "IBKR handshake OK\n", "")
     code, out, _ = cli(gateway.port, "handshake", "-v")
-    assert code == 0 and "server version 178; accounts DU1234567; gateway time 20" in out
+    assert code == 0 and "server version 178; accounts DU****567; gateway time 20" in out
 
 
 def test_sanity_cancel_records_intent_ack_cancel(gateway, cli, tmp_path):
@@ -217,7 +217,7 @@ def test_live_account_refused_on_a_paper_run(make_gateway, cli, tmp_path):
     code, _, err = cli(gw.port, "sanity-cancel")
     assert code == 3
     assert err.startswith("runner: paper run, but the gateway is logged into a live account "
-                          "(U7654321); nothing was sent")
+                          "(U****321); nothing was sent")  # account ids are masked in output
     assert sent(gw, PLACE) == []
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from runner.errors import RunnerError
+from runner.gateway.contracts import HOURS_MODES
 from runner.gateway.server import FakeGateway
 from runner.gateway.wire import SERVER_VERSION
 
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participation", type=float, default=0.10,
                    help="share of a bar's volume an order may take (default 0.10)")
     p.add_argument("--read-only", action="store_true", help="answer as a Read-Only API would")
+    p.add_argument("--hours", choices=HOURS_MODES, default="open",
+                   help="contracts' liquid hours: open (always, the default), regular "
+                   "(09:30-16:00 New York, weekdays) or closed")
     return p
 
 
@@ -59,7 +63,7 @@ def _gateway(args: argparse.Namespace) -> FakeGateway:
     return FakeGateway(
         args.host, args.port, tuple(args.account or ("DU1234567",)), bars,
         read_only=args.read_only, speed=args.speed, participation=args.participation,
-        allow_remote=args.allow_remote,
+        allow_remote=args.allow_remote, hours=args.hours,
     )
 
 

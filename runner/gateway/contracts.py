@@ -74,15 +74,29 @@ def find_stock(con_id: int, symbol: str, sec_type: str, currency: str) -> Stock 
     return STOCKS.get(symbol.upper())
 
 
-def trading_hours(now_ns: int, days: int = 7) -> tuple[str, str]:
+HOURS_MODES = ("open", "regular", "closed")
+
+
+def trading_hours(now_ns: int, days: int = 7, mode: str = "regular") -> tuple[str, str]:
     """IB's tradingHours and liquidHours strings for a US stock, from today (New York) on.
 
     Format as IB sends it since 2018: `20250106:0400-20250106:2000;20250111:CLOSED`.
-    Weekends are closed; exchange holidays are not modelled.
+    Weekends are closed; exchange holidays are not modelled. `mode` "open" makes the
+    liquid hours span every whole day (a market that is always open: tests and night
+    rehearsals are never out of hours); "closed" closes every day.
     """
     today = datetime.fromtimestamp(now_ns / NS, EXCHANGE_TZ).date()
     span = [today + timedelta(days=i) for i in range(days)]
-    return _sessions(span, "0400", "2000"), _sessions(span, "0930", "1600")
+    if mode == "closed":
+        closed = ";".join(f"{d.strftime('%Y%m%d')}:CLOSED" for d in span)
+        return closed, closed
+    liquid = _whole_days(span) if mode == "open" else _sessions(span, "0930", "1600")
+    return _sessions(span, "0400", "2000"), liquid
+
+
+def _whole_days(span: list[date]) -> str:
+    return ";".join(f"{d.strftime('%Y%m%d')}:0000-{(d + timedelta(days=1)).strftime('%Y%m%d')}:0000"
+                    for d in span)
 
 
 def _sessions(span: list[date], start: str, end: str) -> str:

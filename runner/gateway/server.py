@@ -25,10 +25,11 @@ from runner.errors import UsageError
 from runner.gateway import wire
 from runner.gateway.barclock import BarClock
 from runner.gateway.book import Book
-from runner.gateway.contracts import find_stock, trading_hours
+from runner.gateway.contracts import HOURS_MODES, find_stock, trading_hours
 from runner.gateway.orders import OrderEngine
 from runner.gateway.steps import Step, make_script
 from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
+from runner.gateway.whatif import WHAT_IF_STATUS, what_if
 
 if TYPE_CHECKING:
     from runner.bars import Bars
@@ -92,10 +93,14 @@ class FakeGateway:
         first_order_id: int = 1,
         clock: Callable[[], int] = time.time_ns,
         allow_remote: bool = False,
+        hours: str = "open",
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise UsageError(f"refusing to listen on non-loopback host {host!r}",
                              "the fake gateway is for 127.0.0.1; pass --allow-remote to insist")
+        if hours not in HOURS_MODES:
+            raise UsageError(f"hours must be one of {', '.join(HOURS_MODES)}, got {hours!r}")
+        self.hours = hours  # the contracts' liquid hours: open (always), regular, closed
         self.host = host
         self._port = port
         self.book = Book(tuple(accounts), first_order_id)
@@ -104,6 +109,7 @@ class FakeGateway:
         self.read_only = read_only
         self.clock = clock
         self.received: list[Received] = []
+        self.what_ifs: list[PlacedOrder] = []  # what-if previews asked for (no order made)
         self._bars_start_ns = bars_start_ns
         self._speed = speed
         self._participation = participation
@@ -363,7 +369,7 @@ class FakeGateway:
         if stock is None:
             session.send(wire.ib_error(req_id, wire.NO_SECURITY))
             return
-        hours = trading_hours(self.clock())
+        hours = trading_hours(self.clock(), mode=self.hours)
         session.send(wire.contract_details(req_id, stock, exchange or "SMART", hours))
         session.send(wire.end(52, req_id))
 
@@ -380,7 +386,27 @@ class FakeGateway:
             session.send(wire.ib_error(placed.order_id, wire.NO_SECURITY))
             return
         placed = _with_contract(placed, stock.contract(c.exchange))
+        if wire.is_what_if(fields):
+            self._what_if(session, placed)
+            return
         self.engine.place(cid, placed)
+
+    def _what_if(self, session: Session, placed: PlacedOrder) -> None:
+        """A preview, as IB answers it: one openOrder with the margin and commission
+        figures; no order is created and no orderStatus is sent."""
+        assert session.client_id is not None
+        self.book.see_order_id(placed.order_id)  # IB spends the id all the same
+        held = [(c, pos, cost) for account, c, pos, cost in self.book.positions()
+                if account == placed.account]
+        reply = what_if(placed, self._market_px(), _net_liquidation(), held)
+        snapshot = OrderSnapshot(session.client_id, placed.order_id, 0, placed, WHAT_IF_STATUS,
+                                 0.0, 0.0, 0.0, 0.0)
+        session.send(wire.what_if_order(snapshot, reply))
+        self.what_ifs.append(placed)
+
+    def _market_px(self) -> float | None:
+        clock = self.engine.bar_clock
+        return None if clock is None else clock.bars.arrival_at(clock.bar_now(self.clock()))
 
     def _cancel_order(self, session: Session, fields: list[str]) -> None:
         assert session.client_id is not None
@@ -421,6 +447,10 @@ def _matches_filter(e: Execution, fields: list[str]) -> bool:
             and symbol.upper() in ("", e.contract.symbol)
             and sec_type in ("", e.contract.sec_type)
             and side.upper() in ("", e.side, {"BOT": "BUY", "SLD": "SELL"}[e.side]))
+
+
+def _net_liquidation() -> float:
+    return next(float(v) for k, v, _ in ACCOUNT_VALUES if k == "NetLiquidation")
 
 
 def _with_contract(placed: PlacedOrder, contract: Contract) -> PlacedOrder:

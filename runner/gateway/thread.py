@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from runner.gateway.server import FakeGateway, Received
 from runner.gateway.steps import Step
-from runner.gateway.values import Execution, OrderSnapshot
+from runner.gateway.values import Execution, OrderSnapshot, PlacedOrder
 
 T = TypeVar("T")
 _START_TIMEOUT_S = 10.0
@@ -112,6 +112,10 @@ class GatewayThread:
     @property
     def received(self) -> list[Received]:
         return self.call(lambda: list(self._gw().received))
+
+    @property
+    def what_ifs(self) -> list[PlacedOrder]:
+        return self.call(lambda: list(self._gw().what_ifs))
 
     def script(self, order_ref: str | None, steps: Iterable[Step | tuple[Any, ...]],
                on_cancel: str = "ok") -> None:

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.gateway.contracts import TZ_ID, Stock
 from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
+from runner.gateway.whatif import WhatIfReply
 
 SERVER_VERSION = 178
 MIN_CLIENT_VERSION = 157  # the oldest layout ib_async speaks; we only speak 178
@@ -122,6 +123,19 @@ _P_EXCHANGE, _P_PRIMARY, _P_CURRENCY, _P_LOCAL, _P_CLASS = 9, 10, 11, 12, 13
 _P_ACTION, _P_QTY, _P_TYPE, _P_LMT, _P_AUX, _P_TIF = 16, 17, 18, 19, 20, 21
 _P_ACCOUNT, _P_REF, _P_OUTSIDE_RTH, _P_GTD = 23, 26, 33, 38
 PLACE_ORDER_MIN_FIELDS = 35
+
+
+_P_ALGO = 82  # algoStrategy; then (its params,) algoId and whatIf
+
+
+def is_what_if(fields: Sequence[str]) -> bool:
+    """Whether a placeOrder asks for a what-if preview. Read after an empty algoStrategy
+    at 82 (plain orders: whatIf at 84); an algo order moves it by 1 + 2 x its params."""
+    f = list(fields)
+    at = _P_ALGO + 2
+    if len(f) > _P_ALGO and f[_P_ALGO]:
+        at += 1 + 2 * opt_int(f[_P_ALGO + 1])
+    return len(f) > at and f[at] == "1"
 
 
 def parse_place_order(fields: Sequence[str], default_account: str) -> PlacedOrder:
@@ -257,6 +271,24 @@ def open_order(s: OrderSnapshot) -> list[str]:
     f += ["0", "0", s.status, *[""] * 9, "", "", "", "", "", "0", "0", "0"]  # 83-102 whatIf..
     f += ["", "", "", "", "", "", "", "0", "", "", "", "", "0", "0", "0", "0"]  # 103-118
     f += ["", "", "0", "", "", "", "", ""]                                    # 119-126
+    return f
+
+
+# openOrder indices of the what-if answer (TWS_PROTOCOL.md §3).
+_O_WHAT_IF, _O_MARGINS, _O_COMMISSION = 84, 86, 95
+
+
+def what_if_order(s: OrderSnapshot, r: WhatIfReply) -> list[str]:
+    """The one openOrder that answers a what-if placeOrder: whatIf=1, the nine margin
+    strings (before / change / after of initial, maintenance, equity with loan), the
+    commission estimate, its currency and IB's warning. No orderStatus goes with it."""
+    f = open_order(s)
+    f[_O_WHAT_IF] = "1"
+    margins = (r.init_before, r.maint_before, r.equity_before, r.init_change, r.maint_change,
+               0.0, r.init_after, r.maint_after, r.equity_before)
+    f[_O_MARGINS:_O_MARGINS + 9] = [f"{m:.2f}" for m in margins]
+    f[_O_COMMISSION:_O_COMMISSION + 5] = [num(r.commission), num(r.min_commission),
+                                          num(r.max_commission), r.currency, r.warning]
     return f
 
 

@@ -1,0 +1,265 @@
+"""Pre-trade gates: one pure function from (plan, policy, context) to every reason to refuse.
+
+No I/O here. The caller gathers the facts into a `Context`: nothing but the spec and
+the policy for `validate`; the kill switch and the port for `plan`; the ledger's day
+totals, the reference price and (dry run) the bars' hours before a run connects; and
+the broker's account and the contract's liquid hours right before the INTENT. A fact
+left as None is unknown and its gates are skipped, so the same function serves every
+stage and each stage refuses what it can know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.errors import RunnerError
+from runner.plan import Plan, iso
+from runner.policy import Policy, fmt
+
+NS = 1_000_000_000
+Key = tuple[str, ...]  # the spec key a reason is about, for file:line:col in `validate`
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What is known about the world when the gates run. None: not known (yet)."""
+
+    now_ns: int
+    port: int | None = None  # the gateway port to be used; None in a dry run
+    account: str | None = None  # the account the order goes to, once connected
+    priced: bool = False  # the reference price was looked up (None below: there is none)
+    reference_px: float | None = None
+    reference_ns: int | None = None  # when that price was known (its bar's end)
+    day_orders: int | None = None  # orders placed at IB today, from the ledger
+    day_notional: float | None = None
+    kill_switch: bool = False
+    market_open: bool | None = None  # liquid hours (IB) or the bars (dry run)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    key: Key
+    text: str
+
+
+class Refused(RunnerError):
+    """A gate said no. Nothing was sent and no ledger row was written."""
+
+    exit_code = 2
+
+    def __init__(self, spec: str, policy: Policy, reasons: list[str]) -> None:
+        lines = "\n".join(f"  - {r}" for r in reasons)
+        super().__init__(f"{spec}: refused by {policy.name}; nothing was sent:\n{lines}")
+        self.reasons = reasons
+
+
+def check(plan: Plan, policy: Policy, ctx: Context) -> list[str]:
+    """Every reason the plan's order must not be sent, in a fixed order; [] to go."""
+    return [r.text for r in reasons(plan, policy, ctx)]
+
+
+def reasons(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    if plan.order is None:
+        return []  # a handshake sends nothing
+    out: list[Reason] = []
+    for gate in GATES:
+        out += gate(plan, policy, ctx)
+    return out
+
+
+# --- the gates, in the order their reasons are listed -------------------------------
+
+
+def _kill_switch(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    if not ctx.kill_switch:
+        return []
+    return [Reason((), f"kill switch {policy.kill_switch} is present: every order is refused "
+                       "(remove the file to trade again)")]
+
+
+def _live(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    if plan.mode == "live" and not policy.allow_live:
+        return [Reason(("mode",), "mode: live is not allowed by the policy (allow_live: false)")]
+    return []
+
+
+def _port_and_account(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    """Port, account and mode must agree; any disagreement blocks everything."""
+    port_is = _port_kind(policy, ctx.port)
+    out = []
+    if port_is is not None and port_is != plan.mode:
+        out.append(Reason(("mode",), f"port {ctx.port} is a {port_is} port but the spec says "
+                                     f"mode: {plan.mode}"))
+    if ctx.account:
+        account_is = "paper" if ctx.account.startswith("D") else "live"
+        if port_is is not None and port_is != account_is:
+            out.append(Reason((), f"account {ctx.account} is a {account_is} account but port "
+                                  f"{ctx.port} is a {port_is} port"))
+        if account_is != plan.mode:
+            out.append(Reason(("mode",), f"account {ctx.account} is a {account_is} account but "
+                                         f"the spec says mode: {plan.mode}"))
+    return out
+
+
+def _port_kind(policy: Policy, port: int | None) -> str | None:
+    if port in policy.live_ports:
+        return "live"
+    if port in policy.paper_ports:
+        return "paper"
+    return None
+
+
+def _allowlists(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    o = plan.order
+    assert o is not None
+    out = []
+    if policy.symbols is not None and o.symbol not in policy.symbols:
+        out.append(Reason(("order", "symbol"), f"symbol {o.symbol} is not in the policy's "
+                                               f"symbols ({', '.join(policy.symbols)})"))
+    if policy.sec_types is not None and o.sec_type not in policy.sec_types:
+        out.append(Reason(("order", "sec_type"), f"sec_type {o.sec_type} is not in the "
+                                                 f"policy's sec_types "
+                                                 f"({', '.join(policy.sec_types)})"))
+    return out
+
+
+def _size(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    o = plan.order
+    assert o is not None
+    out = []
+    if policy.max_qty is not None and o.qty > policy.max_qty:
+        out.append(Reason(("order", "qty"), f"qty {fmt(o.qty)} exceeds the policy's max_qty "
+                                            f"{fmt(policy.max_qty)}"))
+    if o.limit is None and not policy.allow_market:
+        out.append(Reason(("order",), "market orders are not allowed by the policy "
+                                      "(allow_market: false)"))
+    return out + _notional(plan, policy, ctx)
+
+
+def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    """Per-order notional against the policy (and, for a market order, whose price only
+    the reference knows, against the spec's own limits.max_notional)."""
+    o = plan.order
+    assert o is not None
+    caps = [("the policy's max_notional", policy.max_notional)]
+    if o.limit is None:  # a limit order's spec limits were checked when the spec loaded
+        caps.append(("limits.max_notional", plan.limits.max_notional))
+    caps = [(name, cap) for name, cap in caps if cap is not None]
+    price, basis = _price(plan, ctx)
+    if price is None:
+        if ctx.priced and (caps or policy.max_day_notional is not None):
+            return [Reason(("order",), "cannot check the notional of a market order without a "
+                                       "reference price (add bars_path, or use a limit order)")]
+        return []
+    notional = o.qty * price
+    return [Reason(("order",), f"notional {fmt(notional)} (qty x {basis}) exceeds {name} "
+                               f"{fmt(cap)}") for name, cap in caps if notional > cap]
+
+
+def _price(plan: Plan, ctx: Context) -> tuple[float | None, str]:
+    o = plan.order
+    assert o is not None
+    if o.limit is not None:
+        return o.limit, f"limit {px(o.limit)}"
+    if ctx.reference_px is not None:
+        return ctx.reference_px, f"reference {px(ctx.reference_px)}"
+    return None, ""
+
+
+def _reference(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    if not ctx.priced:
+        return []
+    if ctx.reference_px is None:
+        if policy.require_reference:
+            return [Reason(("bars_path",), "no reference price, and the policy requires one "
+                                           "(require_reference: true); add bars_path")]
+        return []
+    if _stale(policy, ctx):
+        age = (ctx.now_ns - (ctx.reference_ns or ctx.now_ns)) / NS
+        return [Reason(("bars_path",), f"reference price {px(ctx.reference_px)} is "
+                                       f"{_age(age)} old; the policy allows "
+                                       f"{fmt(policy.max_reference_age_sec or 0)} s "
+                                       "(max_reference_age_sec)")]
+    return _collars(plan, policy, ctx.reference_px)
+
+
+def _stale(policy: Policy, ctx: Context) -> bool:
+    if policy.max_reference_age_sec is None or ctx.reference_ns is None:
+        return False
+    return ctx.now_ns - ctx.reference_ns > policy.max_reference_age_sec * NS
+
+
+def _collars(plan: Plan, policy: Policy, ref: float) -> list[Reason]:
+    """Price collar and sanity distance; both need a fresh reference (a stale one is
+    already a reason, and prices judged on it would mislead)."""
+    o = plan.order
+    assert o is not None
+    if o.limit is None:
+        return []
+    sign = 1 if o.side == "BUY" else -1
+    through = sign * (o.limit - ref) / ref * 1e4  # > 0: the limit crosses the reference
+    where = "above" if o.limit >= ref else "below"
+    passive = "below" if o.side == "BUY" else "above"
+    head = f"{o.side} limit {px(o.limit)} is {abs(through):,.1f} bps {where} the reference " \
+           f"{px(ref)}"
+    out = []
+    cap = policy.max_slippage_bps
+    if plan.kind == "one-shot" and cap is not None and through > cap:
+        out.append(Reason(("order", "limit"), f"{head}; the policy allows {fmt(cap)} bps "
+                                              "(max_slippage_bps)"))
+    need = policy.min_sanity_distance_bps
+    if plan.kind == "sanity-cancel" and -through < need:
+        out.append(Reason(("order", "limit"), f"sanity-cancel {head}; it must be at least "
+                                              f"{fmt(need)} bps {passive} so it cannot fill "
+                                              "(min_sanity_distance_bps)"))
+    return out
+
+
+def px(price: float) -> str:
+    """A price with 2 to 4 decimals: 472.92, 10.00, 0.01, 0.0025."""
+    text = f"{price:,.4f}"
+    return text[:-2] + text[-2:].rstrip("0") if text.endswith("0") else text
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:,.0f} h"
+    return f"{seconds / 86400:,.0f} days"
+
+
+def _day_caps(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    o = plan.order
+    assert o is not None
+    out = []
+    cap = policy.max_day_orders
+    if cap is not None and ctx.day_orders is not None and ctx.day_orders + 1 > cap:
+        n = ctx.day_orders
+        out.append(Reason((), f"{n} order{'s' if n != 1 else ''} placed today + this one "
+                              f"exceeds the policy's max_day_orders {cap}"))
+    limit = policy.max_day_notional
+    price, _ = _price(plan, ctx)
+    if limit is not None and ctx.day_notional is not None and price is not None:
+        total = ctx.day_notional + o.qty * price
+        if total > limit:
+            out.append(Reason((), f"notional placed today {fmt(ctx.day_notional)} + this order "
+                                  f"{fmt(o.qty * price)} = {fmt(total)} exceeds the policy's "
+                                  f"max_day_notional {fmt(limit)}"))
+    return out
+
+
+def _hours(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    o = plan.order
+    assert o is not None
+    if ctx.market_open is not False or o.outside_rth or o.tif == "GTC":
+        return []
+    return [Reason(("order", "tif"), f"the market is closed at {iso(ctx.now_ns)} (outside "
+                                     "regular trading hours); set order.outside_rth: true to "
+                                     "send the order anyway")]
+
+
+GATES = (_kill_switch, _live, _port_and_account, _allowlists, _size, _reference, _day_caps,
+         _hours)

@@ -1,0 +1,197 @@
+"""The run path's side of the gates: gather the facts (I/O), ask `gates.check`, refuse.
+
+`Guard` runs the gates twice: before connecting, with what the run knows alone
+(kill switch, ledger day totals, reference price, in a dry run the bars' hours),
+and as the engine's `pre_place` hook, after connect and qualify, with the broker's
+facts (account, the contract's liquid hours). Either refusal leaves nothing sent
+and no ledger row. `run_lock` keeps two runs of one tag (or one spec) from
+overlapping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.broker import Broker, BrokerEvent, OrderRequest, SessionInfo
+from runner.errors import UsageError
+from runner.gates import Context, Refused, check
+from runner.plan import Plan
+from runner.policy import Policy, kill_switch_on
+
+NS = 1_000_000_000
+LOCK_DIR = f"runner-locks-{os.getuid()}"  # in the temp folder: never inside out_dir
+
+
+def reference(bars: Any, at_ns: int) -> tuple[float, int] | None:
+    """The market price known at `at_ns` and when it became known: the close of the last
+    bar that ended by then, else (nothing ended yet) the next bar's open, known now."""
+    if bars is None or not len(bars):
+        return None
+    n = int(np.searchsorted(bars.ts, at_ns - NS, side="right"))
+    if n:
+        return float(bars.close[n - 1]), int(bars.ts[n - 1]) + NS
+    return float(bars.open[0]), at_ns
+
+
+def bars_open(bars: Any, at_ns: int) -> bool | None:
+    """Dry run: the market is open while the bars cover the time (the sample day's bars
+    run 09:30-16:00 New York)."""
+    if bars is None or not len(bars):
+        return None
+    return bool(bars.first_ns <= at_ns < bars.last_end_ns)
+
+
+def in_sessions(sessions: tuple[tuple[int, int], ...] | None, at_ns: int) -> bool | None:
+    if sessions is None:
+        return None
+    return any(start <= at_ns < end for start, end in sessions)
+
+
+def day_totals(out_dir: str, day: str) -> tuple[int, float]:
+    """Orders placed at IB on `day` and their notional, from the ledger's INTENT rows
+    (journals of running or crashed runs included). Every INTENT counts, whatever became
+    of it; its notional is qty x limit, or qty x arrival price for a market order.
+    Dry runs (broker sim) do not count: caps are about real orders."""
+    from runner.ledger import read_ledger
+
+    day_dir = Path(out_dir) / day
+    if not day_dir.is_dir():
+        return 0, 0.0
+    rows = read_ledger(day_dir, ["event", "broker", "qty", "limit", "arrival_px"]).to_pylist()
+    placed = [r for r in rows if r["event"] == "INTENT" and r["broker"] == "ib"]
+    notional = sum(r["qty"] * (r["limit"] or r["arrival_px"] or 0.0) for r in placed)
+    return len(placed), float(notional)
+
+
+class Guard:
+    """The gates of one run: `before_connect()`, then the engine's `pre_place` hook."""
+
+    def __init__(self, plan: Plan, policy: Policy, bars: Any, dry_run: bool) -> None:
+        self.plan = plan
+        self.policy = policy
+        self.bars = bars
+        self.dry_run = dry_run
+        self.broker: _WithHours | None = None
+
+    def context(self, now_ns: int, account: str | None = None,
+                market_open: bool | None = None) -> Context:
+        ref = reference(self.bars, now_ns)
+        orders, notional = (day_totals(self.plan.out_dir, self.plan.day)
+                            if self.policy.needs_day_totals else (None, None))
+        if self.dry_run:
+            market_open = bars_open(self.bars, now_ns)
+        return Context(
+            now_ns=now_ns, port=None if self.dry_run else self.plan.connection.port,
+            account=account, priced=True, reference_px=ref[0] if ref else None,
+            reference_ns=ref[1] if ref else None, day_orders=orders, day_notional=notional,
+            kill_switch=kill_switch_on(self.policy), market_open=market_open,
+        )
+
+    def before_connect(self) -> None:
+        self._enforce(self.context(self.plan.at_ns))
+
+    def pre_place(self, session: SessionInfo) -> None:
+        """After connect and qualify, before the INTENT: again, with the broker's facts."""
+        if self.broker is None:  # the simulator: its clock and the bars are the facts
+            self.before_connect()
+            return
+        account = session.accounts[0] if session.accounts else None
+        now = self.broker.now_ns()
+        self._enforce(self.context(now, account, in_sessions(self.broker.sessions, now)))
+
+    def _enforce(self, ctx: Context) -> None:
+        reasons = check(self.plan, self.policy, ctx)
+        if reasons:
+            raise Refused(self.plan.spec, self.policy, reasons)
+
+    def wrap(self, broker: Broker) -> Broker:
+        """The IB broker learns the contract's liquid hours as it qualifies it."""
+        if self.dry_run or broker.name != "ib":
+            return broker
+        self.broker = _WithHours(broker)
+        return self.broker
+
+
+class _WithHours:
+    """A broker that, right after qualifying the contract, asks for its liquid hours.
+    Everything else goes straight to the broker it wraps."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.sessions: tuple[tuple[int, int], ...] | None = None
+
+    def __getattr__(self, name: str) -> Any:  # e.g. reconnect_sec, handshake
+        return getattr(self.inner, name)
+
+    def now_ns(self) -> int:
+        return int(self.inner.now_ns())
+
+    async def connect(self) -> SessionInfo:
+        return await self.inner.connect()  # type: ignore[no-any-return]
+
+    async def qualify(self, order: OrderRequest) -> None:
+        await self.inner.qualify(order)
+        self.sessions = await self.inner.liquid_sessions()
+
+    async def place(self, order: OrderRequest) -> None:
+        await self.inner.place(order)
+
+    async def cancel(self, tag: str) -> None:
+        await self.inner.cancel(tag)
+
+    async def next_event(self, deadline_ns: int) -> BrokerEvent | None:
+        return await self.inner.next_event(deadline_ns)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+# --- one run per tag and per spec at a time --------------------------------------------
+
+
+@contextlib.contextmanager
+def run_lock(plan: Plan) -> Iterator[None]:
+    """Hold a lock per tag and per spec (for this ledger) for the whole run.
+
+    It also closes the window in which two runs of one tag could both pass the
+    duplicate-tag check before either has journaled its INTENT. Locks are flock()s
+    on files in the temp folder, so a dead run never leaves a stale lock behind."""
+    assert plan.order is not None
+    keys = [("tag", plan.order.tag)]
+    if not plan.spec.startswith("<"):  # "specs/x.yaml" or "specs/x.yaml#2"
+        keys.append(("spec", os.path.abspath(plan.spec)))
+    with contextlib.ExitStack() as stack:
+        for kind, key in keys:
+            stack.enter_context(_flock(plan.out_dir, kind, key))
+        yield
+
+
+@contextlib.contextmanager
+def _flock(out_dir: str, kind: str, key: str) -> Iterator[None]:
+    digest = hashlib.sha256(f"{os.path.abspath(out_dir)}\0{kind}\0{key}".encode()).hexdigest()
+    folder = Path(tempfile.gettempdir()) / LOCK_DIR
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{kind}-{digest[:24]}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            shown = Path(key).name if kind == "spec" else key
+            raise UsageError(f"another run of {kind} {shown} is in progress for {out_dir} "
+                             f"(lock {path}); nothing was sent",
+                             "wait for it to finish; runs of one tag or spec never overlap"
+                             ) from None
+        yield
+    finally:
+        os.close(fd)

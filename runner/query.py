@@ -1,0 +1,142 @@
+"""`runner ledger query SQL`: SQL over every day of the ledger with DuckDB (extra `sql`).
+
+The day folders `OUT_DIR/YYYY-MM-DD/ledger.parquet` are one dataset. A query sees it as
+the view `ledger`: every column of LEDGER_SCHEMA plus `date`, the day folder's trading date
+(DATE). Times come back in UTC whatever the machine's zone. Rows a live run has only
+journaled so far appear once it ends (`runner ledger show` reads journals too).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.errors import UsageError
+
+JSON_VERSION = 1
+VIEW = "ledger"
+# Only folders named like a date: a stray folder in out_dir is not a day of the ledger.
+DAY_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
+_D = "—"  # NULL in the text table, as in `runner tca`
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_sql(out_dir: Path) -> str:
+    """The `ledger` view over all days; `date` comes from the folder name."""
+    pattern = _sql_string(str(out_dir / DAY_GLOB / "ledger.parquet"))
+    date = r"CAST(regexp_extract(filename, '(\d{4}-\d{2}-\d{2})[/\\][^/\\]*$', 1) AS DATE)"
+    return (
+        f"CREATE VIEW {VIEW} AS SELECT * EXCLUDE (filename), {date} AS date "
+        f"FROM read_parquet({pattern}, filename = true, union_by_name = true)"
+    )
+
+
+def _has_days(out_dir: Path) -> bool:
+    return any(out_dir.glob(f"{DAY_GLOB}/ledger.parquet"))
+
+
+def run_query(sql: str, out_dir: Path) -> Result:
+    """Run one SQL statement against the `ledger` view of `out_dir`."""
+    try:
+        import duckdb
+    except ImportError:
+        raise UsageError("`runner ledger query` needs DuckDB",
+                         "pip install 'runner[sql]'") from None
+    if not _has_days(out_dir):
+        raise UsageError(f"no ledger days (YYYY-MM-DD/ledger.parquet) under {out_dir}",
+                         "give the ledger root with --out-dir")
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # ts is UTC in the ledger; print it so
+        con.execute(view_sql(out_dir))
+        cursor = con.execute(sql)
+        if cursor.description is None:  # a statement without a result (SET, CREATE ...)
+            return Result((), [])
+        columns = tuple(d[0] for d in cursor.description)
+        return Result(columns, cursor.fetchall())
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"SQL: {first}", f"query the view `{VIEW}`, e.g. "
+                         f"SELECT date, symbol, count(*) FROM {VIEW} GROUP BY ALL") from None
+    finally:
+        con.close()
+
+
+def ledger_query(sql: str, out_dir: str, as_json: bool, out: TextIO | None = None) -> int:
+    """`runner ledger query`: print the result as a table, or as JSON."""
+    out = out or sys.stdout
+    result = run_query(sql, Path(out_dir))
+    if as_json:
+        rows = [[_json_value(v) for v in row] for row in result.rows]
+        doc = {"version": JSON_VERSION, "columns": list(result.columns), "rows": rows}
+        out.write(json.dumps(doc, allow_nan=False, separators=(",", ":")) + "\n")
+    else:
+        out.writelines(line + "\n" for line in table_lines(result.columns, result.rows))
+    return 0
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return _D
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)  # floats: the shortest text that reads back the same
+
+
+def table_lines(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Columns padded to their widest value; numbers right-aligned."""
+    if not columns:
+        return []
+    cells = [[_text(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    numeric = [bool(rows) and all(_is_number(r[i]) for r in rows if r[i] is not None)
+               for i in range(len(columns))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w)
+                 for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    return [line(list(columns))] + [line(r) for r in cells]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return _text(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)  # UUID, intervals and other DuckDB types: their text

@@ -1,0 +1,131 @@
+"""`runner plan SPEC --broker`: the plan, plus IB's own preview of the order.
+
+Connects (read-only use: the one message that touches orders is IB's what-if
+placeOrder, which creates no order), qualifies the contract, asks IB for the
+what-if (margin change, commission estimate, warnings) and the contract's liquid
+hours, then runs the gates with the broker's facts. The plan and the preview are
+printed either way; a refusal then exits 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from runner.broker import SessionInfo
+from runner.gates import Refused, check
+from runner.plan import Plan, render
+from runner.policy import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    """IB's answer to a what-if order. None: IB did not say."""
+
+    init_margin_before: float | None
+    init_margin_change: float | None
+    init_margin_after: float | None
+    maint_margin_before: float | None
+    maint_margin_change: float | None
+    maint_margin_after: float | None
+    equity_with_loan_before: float | None
+    equity_with_loan_change: float | None
+    equity_with_loan_after: float | None
+    commission: float | None
+    min_commission: float | None
+    max_commission: float | None
+    currency: str = ""
+    warning: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What `plan --broker` learned at the gateway for one plan."""
+
+    account: str | None
+    what_if: WhatIf | None  # None for a handshake (no order)
+    sessions: tuple[tuple[int, int], ...] | None  # the contract's liquid hours
+    now_ns: int
+
+
+def plan_with_broker(plans: list[Plan], policy: Policy, as_json: bool, verbose: int) -> int:
+    previews = [asyncio.run(preview(p, verbose)) for p in plans]
+    if as_json:
+        body = [_json(p, v) for p, v in zip(plans, previews, strict=True)]
+        print(json.dumps(body[0] if len(body) == 1 else body, indent=2, sort_keys=True))
+    else:
+        print("\n\n".join(render(p) + "\n" + render_preview(v)
+                          for p, v in zip(plans, previews, strict=True)))
+    for p, v in zip(plans, previews, strict=True):
+        reasons = check(p, policy, _context(p, policy, v))
+        if reasons:
+            raise Refused(p.spec, policy, reasons)
+    return 0
+
+
+async def preview(plan: Plan, verbose: int = 0) -> Preview:
+    from runner.ib import IBBroker
+
+    broker = IBBroker(plan.connection, verbose=verbose)
+    try:
+        session: SessionInfo = await broker.connect()
+        account = session.accounts[0] if session.accounts else None
+        if plan.order is None:
+            return Preview(account, None, None, broker.now_ns())
+        await broker.qualify(plan.order)
+        what_if = await broker.what_if(plan.order)
+        sessions = await broker.liquid_sessions()
+        return Preview(account, what_if, sessions, broker.now_ns())
+    finally:
+        await broker.close()
+
+
+def _context(plan: Plan, policy: Policy, v: Preview) -> Any:
+    from runner.bars import load_bars
+    from runner.preflight import Guard, in_sessions
+
+    bars = load_bars(plan.bars_path) if plan.bars_path else None
+    guard = Guard(plan, policy, bars, dry_run=False)
+    return guard.context(plan.at_ns, v.account, in_sessions(v.sessions, plan.at_ns))
+
+
+def _json(plan: Plan, v: Preview) -> dict[str, Any]:
+    d = plan.to_dict()
+    d["broker"] = {"account": v.account,
+                   "what_if": v.what_if.to_dict() if v.what_if else None,
+                   "liquid_hours": [list(s) for s in v.sessions] if v.sessions else None}
+    return d
+
+
+def render_preview(v: Preview) -> str:
+    lines = [f"  what-if (IB, account {v.account or '?'}; no order was created)"]
+    w = v.what_if
+    if w is None:
+        return lines[0].replace("what-if", "broker") + "\n    no order to preview"
+    cur = f" {w.currency}" if w.currency else ""
+    rows = [("initial margin", w.init_margin_before, w.init_margin_change, w.init_margin_after),
+            ("maintenance margin", w.maint_margin_before, w.maint_margin_change,
+             w.maint_margin_after),
+            ("equity with loan", w.equity_with_loan_before, w.equity_with_loan_change,
+             w.equity_with_loan_after)]
+    lines += [f"    {name:<20}{_change(b, c, a)}{cur}" for name, b, c, a in rows]
+    lines.append(f"    {'commission':<20}{_money(w.commission)}{cur} "
+                 f"(min {_money(w.min_commission)}, max {_money(w.max_commission)})")
+    if w.warning:
+        lines.append(f"    {'warning':<20}{w.warning}")
+    return "\n".join(lines)
+
+
+def _change(before: float | None, change: float | None, after: float | None) -> str:
+    sign = "+" if change is not None and change >= 0 else ""
+    return f"{_money(before)} {sign}{_money(change)} -> {_money(after)}"
+
+
+def _money(x: float | None) -> str:
+    return "?" if x is None else f"{x:,.2f}"

@@ -1,0 +1,341 @@
+"""The pre-trade gates: one case per reason (exact text), every reason at once, the
+facts a stage does not know skipped; then over the wire against the fake gateway
+(port/account disagreement, kill switch, day caps from the ledger, market hours,
+the tag lock, `run --json` on a refusal) and in dry runs (bars as market hours,
+the sanity distance of the built-in policy)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.cli import main
+from runner.gates import Context, check
+from runner.plan import Plan, compile_plan, trading_day
+from runner.policy import DEFAULT, Policy
+from runner.preflight import bars_open, day_totals, run_lock
+from runner.spec import from_mapping
+
+NS = 1_000_000_000
+T0 = 1_767_623_400 * NS  # 2026-01-05 09:30:00 New York = 14:30:00Z
+PLACE = 3  # TWS API message id of placeOrder
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "data" / "live" / "2026-01-05" / "bars1s_SPY.parquet"
+
+POLICY = Policy(
+    source="p.yaml", symbols=("SPY", "QQQ"), sec_types=("STK",), max_qty=100,
+    max_notional=10_000, max_day_notional=50_000, max_day_orders=5, max_slippage_bps=50,
+    max_reference_age_sec=60, min_sanity_distance_bps=500, allow_market=False,
+    allow_live=False, kill_switch="KILL",
+)
+# Everything known and fine: paper port, paper account, a fresh reference at 100.00.
+CTX = Context(now_ns=T0, port=7497, account="DU1234567", priced=True, reference_px=100.0,
+              reference_ns=T0 - NS, day_orders=0, day_notional=0.0, kill_switch=False,
+              market_open=True)
+
+
+def plan_of(kind: str = "one-shot", mode: str = "paper", port: int = 7497,
+            limits: dict[str, Any] | None = None, top: dict[str, Any] | None = None,
+            **order: Any) -> Plan:
+    """BUY 10 SPY LMT 100.00 by default: notional 1,000."""
+    o = {"symbol": "SPY", "side": "BUY", "qty": 10, "limit": 100.0, **order}
+    o = {k: v for k, v in o.items() if v is not None}
+    data: dict[str, Any] = {"version": 1, "kind": kind, "mode": mode, "order": o, **(top or {})}
+    if limits:
+        data["limits"] = limits
+    return compile_plan(from_mapping(data), {"IB_GATEWAY_PORT": str(port)}, T0)
+
+
+LIVE = {"mode": "live"}
+ALLOW_LIVE = {"allow_live": True}
+ALLOW_MARKET = {"allow_market": True}
+MARKET = {"limit": None, "allow_market": True}
+
+# (id, plan kwargs, policy changes, context changes, the exact reasons)
+CASES = [
+    ("all-fine", {}, {}, {}, []),
+    ("kill-switch", {}, {}, {"kill_switch": True},
+     ["kill switch KILL is present: every order is refused (remove the file to trade again)"]),
+    ("live-not-allowed", {"mode": "live", "port": 7496}, {},
+     {"port": 7496, "account": "U7654321"},
+     ["mode: live is not allowed by the policy (allow_live: false)"]),
+    ("live-port-paper-spec", {"port": 7496}, {}, {"port": 7496, "account": None},
+     ["port 7496 is a live port but the spec says mode: paper"]),
+    ("paper-port-live-spec", LIVE, ALLOW_LIVE, {"account": None},
+     ["port 7497 is a paper port but the spec says mode: live"]),
+    ("paper-account-on-live-port", {"mode": "live", "port": 7496}, ALLOW_LIVE,
+     {"port": 7496},
+     ["account DU1234567 is a paper account but port 7496 is a live port",
+      "account DU1234567 is a paper account but the spec says mode: live"]),
+    ("live-account-on-paper-port", {}, {}, {"account": "U7654321"},
+     ["account U7654321 is a live account but port 7497 is a paper port",
+      "account U7654321 is a live account but the spec says mode: paper"]),
+    ("live-account-unknown-port", {"port": 4003}, {}, {"port": 4003, "account": "U7654321"},
+     ["account U7654321 is a live account but the spec says mode: paper"]),
+    ("symbol", {"symbol": "TSLA"}, {}, {},
+     ["symbol TSLA is not in the policy's symbols (SPY, QQQ)"]),
+    ("sec-type", {}, {"sec_types": ("CASH",)}, {},
+     ["sec_type STK is not in the policy's sec_types (CASH)"]),
+    ("qty", {"qty": 150, "limit": 10.0}, {}, {"reference_px": 10.0},
+     ["qty 150 exceeds the policy's max_qty 100"]),
+    ("notional-limit", {"qty": 100, "limit": 150.0}, {}, {"reference_px": 150.0},
+     ["notional 15,000 (qty x limit 150.00) exceeds the policy's max_notional 10,000"]),
+    ("market-not-allowed", MARKET, {}, {},
+     ["market orders are not allowed by the policy (allow_market: false)"]),
+    ("market-notional", {**MARKET, "qty": 100}, ALLOW_MARKET, {"reference_px": 120.0},
+     ["notional 12,000 (qty x reference 120.00) exceeds the policy's max_notional 10,000"]),
+    ("market-notional-spec-limit", {**MARKET, "limits": {"max_notional": 500}}, ALLOW_MARKET,
+     {}, ["notional 1,000 (qty x reference 100.00) exceeds limits.max_notional 500"]),
+    ("market-without-price", MARKET, ALLOW_MARKET, {"reference_px": None},
+     ["cannot check the notional of a market order without a reference price (add "
+      "bars_path, or use a limit order)"]),
+    ("reference-required", {}, {"require_reference": True}, {"reference_px": None},
+     ["no reference price, and the policy requires one (require_reference: true); "
+      "add bars_path"]),
+    ("reference-stale", {}, {}, {"reference_ns": T0 - 75 * NS},
+     ["reference price 100.00 is 75 s old; the policy allows 60 s (max_reference_age_sec)"]),
+    ("slippage-buy", {"limit": 101.0}, {}, {},
+     ["BUY limit 101.00 is 100.0 bps above the reference 100.00; the policy allows 50 bps "
+      "(max_slippage_bps)"]),
+    ("slippage-sell", {"side": "SELL", "limit": 99.0}, {}, {},
+     ["SELL limit 99.00 is 100.0 bps below the reference 100.00; the policy allows 50 bps "
+      "(max_slippage_bps)"]),
+    ("sanity-too-close", {"kind": "sanity-cancel", "limit": 97.0}, {}, {},
+     ["sanity-cancel BUY limit 97.00 is 300.0 bps below the reference 100.00; it must be at "
+      "least 500 bps below so it cannot fill (min_sanity_distance_bps)"]),
+    ("sanity-wrong-side", {"kind": "sanity-cancel", "side": "SELL", "limit": 99.0}, {}, {},
+     ["sanity-cancel SELL limit 99.00 is 100.0 bps below the reference 100.00; it must be at "
+      "least 500 bps above so it cannot fill (min_sanity_distance_bps)"]),
+    ("day-orders", {}, {}, {"day_orders": 5},
+     ["5 orders placed today + this one exceeds the policy's max_day_orders 5"]),
+    ("day-notional", {}, {}, {"day_notional": 49_500.0},
+     ["notional placed today 49,500 + this order 1,000 = 50,500 exceeds the policy's "
+      "max_day_notional 50,000"]),
+    ("market-closed", {}, {}, {"market_open": False},
+     ["the market is closed at 2026-01-05T14:30:00Z (outside regular trading hours); set "
+      "order.outside_rth: true to send the order anyway"]),
+    ("closed-but-outside-rth", {"outside_rth": True}, {}, {"market_open": False}, []),
+    ("closed-but-gtc", {"tif": "GTC", "top": {"ttl_backstop": False}}, {},
+     {"market_open": False}, []),
+    ("sanity-far-enough", {"kind": "sanity-cancel", "limit": 95.0}, {}, {}, []),
+]
+
+
+@pytest.mark.parametrize(("plan_kw", "policy_kw", "ctx_kw", "expected"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_each_gate_reason(plan_kw, policy_kw, ctx_kw, expected):
+    plan = plan_of(**plan_kw)
+    policy = dataclasses.replace(POLICY, **policy_kw)
+    ctx = dataclasses.replace(CTX, **ctx_kw)
+    assert check(plan, policy, ctx) == expected
+
+
+def test_distinct_reasons_number_at_least_fifteen():
+    texts = {r for c in CASES for r in c[4]}
+    assert len(texts) >= 15
+
+
+def test_several_failing_gates_are_all_listed_in_order():
+    plan = plan_of(symbol="TSLA", qty=150, limit=10.0)
+    ctx = dataclasses.replace(CTX, kill_switch=True, day_orders=5, market_open=False,
+                              reference_px=10.0)
+    assert check(plan, POLICY, ctx) == [
+        "kill switch KILL is present: every order is refused (remove the file to trade again)",
+        "symbol TSLA is not in the policy's symbols (SPY, QQQ)",
+        "qty 150 exceeds the policy's max_qty 100",
+        "5 orders placed today + this one exceeds the policy's max_day_orders 5",
+        "the market is closed at 2026-01-05T14:30:00Z (outside regular trading hours); set "
+        "order.outside_rth: true to send the order anyway",
+    ]
+
+
+def test_unknown_facts_are_skipped_not_refused():
+    # What `validate` knows: the spec and the policy only.
+    plan = plan_of(kind="sanity-cancel", limit=99.0, mode="live", port=7496)
+    assert check(plan, dataclasses.replace(POLICY, allow_live=True), Context(now_ns=T0)) == []
+    assert check(plan_of(**MARKET), dataclasses.replace(POLICY, allow_market=True),
+                 Context(now_ns=T0)) == []
+
+
+def test_a_stale_reference_is_not_used_to_judge_prices():
+    ctx = dataclasses.replace(CTX, reference_ns=T0 - 600 * NS)
+    assert check(plan_of(limit=101.0), POLICY, ctx) == [
+        "reference price 100.00 is 10 min old; the policy allows 60 s (max_reference_age_sec)"]
+
+
+def test_handshake_is_never_gated():
+    plan = compile_plan(from_mapping({"version": 1, "kind": "handshake"}), {}, T0)
+    assert check(plan, POLICY, dataclasses.replace(CTX, kill_switch=True)) == []
+
+
+def test_built_in_policy_keeps_the_5_percent_sanity_rule_and_nothing_else():
+    ctx = Context(now_ns=T0, priced=True, reference_px=100.0, reference_ns=T0)
+    assert check(plan_of(kind="sanity-cancel", limit=96.0), DEFAULT, ctx) == [
+        "sanity-cancel BUY limit 96.00 is 400.0 bps below the reference 100.00; it must be at "
+        "least 500 bps below so it cannot fill (min_sanity_distance_bps)"]
+    assert check(plan_of(kind="sanity-cancel", limit=95.0), DEFAULT, ctx) == []
+    assert check(plan_of(symbol="TSLA", qty=100_000, limit=500.0), DEFAULT, ctx) == []
+
+
+# --- over the wire ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IB_CONNECT_TIMEOUT", "3")
+
+    def run(port: int, *args: str) -> tuple[int, str, str]:
+        monkeypatch.setenv("IB_GATEWAY_PORT", str(port))
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def placed(gw: Any) -> list[tuple[str, ...]]:
+    return [fields for _, fields in gw.received if fields[0] == str(PLACE)]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_account_port_disagreement_blocks_after_connect_with_no_place(make_gateway, cli,
+                                                                      tmp_path):
+    gw = make_gateway()  # paper account DU1234567
+    write(tmp_path / "runner-policy.yaml", f"version: 1\nallow_live: true\n"
+                                           f"live_ports: [{gw.port}]\n")
+    write(tmp_path / "live.yaml", "version: 1\nkind: sanity-cancel\nmode: live\n"
+                                  "order: {symbol: SPY, side: BUY, qty: 1, limit: 0.01, "
+                                  "tag: lp-1}\n")
+    code, out, err = cli(gw.port, "run", "live.yaml", "--live")
+    assert (code, out) == (2, "")
+    assert err == ("runner: live.yaml: refused by runner-policy.yaml; nothing was sent:\n"
+                   f"  - account DU****567 is a paper account but port {gw.port} is a live "
+                   "port\n"
+                   "  - account DU****567 is a paper account but the spec says mode: live\n")
+    assert gw.received and placed(gw) == []  # it connected, asked, and placed nothing
+    assert not (tmp_path / "data").exists()  # no ledger row
+
+
+def test_live_port_and_paper_spec_refused_before_connecting(gateway, cli, tmp_path):
+    write(tmp_path / "runner-policy.yaml", f"version: 1\nlive_ports: [{gateway.port}]\n")
+    code, _, err = cli(gateway.port, "sanity-cancel")
+    assert code == 2
+    assert err == ("runner: <command line>: refused by runner-policy.yaml; nothing was sent:\n"
+                   f"  - port {gateway.port} is a live port but the spec says mode: paper\n")
+    assert gateway.received == []
+
+
+def test_kill_switch_blocks_until_removed(gateway, cli, tmp_path):
+    write(tmp_path / "runner-policy.yaml", "version: 1\nkill_switch: KILL\n")
+    (tmp_path / "KILL").touch()
+    code, _, err = cli(gateway.port, "sanity-cancel", "--tag", "k-1")
+    assert code == 2 and "  - kill switch KILL is present: every order is refused" in err
+    assert gateway.received == [] and not (tmp_path / "data").exists()
+    (tmp_path / "KILL").unlink()
+    assert cli(gateway.port, "sanity-cancel", "--tag", "k-1")[0] == 0
+    assert len(placed(gateway)) == 1
+
+
+def test_day_caps_count_earlier_runs_in_the_ledger(gateway, cli, tmp_path):
+    write(tmp_path / "runner-policy.yaml",
+          "version: 1\nmax_day_orders: 3\nmax_day_notional: 25\n")
+    for tag in ("d-1", "d-2"):  # 1 x 10.00 each: 20 placed
+        code, _, err = cli(gateway.port, "one-shot", "--limit", "10.00", "--ttl_sec", "0.2",
+                           "--tag", tag)
+        assert code == 0, err
+    assert day_totals("data/exec", trading_day(time.time_ns())) == (2, 20.0)
+    code, _, err = cli(gateway.port, "one-shot", "--limit", "10.00", "--ttl_sec", "0.2",
+                       "--tag", "d-3")
+    assert code == 2
+    assert err.endswith("  - notional placed today 20 + this order 10 = 30 exceeds the "
+                        "policy's max_day_notional 25\n")
+    code, _, err = cli(gateway.port, "sanity-cancel", "--tag", "d-4")  # 0.01: fits
+    assert code == 0, err
+    code, _, err = cli(gateway.port, "sanity-cancel", "--tag", "d-5")
+    assert code == 2 and err.endswith("  - 3 orders placed today + this one exceeds the "
+                                      "policy's max_day_orders 3\n")
+    assert len(placed(gateway)) == 3
+
+
+def test_market_closed_by_ib_liquid_hours_unless_outside_rth(make_gateway, cli, tmp_path):
+    gw = make_gateway(hours="closed")
+    write(tmp_path / "day.yaml", "version: 1\nkind: one-shot\nttl_sec: 0.2\n"
+                                 "order: {symbol: SPY, side: BUY, qty: 1, limit: 10.00, "
+                                 "tag: h-1}\n")
+    code, _, err = cli(gw.port, "run", "day.yaml")
+    assert code == 2 and "(outside regular trading hours); set order.outside_rth: true" in err
+    assert placed(gw) == [] and not (tmp_path / "data").exists()
+    write(tmp_path / "rth.yaml", "version: 1\nkind: one-shot\nttl_sec: 0.2\n"
+                                 "order: {symbol: SPY, side: BUY, qty: 1, limit: 10.00, "
+                                 "tag: h-2, outside_rth: true}\n")
+    assert cli(gw.port, "run", "rth.yaml")[0] == 0
+    assert len(placed(gw)) == 1
+
+
+def test_run_json_prints_one_refusal_object(gateway, cli, tmp_path):
+    write(tmp_path / "runner-policy.yaml", "version: 1\nsymbols: [QQQ]\nmax_qty: 5\n")
+    write(tmp_path / "s.yaml", "version: 1\nkind: sanity-cancel\n"
+                               "order: {symbol: SPY, side: BUY, qty: 10, limit: 0.01, tag: j-1}\n")
+    code, out, _ = cli(gateway.port, "run", "s.yaml", "--json")
+    assert code == 2
+    assert json.loads(out) == {
+        "version": 1, "spec": "s.yaml", "kind": "sanity-cancel", "tag": "j-1",
+        "state": "REFUSED", "exit_code": 2,
+        "reasons": ["symbol SPY is not in the policy's symbols (QQQ)",
+                    "qty 10 exceeds the policy's max_qty 5"],
+        "message": "s.yaml: refused by runner-policy.yaml; nothing was sent:\n"
+                   "  - symbol SPY is not in the policy's symbols (QQQ)\n"
+                   "  - qty 10 exceeds the policy's max_qty 5",
+    }
+    assert gateway.received == []
+
+
+def test_a_running_tag_locks_out_a_second_run(gateway, cli, tmp_path):
+    spec = write(tmp_path / "s.yaml", "version: 1\nkind: sanity-cancel\n"
+                                      "order: {symbol: SPY, side: BUY, qty: 1, limit: 0.01, "
+                                      "tag: lock-1}\n")
+    plan = compile_plan(from_mapping({"version": 1, "kind": "sanity-cancel", "order": {
+        "symbol": "SPY", "side": "BUY", "qty": 1, "limit": 0.01, "tag": "lock-1"}}), {}, T0)
+    with run_lock(plan):  # as if another run of lock-1 were placing it right now
+        code, _, err = cli(gateway.port, "run", spec.name)
+    assert code == 2
+    assert err.startswith("runner: another run of tag lock-1 is in progress for data/exec (lock ")
+    assert "; nothing was sent (wait for it to finish" in err and gateway.received == []
+    assert cli(gateway.port, "run", "s.yaml")[0] == 0  # released with the other run
+
+
+# --- dry runs: the bars are the market -----------------------------------------------------
+
+
+def test_dry_run_market_hours_are_the_bars():
+    from runner.bars import load_bars
+
+    bars = load_bars(SAMPLE)  # 1 s bars from 09:30:00 to 15:59:59 New York
+    assert bars_open(bars, T0) is True  # 09:30:00, the first bar starts
+    assert bars_open(bars, T0 + (6 * 3600 + 30 * 60 - 1) * NS) is True  # 15:59:59
+    assert bars_open(bars, T0 + (6 * 3600 + 30 * 60) * NS) is False  # 16:00:00
+    assert bars_open(bars, T0 - NS) is False
+    assert bars_open(None, T0) is None  # no bars: unknown, not closed
+
+
+def test_dry_run_sanity_cancel_too_close_to_the_market(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    # the first bar closes at 472.92; 460.00 is 273.4 bps below it, inside the 5% rule
+    write(tmp_path / "s.yaml", f"version: 1\nkind: sanity-cancel\nbars_path: {SAMPLE}\n"
+                               "order: {symbol: SPY, side: BUY, qty: 1, limit: 460.00}\n")
+    assert main(["run", "s.yaml", "--dry-run", "--allow-outside"]) == 2
+    through = (472.92 - 460.00) / 472.92 * 1e4
+    assert capsys.readouterr().err.endswith(
+        f"  - sanity-cancel BUY limit 460.00 is {through:.1f} bps below the reference 472.92; "
+        "it must be at least 500 bps below so it cannot fill (min_sanity_distance_bps)\n")
+    assert not (tmp_path / "data").exists()
