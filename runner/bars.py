@@ -32,12 +32,13 @@ _NEEDS = "a bars file needs ts (or timestamp/time/datetime), open, high, low, cl
 
 def _iso(ns: int) -> str:
     unit = "s" if ns % BAR_NS == 0 else "ns"
-    return f"{np.datetime_as_string(np.datetime64(int(ns), 'ns'), unit=unit)}Z"
+    stamp = np.datetime64(int(ns), "ns")
+    return f"{np.datetime_as_string(stamp, unit=unit)}Z"  # type: ignore[call-overload]
 
 
 def _frozen_array(values: Any, dtype: type) -> np.ndarray:
     # A copy, made read-only, so a frozen Bars really cannot change under us.
-    arr = np.array(values, dtype=dtype, copy=True)
+    arr: np.ndarray = np.array(values, dtype=dtype, copy=True)
     arr.setflags(write=False)
     return arr
 

@@ -201,7 +201,8 @@ def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
     for i, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type):
             table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
 
 
 # ----------------------------------------------------------------------------- files

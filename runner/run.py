@@ -113,7 +113,7 @@ def classic_spec(args: argparse.Namespace) -> Spec:
             data["bars_path"] = args.bars_path
     if args.limit is not None:
         order["limit"] = args.limit
-    return from_mapping(data)
+    return from_mapping(data, allow_outside=args.allow_outside)
 
 
 def _num(x: float) -> float | int:

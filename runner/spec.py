@@ -169,11 +169,12 @@ def load_text(
 
 
 def from_mapping(
-    data: Mapping[str, Any], source: str = "<command line>", root: Path | None = None
+    data: Mapping[str, Any], source: str = "<command line>", root: Path | None = None,
+    allow_outside: bool = False,
 ) -> Spec:
     """A spec built in memory (the classic commands): the same checks, no file marks."""
     doc = _Doc(source, 0, _plain(data))
-    spec = _check(doc, root or Path.cwd(), allow_outside=False)
+    spec = _check(doc, root or Path.cwd(), allow_outside)
     if doc.errors or spec is None:
         raise SpecError([f"{source}: {msg}" for _, msg in doc.errors])
     return spec
@@ -397,7 +398,7 @@ def _a(expected: Any) -> str:
     names = {"object": "a mapping", "array": "a list", "number": "a number", "string": "a string",
              "boolean": "true or false", "integer": "a whole number"}
     if isinstance(expected, list):
-        return " or ".join(names.get(e, e) for e in expected)
+        return " or ".join(names.get(e, str(e)) for e in expected)
     return names.get(expected, str(expected))
 
 

@@ -162,7 +162,7 @@ def _weighted(orders: pa.Table, column: str) -> float | None:
     if not weight:
         return None
     weighted = pc.sum(pc.multiply(pc.filter(values, has), pc.filter(weights, has))).as_py()
-    return float(weighted) / weight
+    return float(weighted) / float(weight)
 
 
 def totals(orders: pa.Table) -> dict[str, Any]:
