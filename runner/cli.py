@@ -1,6 +1,7 @@
 """Command line: parse, dispatch, and the one error boundary.
 
-Exit codes (DESIGN §2): 0 ok; 2 invalid spec or usage; 3 gateway unreachable or
+Exit codes (DESIGN §2): 0 ok; 2 invalid spec or usage, or a pre-trade gate refused
+(nothing sent, no ledger row); 3 gateway unreachable or
 refused; 4 order rejected or an `expect:` failed; 1 anything unexpected;
 130/143 interrupted by Ctrl-C/SIGTERM after the live order was cancelled.
 """
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from runner import __version__
 from runner.errors import RunnerError, SpecError
 
-EPILOG = "exit codes: 0 ok, 2 invalid spec/usage, 3 gateway, 4 rejected/expect failed, 1 other"
+EPILOG = ("exit codes: 0 ok, 2 invalid spec/usage or refused by a gate (nothing sent), "
+          "3 gateway, 4 rejected/expect failed, 1 other")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,6 +7,7 @@ or ib_async), so they start fast and work in any CI.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -37,7 +38,9 @@ def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = 
     policies, now = Policies(policy), time.time_ns()
     for f in files:
         if Path(f).name == POLICY_FILE:  # a policy, not a spec: check it as one
-            problems += _new(problems, _policy_problems(f))
+            lines = _policy_problems(f)
+            policies.broken.update([f] if lines else [])
+            problems += _new(problems, lines)
             continue
         try:
             specs = load(f, allow_outside=allow_outside)
@@ -57,8 +60,10 @@ def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = 
     else:
         for line in problems:
             print(line, file=sys.stderr)
-        print(f"{total} spec{'s' if total != 1 else ''} valid" if not invalid
-              else f"{invalid} of {total} specs invalid")
+        summary = (f"{total} spec{'s' if total != 1 else ''} valid" if not invalid
+                   else f"{invalid} of {total} specs invalid")
+        broken = sorted({os.path.normpath(p) for p in policies.broken})
+        print(summary + (f"; policy invalid: {', '.join(broken)}" if broken else ""))
     return 2 if invalid or problems else 0
 
 

@@ -141,10 +141,10 @@ def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     the reference knows, against the spec's own limits.max_notional)."""
     o = plan.order
     assert o is not None
-    caps = [("the policy's max_notional", policy.max_notional)]
+    named = [("the policy's max_notional", policy.max_notional)]
     if o.limit is None:  # a limit order's spec limits were checked when the spec loaded
-        caps.append(("limits.max_notional", plan.limits.max_notional))
-    caps = [(name, cap) for name, cap in caps if cap is not None]
+        named.append(("limits.max_notional", plan.limits.max_notional))
+    caps = [(name, cap) for name, cap in named if cap is not None]
     price, basis = _price(plan, ctx)
     if price is None:
         if ctx.priced and (caps or policy.max_day_notional is not None):

@@ -438,8 +438,8 @@ class IBBroker:
         try:
             details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(self.contract),
                                              self.conn.timeout_sec)
-        except TimeoutError:
-            return None
+        except (TimeoutError, ConnectionError):
+            return None  # unknown hours: the gate is skipped, the order's own errors remain
         if not details:
             return None
         return parse_hours(details[0].liquidHours, details[0].timeZoneId)

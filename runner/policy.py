@@ -110,13 +110,18 @@ def find(start: Path) -> Path | None:
 def for_spec(source: str, explicit: str | None = None) -> Policy:
     """The policy that governs a spec file (or, for a spec built in memory, the working
     directory): `--policy` if given, else the nearest file upward, else DEFAULT."""
+    path = locate(source, explicit)
+    return load(path) if path else DEFAULT
+
+
+def locate(source: str, explicit: str | None = None) -> str | None:
+    """The policy file for a spec, as the user would type it; None: no policy file."""
     if explicit:
         if not Path(explicit).is_file():
             raise UsageError(f"--policy {explicit}: no such file")
-        return load(explicit)
-    start = Path.cwd() if source.startswith("<") else Path(source).parent
-    found = find(start)
-    return load(_shown(found)) if found else DEFAULT
+        return explicit
+    found = find(Path.cwd() if source.startswith("<") else Path(source).parent)
+    return _shown(found) if found else None
 
 
 def governing(spec: Spec, explicit: str | None = None) -> Policy:
@@ -133,14 +138,17 @@ class Policies:
 
     def __init__(self, explicit: str | None = None) -> None:
         self.explicit = explicit
+        self.broken: set[str] = set()  # policy files that failed to load
         self._by_folder: dict[str, Policy | SpecError] = {}
 
     def for_spec(self, source: str) -> Policy:
         folder = "<cwd>" if source.startswith("<") else str(Path(source).parent)
         if folder not in self._by_folder:
+            path = locate(source, self.explicit)
             try:
-                self._by_folder[folder] = for_spec(source, self.explicit)
+                self._by_folder[folder] = load(path) if path else DEFAULT
             except SpecError as e:
+                self.broken.add(str(path))
                 self._by_folder[folder] = e
         found = self._by_folder[folder]
         if isinstance(found, SpecError):

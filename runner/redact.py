@@ -70,7 +70,7 @@ def redacted_output(enabled: bool = True) -> Iterator[None]:
         return
     out, err = sys.stdout, sys.stderr
     make = logging.getLogRecordFactory()
-    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     logging.setLogRecordFactory(_redacting_factory(make))
     try:
         yield

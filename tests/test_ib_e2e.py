@@ -25,6 +25,7 @@ from runner.cli import main
 from runner.gateway import Ack, Fill, Reject
 from runner.ledger import read_ledger
 from runner.plan import trading_day
+from runner.redact import ACCOUNT
 
 PLACE, CANCEL = 3, 4  # TWS API message ids: placeOrder, cancelOrder
 NS = 1_000_000_000
@@ -40,6 +41,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         monkeypatch.setenv("IB_GATEWAY_PORT", str(port))
         code = main(list(args))
         out, err = capsys.readouterr()
+        assert not ACCOUNT.search(out + err), out + err  # account ids never printed unmasked
         return code, out, err
 
     return run

@@ -89,7 +89,9 @@ def test_a_live_line_on_a_terminal_then_only_the_status_line(gateway, tmp_path) 
     assert final and last.endswith("\r\n"), repr(shown)
     assert shown.count("\n") == 1  # one line on the screen, rewritten in place
     tag = re.escape(final.group(1))
-    line = re.compile(rf"\[one-shot\] {tag} (INTENT|ACK|CANCEL) 0/1(?: (\d+\.\d) s left)?")
+    # after the deadline, until the cancel is confirmed, the line says "cancelling"
+    line = re.compile(
+        rf"\[one-shot\] {tag} (INTENT|ACK|CANCEL) 0/1(?: (\d+\.\d) s left| cancelling)?")
     parsed = [line.fullmatch(f) for f in frames if f]
     assert all(parsed), frames
     states = [m.group(1) for m in parsed if m]
