@@ -645,7 +645,7 @@ def test_gateway_command_serves_until_sigterm() -> None:
         line = proc.stdout.readline().strip()
         prefix = "fake TWS gateway listening on 127.0.0.1:"
         assert line.startswith(prefix), (line, proc.stderr.read() if proc.stderr else "")
-        assert line.endswith(" (server version 178, account DU1234567)")
+        assert line.endswith(" (server version 178, account DU****567)")
         port = int(line[len(prefix):].split(" ")[0])
         with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
             sock.sendall(b"API\0" + struct.pack(">I", 9) + b"v157..178")

@@ -16,6 +16,7 @@ from runner.errors import RunnerError
 from runner.gateway.contracts import HOURS_MODES
 from runner.gateway.server import FakeGateway
 from runner.gateway.wire import SERVER_VERSION
+from runner.redact import redact
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +74,7 @@ async def _serve(gateway: FakeGateway) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with gateway:
-        accounts = ",".join(gateway.accounts)
+        accounts = redact(",".join(gateway.accounts))  # fake ids, masked like every output
         print(f"fake TWS gateway listening on {gateway.host}:{gateway.port} "
               f"(server version {SERVER_VERSION}, account {accounts})", flush=True)
         await stop.wait()
