@@ -48,7 +48,10 @@ def synthetic_day(n_rows: int, seed: int = 1) -> pa.Table:
     step = np.tile(np.arange(ROWS_PER_ORDER), n)
     cols = _order_columns(rng, n, order, step)
     cols.update(_fill_columns(rng, n, order, step))
-    table = pa.Table.from_arrays([cols[f.name] for f in LEDGER_SCHEMA], schema=LEDGER_SCHEMA)
+    # columns the synthetic day does not model (deadline, exec_id) are all null
+    arrays = [cols[f.name] if f.name in cols else pa.nulls(n_rows, f.type)
+              for f in LEDGER_SCHEMA]
+    table = pa.Table.from_arrays(arrays, schema=LEDGER_SCHEMA)
     return table.sort_by(SORT_KEYS)
 
 
