@@ -11,11 +11,9 @@ naming both files and lines. Cheap to import: `validate` and `plan` use it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,8 @@ from runner.spec import (
     _read_text,
     _schema_error,
     _with_defaults,
+    load_schema,
+    validator_for,
 )
 
 POLICY_FILE = "runner-policy.yaml"
@@ -79,17 +79,12 @@ class Policy:
 DEFAULT = Policy(source=None)
 
 
-@cache
 def schema() -> dict[str, Any]:
-    with open(SCHEMA_PATH, encoding="utf-8") as f:
-        return json.load(f)  # type: ignore[no-any-return]
+    return load_schema(SCHEMA_PATH)
 
 
-@cache
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(schema())
+    return validator_for(SCHEMA_PATH)
 
 
 # --- finding -----------------------------------------------------------------------

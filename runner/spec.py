@@ -107,16 +107,25 @@ class _Doc:
 
 
 @cache
-def schema() -> dict[str, Any]:
-    with open(SCHEMA_PATH, encoding="utf-8") as f:
+def load_schema(path: Path) -> dict[str, Any]:
+    """One of runner's JSON Schemas (the spec's, the policy's), read once."""
+    with open(path, encoding="utf-8") as f:
         return json.load(f)  # type: ignore[no-any-return]
 
 
 @cache
-def _validator() -> Any:
+def validator_for(path: Path) -> Any:
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(schema())
+    return Draft202012Validator(load_schema(path))
+
+
+def schema() -> dict[str, Any]:
+    return load_schema(SCHEMA_PATH)
+
+
+def _validator() -> Any:
+    return validator_for(SCHEMA_PATH)
 
 
 # --- reading files -----------------------------------------------------------------

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,3 +40,30 @@ def gateway(make_gateway: Callable[..., Any]) -> Any:
 
 
 # ----------------------------------------------------- end of gateway fixtures
+
+
+# ---------------------------------------------------------------------------
+# Running the CLI in-process against a gateway (shared by the ib, gates and what-if tests).
+# ---------------------------------------------------------------------------
+
+UNMASKED = re.compile(r"\b(?:D?[UFI])\d{4,10}\b")  # an IB account id in the clear
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `runner ...` in tmp_path against a gateway port; returns (code, out, err).
+    Every call also checks that no account id was printed unmasked."""
+    from runner.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IB_CONNECT_TIMEOUT", "3")
+
+    def run(port: int, *args: str) -> tuple[int, str, str]:
+        monkeypatch.setenv("IB_GATEWAY_PORT", str(port))
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        assert not UNMASKED.search(out + err), out + err
+        return code, out, err
+
+    return run

@@ -185,20 +185,6 @@ def test_built_in_policy_keeps_the_5_percent_sanity_rule_and_nothing_else():
 # --- over the wire ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("IB_CONNECT_TIMEOUT", "3")
-
-    def run(port: int, *args: str) -> tuple[int, str, str]:
-        monkeypatch.setenv("IB_GATEWAY_PORT", str(port))
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def placed(gw: Any) -> list[tuple[str, ...]]:
     return [fields for _, fields in gw.received if fields[0] == str(PLACE)]
 

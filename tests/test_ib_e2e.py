@@ -8,7 +8,6 @@ or SIGKILL is part of the test); the gateway runs on its own loop in a thread.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -22,31 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from runner.cli import main
 from runner.gateway import Ack, Fill, Reject
 from runner.ledger import read_ledger
 from runner.plan import trading_day
 
-UNMASKED = re.compile(r"\b(?:D?[UFI])\d{4,10}\b")  # an IB account id in the clear
-
 PLACE, CANCEL = 3, 4  # TWS API message ids: placeOrder, cancelOrder
 NS = 1_000_000_000
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Run `runner ...` in tmp_path against a gateway port; returns (code, out, err)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("IB_CONNECT_TIMEOUT", "3")
-
-    def run(port: int, *args: str) -> tuple[int, str, str]:
-        monkeypatch.setenv("IB_GATEWAY_PORT", str(port))
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        assert not UNMASKED.search(out + err), out + err  # account ids never printed unmasked
-        return code, out, err
-
-    return run
 
 
 def rows(tmp_path: Path, tag: str | None = None) -> list[dict[str, Any]]:

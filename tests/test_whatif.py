@@ -14,27 +14,12 @@ from typing import Any
 
 import pytest
 
-from runner.cli import main
 from runner.gateway import FakeGateway, wire
 from runner.gateway.whatif import fixed_rate_commission
 from runner.ib import parse_hours
 
 PLACE = 3
 NS = 1_000_000_000
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("IB_CONNECT_TIMEOUT", "3")
-
-    def run(port: int, *args: str) -> tuple[int, str, str]:
-        monkeypatch.setenv("IB_GATEWAY_PORT", str(port))
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def spec(tmp_path: Path, qty: int, limit: float, tag: str, extra: str = "") -> str:
