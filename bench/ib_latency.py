@@ -56,6 +56,9 @@ class _TimedJournal:
         self.ledger = ledger
         self.append_s: dict[str, float] = {}
 
+    def open(self) -> None:
+        """Opened already (the `with Ledger(...)` below)."""
+
     def append(self, row: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         self.ledger.append(row)

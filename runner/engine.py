@@ -46,6 +46,8 @@ class InvalidTransition(RunnerError):
 
 
 class Journal(Protocol):
+    def open(self) -> Any: ...  # ready to take the INTENT (idempotent)
+
     def append(self, row: dict[str, Any]) -> None: ...
 
 
@@ -152,6 +154,7 @@ class Engine:
     async def _place_and_wait(self) -> None:
         req = self.plan.order
         assert req is not None
+        self._open_journal()  # creating the file is not part of the INTENT's latency
         now = self.broker.now_ns()
         self.order = _Order(req, intent_ns=now)
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
@@ -230,6 +233,13 @@ class Engine:
         order.message = ev.message or order.message
         self._record(ev.kind, ev.ts_ns, last_qty=ev.last_qty, last_px=ev.last_px,
                      message=ev.message, exec_id=ev.exec_id)
+
+    def _open_journal(self) -> None:
+        try:
+            self.journal.open()
+        except LedgerError as e:
+            raise LedgerError(f"{e.message}; the order was not sent",
+                              "free disk space or fix out_dir, then run again") from None
 
     def _record(self, event: Ev, ts_ns: int, **extra: Any) -> None:
         order = self.order

@@ -218,10 +218,13 @@ class _Journal:
         self.opened = False
         self.failpoint = failpoint
 
-    def append(self, row: dict[str, Any]) -> None:
+    def open(self) -> None:
         if not self.opened:
             self.ledger.open()
             self.opened = True
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.open()
         self.ledger.append(row)
         if self.failpoint == f"after-{row['event'].lower()}":
             # RUNNER_FAILPOINT (tests only): die here, as a crash would, to prove recovery
