@@ -3,8 +3,15 @@
 Layout (DESIGN §6)::
 
     OUT_DIR/YYYY-MM-DD/ledger.parquet          the day's events, sorted by (ts, run_id, seq)
+    OUT_DIR/YYYY-MM-DD/ledger.part-<run>.parquet  on a big day: one run's events (see below)
     OUT_DIR/YYYY-MM-DD/_journal-<run_id>.jsonl one JSON line per event, fsynced, while a run lives
     OUT_DIR/YYYY-MM-DD/.ledger.lock            serialises compaction between processes
+
+A run's cost is O(its own events) (DESIGN §9): while the day holds fewer than
+REWRITE_BELOW_ROWS rows, a run's commit rewrites ledger.parquet (milliseconds); beyond that
+it writes its rows as a part file, and the run that finds MAX_PARTS parts folds them all
+into ledger.parquet. `read_ledger` merges the day file and its parts and drops any
+(run_id, seq) seen twice (a fold that crashed before deleting its parts).
 
 Durability: `Ledger.append` returns only once its line is fsynced, so an INTENT is on disk
 before the order is sent. `Ledger.commit` merges the journals into `ledger.parquet` under the
@@ -21,7 +28,7 @@ with `_` or `.`, so the out_dir root reads as a dataset of Parquet files as it i
     days = ds.partitioning(pa.schema([("date", pa.string())]))   # YYYY-MM-DD folders
     ds.dataset("data/exec", format="parquet", partitioning=days).to_table()
     pandas.read_parquet("data/exec")                   # all days, no date column
-    duckdb: SELECT * FROM read_parquet('data/exec/*/ledger.parquet', filename=true)
+    duckdb: SELECT * FROM read_parquet('data/exec/*/ledger*.parquet', filename=true)
 
 (`read_ledger` below also includes rows that are still only in journals.)
 """
@@ -97,6 +104,12 @@ LEDGER_SCHEMA = pa.schema(
 COLUMNS: tuple[str, ...] = tuple(LEDGER_SCHEMA.names)
 
 LEDGER_FILE = "ledger.parquet"
+PART_PREFIX = "ledger.part-"  # ledger.part-<run_id>.parquet: one run's rows on a big day
+# Below this many rows the day's file is simply rewritten by each run (tens of ms). Above
+# it a run writes only its own rows, as a part file (O(its own events), DESIGN §9), and
+# the parts are folded into ledger.parquet once there are more than MAX_PARTS of them.
+REWRITE_BELOW_ROWS = 100_000
+MAX_PARTS = 16
 LOCK_FILE = ".ledger.lock"
 JOURNAL_PREFIX = "_journal-"
 JOURNAL_SUFFIX = ".jsonl"
@@ -421,19 +434,36 @@ def _parse_all(paths: list[Path]) -> tuple[dict[Path, list[dict[str, Any]]], lis
 def _write_merged(day_dir: Path, rows: list[dict[str, Any]], rescue_tag: str) -> int:
     ledger = day_dir / LEDGER_FILE
     try:
+        base_rows = pq.ParquetFile(ledger).metadata.num_rows if ledger.exists() else 0
+        parts = sorted(day_dir.glob(f"{PART_PREFIX}*.parquet"))
+        if base_rows >= REWRITE_BELOW_ROWS and len(parts) < MAX_PARTS:
+            return _write_part(day_dir, rows, rescue_tag)
         base = _read_parquet(ledger) if ledger.exists() else None
-    except LedgerError as exc:
+    except (LedgerError, pa.ArrowException, OSError) as exc:
+        why = str(exc) if isinstance(exc, LedgerError) else f"{ledger}: cannot read the " \
+            f"ledger ({exc})"
         rescue = day_dir / f"ledger.{rescue_tag}.parquet"
         merged, _ = _merge(None, rows)
         _write_parquet_atomic(merged, rescue, rescue_tag)
         raise LedgerError(
-            f"{exc}; left it untouched and wrote {merged.num_rows} rows to {rescue}",
+            f"{why}; left it untouched and wrote {merged.num_rows} rows to {rescue}",
             "the journals are kept; repair or move the unreadable file, then `runner recover`",
         ) from exc
-    merged, count = _merge(base, rows)
-    if count:
+    folded = [row for p in parts for row in table_to_rows(_read_parquet(p))]
+    merged, count = _merge(base, folded + rows)
+    if count or parts:
         _write_parquet_atomic(merged, ledger, rescue_tag)
+    for part in parts:  # their rows are in ledger.parquet now
+        part.unlink(missing_ok=True)
     return count
+
+
+def _write_part(day_dir: Path, rows: list[dict[str, Any]], run_id: str) -> int:
+    """A big day: this run's rows go to a part file of their own; ledger.parquet is not
+    read or rewritten. Readers merge the parts (and drop any (run_id, seq) seen twice)."""
+    part = _sorted_unique(rows_to_table(rows))
+    _write_parquet_atomic(part, day_dir / f"{PART_PREFIX}{run_id}.parquet", run_id)
+    return part.num_rows
 
 
 def merge_leftovers(out_dir: Path, day: str) -> int:

@@ -1,6 +1,6 @@
 """`runner ledger query SQL`: SQL over every day of the ledger with DuckDB (extra `sql`).
 
-The day folders `OUT_DIR/YYYY-MM-DD/ledger.parquet` are one dataset. A query sees it as
+The day folders `OUT_DIR/YYYY-MM-DD/ledger*.parquet` are one dataset. A query sees it as
 the view `ledger`: every column of LEDGER_SCHEMA plus `date`, the day folder's trading date
 (DATE). Times come back in UTC whatever the machine's zone. Rows a live run has only
 journaled so far appear once it ends (`runner ledger show` reads journals too).
@@ -39,7 +39,8 @@ def _sql_string(text: str) -> str:
 
 def view_sql(out_dir: Path) -> str:
     """The `ledger` view over all days; `date` comes from the folder name."""
-    pattern = _sql_string(str(out_dir / DAY_GLOB / "ledger.parquet"))
+    # ledger.parquet and, on big days, its part files (ledger.part-<run>.parquet)
+    pattern = _sql_string(str(out_dir / DAY_GLOB / "ledger*.parquet"))
     date = r"CAST(regexp_extract(filename, '(\d{4}-\d{2}-\d{2})[/\\][^/\\]*$', 1) AS DATE)"
     return (
         f"CREATE VIEW {VIEW} AS SELECT * EXCLUDE (filename), {date} AS date "
@@ -48,7 +49,7 @@ def view_sql(out_dir: Path) -> str:
 
 
 def _has_days(out_dir: Path) -> bool:
-    return any(out_dir.glob(f"{DAY_GLOB}/ledger.parquet"))
+    return any(out_dir.glob(f"{DAY_GLOB}/ledger*.parquet"))
 
 
 def run_query(sql: str, out_dir: Path) -> Result:

@@ -468,3 +468,76 @@ def test_any_rows_round_trip_through_journal_and_commit(
     for got, want in zip(back, order, strict=True):
         assert set(got) == set(COLUMNS)
         assert all(same(got[c], want.get(c)) for c in COLUMNS), (got, want)
+
+
+# ----------------------------------------------------------------------------- big days
+
+
+def commit_run(out: Path, run_id: str, first: int, n: int) -> None:
+    with Ledger(out, DAY, run_id) as ledger:
+        for i in range(first, first + n):
+            ledger.append(ev(i))
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 'big day' of 10 rows and at most 3 parts, so the tests stay small."""
+    import runner.ledger as ledger
+
+    monkeypatch.setattr(ledger, "REWRITE_BELOW_ROWS", 10)
+    monkeypatch.setattr(ledger, "MAX_PARTS", 3)
+
+
+def test_on_a_big_day_a_run_writes_only_its_own_rows(tmp_path: Path,
+                                                       small_thresholds: None) -> None:
+    commit_run(tmp_path, "base", 0, 12)  # the day's file now holds 12 rows >= 10
+    base = tmp_path / DAY / "ledger.parquet"
+    before = (base.read_bytes(), base.stat().st_mtime_ns)
+    commit_run(tmp_path, "r1", 100, 2)
+    commit_run(tmp_path, "r2", 200, 3)
+    assert (base.read_bytes(), base.stat().st_mtime_ns) == before  # not read back, not rewritten
+    parts = sorted(p.name for p in (tmp_path / DAY).glob("ledger.part-*.parquet"))
+    assert parts == ["ledger.part-r1.parquet", "ledger.part-r2.parquet"]
+    rows = table_to_rows(read_ledger(tmp_path / DAY))
+    assert len(rows) == 17 and len(set(keys(rows))) == 17
+    assert [r["ts"] for r in rows] == sorted(r["ts"] for r in rows)
+    assert {"t100", "t201"} <= tags_on_day(tmp_path, DAY)
+    assert len(ds.dataset(tmp_path / DAY, format="parquet").to_table()) == 17
+
+
+def test_parts_are_folded_into_the_day_file_past_max_parts(tmp_path: Path,
+                                                           small_thresholds: None) -> None:
+    commit_run(tmp_path, "base", 0, 12)
+    for k in range(3):
+        commit_run(tmp_path, f"r{k}", 100 * (k + 1), 2)
+    assert len(list((tmp_path / DAY).glob("ledger.part-*.parquet"))) == 3
+    commit_run(tmp_path, "r3", 400, 2)  # the fourth: fold everything
+    assert list((tmp_path / DAY).glob("ledger.part-*.parquet")) == []
+    rows = day_rows(tmp_path)  # the day file alone
+    assert len(rows) == 12 + 4 * 2 and len(set(keys(rows))) == 20
+
+
+def test_a_part_left_by_a_crashed_fold_doubles_nothing(tmp_path: Path,
+                                                       small_thresholds: None) -> None:
+    commit_run(tmp_path, "base", 0, 12)
+    for k in range(3):
+        commit_run(tmp_path, f"r{k}", 100 * (k + 1), 2)
+    part = tmp_path / DAY / "ledger.part-r0.parquet"
+    kept = part.read_bytes()
+    commit_run(tmp_path, "r3", 400, 2)  # folds r0..r3 and deletes the parts
+    part.write_bytes(kept)  # as if the fold died after os.replace, before the unlink
+    rows = table_to_rows(read_ledger(tmp_path / DAY))
+    assert len(rows) == 20 and len(set(keys(rows))) == 20
+    for k in range(4, 8):  # more runs: more parts, then another fold
+        commit_run(tmp_path, f"r{k}", 100 * (k + 1), 2)
+    rows = table_to_rows(read_ledger(tmp_path / DAY))
+    assert len(rows) == 28 and len(set(keys(rows))) == 28
+
+
+def test_sql_over_the_ledger_sees_the_parts(tmp_path: Path, small_thresholds: None) -> None:
+    from runner.query import run_query
+
+    commit_run(tmp_path, "base", 0, 12)
+    commit_run(tmp_path, "r1", 100, 2)
+    result = run_query("SELECT count(*), count(DISTINCT run_id) FROM ledger", tmp_path)
+    assert result.rows == [(14, 2)]
