@@ -248,9 +248,10 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
         with status or contextlib.nullcontext():
             outcome = asyncio.run(_run_with_signals(engine))
     except BaseException:
-        _keep(engine, ledger)
+        with contextlib.suppress(LedgerError):  # never hide the first error
+            _keep(engine, ledger)  # (still prints what it cannot journal)
         if journal.opened:
-            with contextlib.suppress(LedgerError):  # never hide the first error
+            with contextlib.suppress(LedgerError):
                 ledger.commit()
         raise
     _keep(engine, ledger)
