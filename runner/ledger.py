@@ -463,7 +463,7 @@ def _write_part(day_dir: Path, rows: list[dict[str, Any]], run_id: str) -> int:
     read or rewritten. Readers merge the parts (and drop any (run_id, seq) seen twice)."""
     part = _sorted_unique(rows_to_table(rows))
     _write_parquet_atomic(part, day_dir / f"{PART_PREFIX}{run_id}.parquet", run_id)
-    return part.num_rows
+    return int(part.num_rows)
 
 
 def merge_leftovers(out_dir: Path, day: str) -> int:
