@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from runner import tca
 from runner.broker import Broker, BrokerEvent, Ev, OrderRequest, SessionInfo
@@ -72,8 +72,6 @@ class Outcome:
     events: list[str] = field(default_factory=list)
     session: SessionInfo | None = None
     snapshot: dict[str, Any] | None = None
-
-    STATES: ClassVar[tuple[str, ...]] = ("FILL", "CANCEL", "REJ", "OPEN", "OK")
 
 
 @dataclass

@@ -22,14 +22,10 @@ from runner.spec import (
     Mark,
     Path_,
     Spec,
-    _check_finite,
     _Doc,
     _parse,
     _read_text,
-    _schema_error,
-    _with_defaults,
-    load_schema,
-    validator_for,
+    schema_checked,
 )
 
 POLICY_FILE = "runner-policy.yaml"
@@ -79,12 +75,6 @@ class Policy:
 DEFAULT = Policy(source=None)
 
 
-def schema() -> dict[str, Any]:
-    return load_schema(SCHEMA_PATH)
-
-
-def _validator() -> Any:
-    return validator_for(SCHEMA_PATH)
 
 
 # --- finding -----------------------------------------------------------------------
@@ -188,12 +178,9 @@ def _check(doc: _Doc, path: str) -> Policy | None:
     if not isinstance(doc.data, dict):
         doc.error((), "a policy must be a mapping of keys (`version: 1`, `max_qty: ...`)")
         return None
-    _check_finite(doc, doc.data, ())
-    for error in _validator().iter_errors(doc.data):
-        _schema_error(doc, error)
-    if doc.errors:
+    data = schema_checked(doc, SCHEMA_PATH)
+    if data is None:
         return None
-    data = _with_defaults(doc.data, schema())
     for port in sorted(set(data["paper_ports"]) & set(data["live_ports"])):
         doc.error(("live_ports",), f"port {port} is in both paper_ports and live_ports")
     return None if doc.errors else _build(doc, data, path)

@@ -25,7 +25,6 @@ SCHEMA_PATH = Path(__file__).parent / "schemas" / "spec.schema.json"
 MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is a mistake or an attack
 MAX_DEPTH = 16  # a spec nests 3 levels deep
 MAX_NODES = 20_000  # counted with aliases expanded: stops "billion laughs" early
-KINDS_WITH_ORDER = ("sanity-cancel", "one-shot")
 
 Path_ = tuple[str | int, ...]
 
@@ -122,10 +121,6 @@ def validator_for(path: Path) -> Any:
 
 def schema() -> dict[str, Any]:
     return load_schema(SCHEMA_PATH)
-
-
-def _validator() -> Any:
-    return validator_for(SCHEMA_PATH)
 
 
 # --- reading files -----------------------------------------------------------------
@@ -327,16 +322,22 @@ def _check(doc: _Doc, root: Path, allow_outside: bool) -> Spec | None:
             doc.error((), "a spec must be a mapping of keys (`version: 1`, `kind: ...`), "
                           f"got {_type_name(doc.data)}")
         return None
-    _check_finite(doc, doc.data, ())
-    for error in _validator().iter_errors(doc.data):
-        _schema_error(doc, error)
-    if doc.errors:
+    data = schema_checked(doc, SCHEMA_PATH)
+    if data is None:
         return None
-    data = _with_defaults(doc.data, schema())
     _semantic(doc, data, root, allow_outside)
     if doc.errors:
         return None
     return _build(doc, data)
+
+
+def schema_checked(doc: _Doc, schema_path: Path) -> dict[str, Any] | None:
+    """A document (a mapping) checked against one of runner's schemas: non-finite numbers
+    and every schema error recorded on `doc`; the data with its defaults, or None."""
+    _check_finite(doc, doc.data, ())
+    for error in validator_for(schema_path).iter_errors(doc.data):
+        _schema_error(doc, error)
+    return None if doc.errors else _with_defaults(doc.data, load_schema(schema_path))
 
 
 def _check_finite(doc: _Doc, value: Any, path: Path_) -> None:

@@ -112,7 +112,6 @@ class FakeGateway:
         self.what_ifs: list[PlacedOrder] = []  # what-if previews asked for (no order made)
         self._bars_start_ns = bars_start_ns
         self._speed = speed
-        self._participation = participation
         self.engine = OrderEngine(self.book, self, clock, participation=participation)
         self._sessions: dict[int, Session] = {}  # live sessions by clientId
         self._conns: set[Session] = set()
