@@ -7,9 +7,10 @@ never reads the wall clock itself.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Ev(enum.StrEnum):
@@ -22,6 +23,20 @@ class Ev(enum.StrEnum):
     FILL = "FILL"
     CANCEL = "CANCEL"
     PNL_SNAPSHOT = "PNL_SNAPSHOT"
+    # An execution correction: replaces the execution named in `corrects` (DESIGN §5);
+    # also a commission that came after the order's last row.
+    CORRECTION = "CORRECTION"
+    # Not an end: the runner gave up watching an order that may still work at the broker
+    # (a cancel refused or never confirmed). New orders in this ledger root are refused
+    # until `runner recover` settles it.
+    UNSETTLED = "UNSETTLED"
+    # Not an end: an acknowledged order the gateway does not show (another gateway, a
+    # restart). Left for `runner recover`.
+    UNKNOWN = "UNKNOWN"
+
+
+TERMINAL = frozenset({Ev.FILL, Ev.CANCEL, Ev.REJ})  # the ends; only the broker's status says so
+OPEN_ENDED = frozenset({Ev.UNSETTLED, Ev.UNKNOWN})  # the run stopped watching; not an end
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +77,35 @@ class BrokerEvent:
     avg_px: float | None = None
     commission: float | None = None  # cumulative commission, when known
     message: str = ""
-    exec_id: str = ""  # the broker's execution id on PARTIAL/FILL, when it has one
+    exec_id: str = ""  # the broker's execution id on PARTIAL/FILL/CORRECTION, when it has one
+    corrects: str = ""  # CORRECTION: the execution id it replaces
+    client_id: int | None = None  # the API client id that placed the order
+
+
+class NoteKind(enum.StrEnum):
+    """Things a broker says that are not ledger events."""
+
+    INFO = "info"  # information: never ends an order (e.g. IB 10349, 399, 2109)
+    CANCEL_REFUSED = "cancel-refused"  # IB 161 / 10147 / 10148 (not Filled): still working
+    OVERFILL = "overfill"  # executions add up to more than the order's quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A broker message the engine acts on but does not journal as an event."""
+
+    kind: NoteKind
+    ts_ns: int
+    text: str
+    code: int = 0
+
+
+class Lookup(enum.StrEnum):
+    """What the broker says of an order when asked directly."""
+
+    WORKING = "working"
+    DONE = "done"  # its end has been (or is being) reported as events
+    UNKNOWN = "unknown"  # the broker does not show it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +115,30 @@ class SessionInfo:
     accounts: tuple[str, ...]
     server_version: int | None = None
     server_time_ns: int | None = None
+    client_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    """IB's answer to a what-if order. None: IB did not say."""
+
+    init_margin_before: float | None
+    init_margin_change: float | None
+    init_margin_after: float | None
+    maint_margin_before: float | None
+    maint_margin_change: float | None
+    maint_margin_after: float | None
+    equity_with_loan_before: float | None
+    equity_with_loan_change: float | None
+    equity_with_loan_after: float | None
+    commission: float | None
+    min_commission: float | None
+    max_commission: float | None
+    currency: str = ""
+    warning: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 class Broker(Protocol):
@@ -95,8 +162,21 @@ class Broker(Protocol):
 
     async def cancel(self, tag: str) -> None: ...
 
-    async def next_event(self, deadline_ns: int) -> BrokerEvent | None:
-        """The next event, or None once the broker clock reaches `deadline_ns`."""
+    async def lookup(self, tag: str) -> Lookup:
+        """Ask the broker about the order now; an end it reports comes as events."""
+        ...
+
+    async def next_event(self, deadline_ns: int) -> BrokerEvent | Note | None:
+        """The next event, or None once the broker clock reaches `deadline_ns` (an
+        event already waiting is returned even when the deadline has passed)."""
+        ...
+
+    def pending(self) -> bool:
+        """After the order's end: something (a commission, a row) is still to come."""
+        ...
+
+    def reconnecting_now(self) -> bool:
+        """The connection is lost and being retried."""
         ...
 
     async def close(self) -> None: ...

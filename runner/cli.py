@@ -49,6 +49,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                    help="start time (ISO 8601 with offset, or epoch s); fixes generated tags")
     p.add_argument("--allow-duplicate", action="store_true",
                    help="place even if the tag is already in today's ledger")
+    p.add_argument("--allow-unsettled", action="store_true",
+                   help="place even while an earlier order in the ledger root is UNSETTLED "
+                   "or UNKNOWN (may still work at IB)")
     p.add_argument("--allow-outside", action="store_true",
                    help="allow bars_path/out_dir outside the working tree")
     p.add_argument("--json", action="store_true", help="print one JSON result object")
@@ -138,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose(p)
 
     p = sub.add_parser("recover", help="settle orders left without an end by a crash",
-                       description="Find the day's orders with an INTENT but no final event "
-                       "(their run died), ask the gateway what became of them, record it, and "
-                       "cancel those still working past their deadline.", epilog=EPILOG)
+                       description="Find the orders with an INTENT but no final event "
+                       "(their run died, or left them UNSETTLED or UNKNOWN), ask the gateway what "
+                       "became of them, record it, and cancel those still working past their "
+                       "deadline.", epilog=EPILOG)
     p.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
-    p.add_argument("--date", help="YYYY-MM-DD (default: today and any day with journals left)")
+    p.add_argument("--date", help="YYYY-MM-DD (default: today, any day with journals left "
+                   "and any day with an unsettled order)")
     p.add_argument("--cancel-all", action="store_true",
                    help="cancel every orphan still working, deadline passed or not")
     _verbose(p)

@@ -15,27 +15,38 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runner import tca
-from runner.broker import Broker, BrokerEvent, Ev, OrderRequest, SessionInfo
+from runner.broker import (
+    OPEN_ENDED,
+    TERMINAL,
+    Broker,
+    BrokerEvent,
+    Ev,
+    Lookup,
+    Note,
+    NoteKind,
+    OrderRequest,
+    SessionInfo,
+)
 from runner.errors import GatewayError, Interrupted, LedgerError, RunnerError
-from runner.plan import ACK_TIMEOUT_SEC, CANCEL_TIMEOUT_SEC, Plan
+from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan
 
 NS = 1_000_000_000
-TERMINAL = frozenset({Ev.FILL, Ev.CANCEL, Ev.REJ})
+SETTLE_SEC = 3.0  # after the end: how long late commissions and corrections are waited for
+LINGER_SEC = 0.5  # after the end of an order that filled: listen at least this long
+POLL_SEC = 0.25  # how often a wait re-checks what no event announces (reconnects)
 
-# The order FSM. A state is the last event that changed it.
+# The order FSM. A state is the last event that changed it. An end (FILL, CANCEL, REJ)
+# comes only from the broker's order status; UNSETTLED and UNKNOWN are where the run
+# stops watching an order that may still work (left for `runner recover`).
+_WORKING = (Ev.INTENT, Ev.ACK, Ev.PARTIAL)
 TRANSITIONS: dict[tuple[Ev, Ev], Ev] = {
     (Ev.INTENT, Ev.ACK): Ev.ACK,
-    (Ev.INTENT, Ev.REJ): Ev.REJ,
-    (Ev.INTENT, Ev.CANCEL): Ev.CANCEL,  # IB can cancel before it acks (e.g. 202 on a bad GTD)
     (Ev.INTENT, Ev.PARTIAL): Ev.PARTIAL,  # an execution can overtake the status message
-    (Ev.INTENT, Ev.FILL): Ev.FILL,
     (Ev.ACK, Ev.PARTIAL): Ev.PARTIAL,
-    (Ev.ACK, Ev.FILL): Ev.FILL,
-    (Ev.ACK, Ev.CANCEL): Ev.CANCEL,
-    (Ev.ACK, Ev.REJ): Ev.REJ,  # a gateway may accept, then the exchange rejects
     (Ev.PARTIAL, Ev.PARTIAL): Ev.PARTIAL,
-    (Ev.PARTIAL, Ev.FILL): Ev.FILL,
-    (Ev.PARTIAL, Ev.CANCEL): Ev.CANCEL,
+    **{(s, end): end for s in _WORKING for end in (Ev.FILL, Ev.CANCEL, Ev.REJ)},
+    **{(s, Ev.UNKNOWN): Ev.UNKNOWN for s in _WORKING},
+    **{(s, Ev.UNSETTLED): Ev.UNSETTLED for s in _WORKING},
 }
 # Repeats that carry nothing new: not journaled, state unchanged.
 IGNORED = frozenset({(Ev.ACK, Ev.ACK), (Ev.PARTIAL, Ev.ACK)})
@@ -63,7 +74,9 @@ class Outcome:
 
     kind: str
     tag: str | None = None
-    state: str = "OPEN"  # FILL | CANCEL | REJ | OPEN (cancel never confirmed) | OK (handshake)
+    # FILL | CANCEL | REJ; UNSETTLED (a cancel refused or never confirmed) | UNKNOWN (the
+    # gateway does not show the order) | OPEN (the run broke off) | OK (handshake)
+    state: str = "OPEN"
     fill_qty: float = 0.0
     avg_px: float | None = None
     arrival_px: float | None = None
@@ -72,6 +85,9 @@ class Outcome:
     events: list[str] = field(default_factory=list)
     session: SessionInfo | None = None
     snapshot: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)  # what the broker said on the way
+    alarm: str = ""  # something that must not pass quietly (an over-fill)
+    order_id: int | None = None
 
 
 @dataclass
@@ -83,6 +99,7 @@ class _Order:
     state: Ev = Ev.INTENT
     order_id: int | None = None
     perm_id: int | None = None
+    client_id: int | None = None
     fill_qty: float = 0.0
     avg_px: float | None = None
     commission: float | None = None
@@ -91,25 +108,35 @@ class _Order:
     message: str = ""
     placed: bool = False
     cancel_sent: bool = False
+    cancel_refused: str = ""  # the broker's last refusal of our cancel
 
     @property
     def done(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def stopped(self) -> bool:
+        """Ended, or left for recover: the run watches it no longer."""
+        return self.state in TERMINAL or self.state in OPEN_ENDED
+
 
 class Engine:
-    """Runs one plan. `on_event` sees every journaled row (the terminal status line)."""
+    """Runs one plan. `on_event` sees every journaled row (the terminal status line);
+    `on_note` every line worth telling the person at the terminal."""
 
     def __init__(self, plan: Plan, broker: Broker, journal: Journal, bars: BarsLike | None,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 pre_place: Callable[[SessionInfo], None] | None = None) -> None:
+                 pre_place: Callable[[SessionInfo], None] | None = None,
+                 on_note: Callable[[str], None] | None = None) -> None:
         self.pre_place = pre_place  # last gates, with the broker's facts; raises to refuse
         self.plan = plan
         self.broker = broker
         self.journal = journal
         self.bars = bars
         self.on_event = on_event
+        self.on_note = on_note
         self.account = ""
+        self.client_id: int | None = None
         self.order: _Order | None = None
         self.outcome = Outcome(kind=plan.kind, tag=plan.order.tag if plan.order else None)
         self.stop_signal: int | None = None  # set by a signal handler: stop, cancel, record
@@ -125,6 +152,7 @@ class Engine:
         session = await self.broker.connect()
         self.outcome.session = session
         self.account = session.accounts[0] if session.accounts else ""
+        self.client_id = session.client_id
         if self.plan.order is None:
             self.outcome.state = "OK"
             return self.outcome
@@ -137,6 +165,8 @@ class Engine:
         except BaseException as e:  # noqa: BLE001 - cancel on *any* way out, then re-raise
             await self._cancel_on_the_way_out(e)
             raise
+        if self.order is not None and self.order.done:
+            await self._settle()
         self._snapshot()
         return self.outcome
 
@@ -154,7 +184,7 @@ class Engine:
         assert req is not None
         self._open_journal()  # creating the file is not part of the INTENT's latency
         now = self.broker.now_ns()
-        self.order = _Order(req, intent_ns=now)
+        self.order = _Order(req, intent_ns=now, client_id=self.client_id)
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
         self.outcome.arrival_px = arrival
         sanity = self.plan.kind == "sanity-cancel"
@@ -168,15 +198,15 @@ class Engine:
         if sanity:
             await self._wait(lambda o: o.state != Ev.INTENT, deadline)
         else:
-            await self._wait(lambda o: o.done, deadline)
-        if not self.order.done:
+            await self._wait(lambda o: o.stopped, deadline)
+        if not self.order.stopped:
             await self._cancel()
 
     async def _wait(self, until: Callable[[_Order], bool], deadline_ns: int,
                     interruptible: bool = True) -> None:
         order = self.order
         assert order is not None
-        while not until(order) and not order.done:
+        while not until(order) and not order.stopped:
             if interruptible and self.stop_signal is not None:
                 raise Interrupted(self.stop_signal)
             if interruptible and self.ledger_error is not None:
@@ -184,53 +214,151 @@ class Engine:
             event = await self.broker.next_event(deadline_ns)
             if event is None:
                 return
-            self._apply(event)
+            self._take(event)
+
+    def _take(self, item: BrokerEvent | Note) -> None:
+        if isinstance(item, Note):
+            self._note(item)
+        else:
+            self._apply(item)
+
+    def _note(self, note: Note) -> None:
+        order = self.order
+        if note.kind == NoteKind.CANCEL_REFUSED and order is not None:
+            order.cancel_refused = note.text
+        if note.kind == NoteKind.OVERFILL:
+            self.outcome.alarm = note.text
+        self.outcome.notes.append(note.text)
+        if self.on_note is not None:
+            self.on_note(f"{self.outcome.tag}: {note.text}")
 
     async def _cancel(self) -> None:
+        """Cancel, retried a bounded number of times (refused or unanswered), then look
+        the order up; still working: UNSETTLED, for `runner recover` and the person."""
         order = self.order
         assert order is not None
         order.cancel_sent = True
-        await self.broker.cancel(order.req.tag)
-        # a broker that is reconnecting gets its reconnect window on top of the usual wait
-        grace = CANCEL_TIMEOUT_SEC + float(getattr(self.broker, "reconnect_sec", 0.0))
-        await self._wait(lambda o: o.done, self.broker.now_ns() + int(grace * NS),
-                         interruptible=False)
-        if not order.done:
-            self.outcome.message = (
-                f"cancel of {order.req.tag} not confirmed within {CANCEL_TIMEOUT_SEC:g} s; "
-                "the order may still be live at the broker (runner recover will settle it)")
+        start = self.broker.now_ns()
+        total = int(self.plan.connection.cancel_timeout_sec * NS)
+        for attempt in range(1, CANCEL_ATTEMPTS + 1):
+            order.cancel_refused = ""
+            await self.broker.cancel(order.req.tag)
+            await self._while_reconnecting()
+            until = max(start + total * attempt // CANCEL_ATTEMPTS, self.broker.now_ns())
+            await self._wait(lambda o: bool(o.cancel_refused), until, interruptible=False)
+            if order.stopped:
+                return
+            if order.cancel_refused:  # refused at once: try again when this slot is up
+                await self._wait(lambda o: False, until, interruptible=False)
+                if order.stopped:
+                    return
+        await self._look_up(start)
+
+    async def _while_reconnecting(self) -> None:
+        """A broker that is reconnecting sends the cancel once it is back: wait for that
+        (bounded by its reconnect window, which ends in an error if it does not return)."""
+        give_up = self.broker.now_ns() + int(self.plan.connection.reconnect_sec * NS)
+        while self.broker.reconnecting_now() and self.broker.now_ns() < give_up:
+            await self._wait(lambda o: False, self.broker.now_ns() + int(POLL_SEC * NS),
+                             interruptible=False)
+            if self.order is not None and self.order.stopped:
+                return
+
+    async def _look_up(self, start_ns: int) -> None:
+        order = self.order
+        assert order is not None
+        try:
+            found = await self.broker.lookup(order.req.tag)
+        except GatewayError as e:
+            found, why = Lookup.UNKNOWN, f" (lookup failed: {e.message})"
+        else:
+            why = ""
+        await self._wait(lambda o: False, self.broker.now_ns(), interruptible=False)  # drain
+        if order.stopped:
+            return
+        waited = (self.broker.now_ns() - start_ns) / NS
+        refused = f"refused ({order.cancel_refused})" if order.cancel_refused else \
+            "not confirmed"
+        shows = {Lookup.WORKING: "still working", Lookup.DONE: "done",
+                 Lookup.UNKNOWN: "not at all"}[found]
+        oid = f" (order id {order.order_id})" if order.order_id else ""
+        text = (f"cancel of {order.req.tag}{oid} {refused} after {CANCEL_ATTEMPTS} attempts "
+                f"in {waited:.1f} s; the broker shows it {shows}{why}")
+        self._record(Ev.UNSETTLED, self.broker.now_ns(), message=text)
+        self.outcome.state = Ev.UNSETTLED.value
+        self.outcome.message = (
+            f"{text}; it may still be working at IB: cancel it in TWS or run `runner recover` "
+            f"once IB lets it be cancelled. New orders under {self.plan.out_dir} are refused "
+            "until it is settled (--allow-unsettled overrides)")
 
     async def _cancel_on_the_way_out(self, cause: BaseException) -> None:
         order = self.order
-        if order is None or not order.placed or order.done or order.cancel_sent:
+        if order is None or not order.placed or order.stopped or order.cancel_sent:
             return
         try:
             await asyncio.shield(self._cancel())
         except Exception as e:  # noqa: BLE001 - the first error is the one to report
             self.outcome.message = f"cancel after {type(cause).__name__} failed: {e}"
 
+    async def _settle(self) -> None:
+        """After the end: late commissions and corrections, bounded (DESIGN §5)."""
+        order = self.order
+        assert order is not None
+        now = self.broker.now_ns()
+        give_up = now + int(SETTLE_SEC * NS)
+        linger = now + int(LINGER_SEC * NS) if order.fill_qty > 0 else now
+        while self.ledger_error is None:
+            now = self.broker.now_ns()
+            if now >= give_up or (now >= linger and not self.broker.pending()):
+                break
+            until = give_up if self.broker.pending() else linger
+            event = await self.broker.next_event(min(until, now + int(POLL_SEC * NS)))
+            if event is not None:
+                self._take(event)
+        missing = self.broker.pending()
+        if missing and order.fill_qty > 0:
+            self.outcome.notes.append("a commission was not reported within "
+                                      f"{SETTLE_SEC:g} s; runner recover fills it in")
+
     def _apply(self, ev: BrokerEvent) -> None:
         order = self.order
         assert order is not None
-        if (order.state, ev.kind) in IGNORED or order.done:
+        if ev.kind == Ev.CORRECTION:
+            self._correct(ev)
+            return
+        if (order.state, ev.kind) in IGNORED or order.stopped:
             return  # late repeats after the end (e.g. a status echo) change nothing
         new = TRANSITIONS.get((order.state, ev.kind))
         if new is None:
             raise InvalidTransition(f"{order.state.value} -> {ev.kind.value} for {ev.tag}")
         order.state = new
-        order.order_id = ev.order_id or order.order_id
-        order.perm_id = ev.perm_id or order.perm_id
+        self._take_numbers(ev)
         if ev.kind in (Ev.PARTIAL, Ev.FILL):
             order.first_fill_ns = order.first_fill_ns or ev.ts_ns
-        if ev.kind != Ev.ACK:
-            order.fill_qty = max(order.fill_qty, ev.fill_qty)
-            order.avg_px = ev.avg_px if ev.avg_px is not None else order.avg_px
-            order.commission = ev.commission if ev.commission is not None else order.commission
         if new in TERMINAL:
             order.end_ns = ev.ts_ns
         order.message = ev.message or order.message
         self._record(ev.kind, ev.ts_ns, last_qty=ev.last_qty, last_px=ev.last_px,
                      message=ev.message, exec_id=ev.exec_id)
+
+    def _correct(self, ev: BrokerEvent) -> None:
+        """A correction replaces an execution (or fills in its commission): the numbers
+        become the broker's corrected totals; the state stays."""
+        self._take_numbers(ev, corrected=True)
+        self._record(Ev.CORRECTION, ev.ts_ns, last_qty=ev.last_qty, last_px=ev.last_px,
+                     message=ev.message, exec_id=ev.exec_id, corrects=ev.corrects)
+
+    def _take_numbers(self, ev: BrokerEvent, corrected: bool = False) -> None:
+        order = self.order
+        assert order is not None
+        order.order_id = ev.order_id or order.order_id
+        order.perm_id = ev.perm_id or order.perm_id
+        order.client_id = ev.client_id if ev.client_id is not None else order.client_id
+        if ev.kind == Ev.ACK:
+            return
+        order.fill_qty = ev.fill_qty if corrected else max(order.fill_qty, ev.fill_qty)
+        order.avg_px = ev.avg_px if ev.avg_px is not None else order.avg_px
+        order.commission = ev.commission if ev.commission is not None else order.commission
 
     def _open_journal(self) -> None:
         try:
@@ -246,7 +374,8 @@ class Engine:
         row = {
             "ts": ts_ns, "spec": self.plan.spec, "tag": req.tag, "event": event.value,
             "broker": self.broker.name, "account": self.account, "order_id": order.order_id,
-            "perm_id": order.perm_id, "symbol": req.symbol, "side": req.side, "qty": req.qty,
+            "perm_id": order.perm_id, "client_id": order.client_id, "symbol": req.symbol,
+            "side": req.side, "qty": req.qty,
             "order_type": req.order_type, "limit": req.limit, "tif": req.tif,
             "fill_qty": order.fill_qty, "avg_px": order.avg_px, "commission": order.commission,
         }
@@ -270,10 +399,11 @@ class Engine:
         order = self.order
         assert order is not None
         out = self.outcome
-        if order.done:
+        if order.stopped:
             out.state = order.state.value
         out.fill_qty, out.avg_px, out.commission = order.fill_qty, order.avg_px, order.commission
         out.message = order.message or out.message
+        out.order_id = order.order_id
 
     def _snapshot(self) -> None:
         order = self.order
@@ -287,15 +417,3 @@ class Engine:
             self.outcome.snapshot = snap
             self._record(Ev.PNL_SNAPSHOT, end, **snap)
 
-
-def run_plan(plan: Plan, broker: Broker, journal: Journal, bars: BarsLike | None,
-             on_event: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
-    """Run a plan to its end on a fresh event loop (the CLI's entry)."""
-    return asyncio.run(_run_and_close(Engine(plan, broker, journal, bars, on_event)))
-
-
-async def _run_and_close(engine: Engine) -> Outcome:
-    try:
-        return await engine.run()
-    finally:
-        await engine.broker.close()

@@ -66,11 +66,15 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("seq", pa.int32()),  # event number within the run, from 1
         pa.field("spec", _STR),
         pa.field("tag", _STR),
-        pa.field("event", _STR),  # INTENT|ACK|REJ|PARTIAL|FILL|CANCEL|PNL_SNAPSHOT
+        # INTENT|ACK|REJ|PARTIAL|FILL|CANCEL|PNL_SNAPSHOT; CORRECTION (replaces the execution
+        # in `corrects`, or adds a commission that came late); UNSETTLED and UNKNOWN (not
+        # ends: the run stopped watching an order that may still work; see runner recover)
+        pa.field("event", _STR),
         pa.field("broker", _STR),  # ib|sim
         pa.field("account", _STR),
         pa.field("order_id", pa.int64()),
         pa.field("perm_id", pa.int64()),
+        pa.field("client_id", pa.int64()),  # the API client id that placed the order
         pa.field("symbol", _STR),
         pa.field("side", _STR),
         pa.field("qty", _F64),
@@ -88,6 +92,7 @@ LEDGER_SCHEMA = pa.schema(
         # `runner recover` knows which orphans are overdue.
         pa.field("deadline", pa.timestamp("ns", tz="UTC")),
         pa.field("exec_id", _STR),  # PARTIAL/FILL rows from IB: the execution, for exact dedup
+        pa.field("corrects", _STR),  # CORRECTION rows: the exec_id this one replaces
         # TCA figures: null except on PNL_SNAPSHOT rows (runner/tca.py).
         pa.field("fill_ratio", _F64),
         pa.field("shortfall_bps", _F64),

@@ -24,7 +24,8 @@ BACKSTOP_MARGIN_SEC = 10  # GTD expiry = INTENT + TTL + this, so IB kills it if 
 CONNECT_TIMEOUT_SEC = 10.0
 RECONNECT_SEC = 30.0
 ACK_TIMEOUT_SEC = 10.0  # sanity-cancel: how long to wait for the ACK before cancelling
-CANCEL_TIMEOUT_SEC = 10.0  # how long to wait for a cancel to be confirmed
+CANCEL_TIMEOUT_SEC = 10.0  # how long, in all, a cancel is retried and waited for
+CANCEL_ATTEMPTS = 3  # a refused or unanswered cancel is sent this many times in all
 TAG_PREFIX = {"one-shot": "oneshot", "sanity-cancel": "sanity"}
 DEFAULTS = {"IB_GATEWAY_HOST": "127.0.0.1", "IB_GATEWAY_PORT": "7497", "IB_CLIENT_ID": "7"}
 
@@ -36,6 +37,7 @@ class Connection:
     client_id: int
     timeout_sec: float = CONNECT_TIMEOUT_SEC
     reconnect_sec: float = RECONNECT_SEC  # how long a lost connection is retried mid-order
+    cancel_timeout_sec: float = CANCEL_TIMEOUT_SEC  # all attempts of one cancel, in all
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +106,12 @@ def connection_from_env(environ: Mapping[str, str]) -> Connection:
 
     timeout_sec = _env_seconds(environ, "IB_CONNECT_TIMEOUT", CONNECT_TIMEOUT_SEC)
     reconnect_sec = _env_seconds(environ, "IB_RECONNECT_SEC", RECONNECT_SEC)
+    cancel_sec = _env_seconds(environ, "IB_CANCEL_TIMEOUT", CANCEL_TIMEOUT_SEC)
     host = get("IB_GATEWAY_HOST")
     port, client_id = _env_int("IB_GATEWAY_PORT", get("IB_GATEWAY_PORT"), 1, 65535), \
         _env_int("IB_CLIENT_ID", get("IB_CLIENT_ID"), 0, 2**31 - 1)
     return Connection(host=host, port=port, client_id=client_id, timeout_sec=timeout_sec,
-                      reconnect_sec=reconnect_sec)
+                      reconnect_sec=reconnect_sec, cancel_timeout_sec=cancel_sec)
 
 
 def _env_seconds(environ: Mapping[str, str], name: str, default: float) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.broker import Broker, BrokerEvent, OrderRequest, SessionInfo
+from runner.broker import Broker, BrokerEvent, Lookup, Note, OrderRequest, SessionInfo
 from runner.errors import UsageError
 from runner.gates import Context, Refused, check
 from runner.plan import Plan
@@ -130,9 +130,6 @@ class _WithHours:
         self.name = inner.name
         self.sessions: tuple[tuple[int, int], ...] | None = None
 
-    def __getattr__(self, name: str) -> Any:  # e.g. reconnect_sec, handshake
-        return getattr(self.inner, name)
-
     def now_ns(self) -> int:
         return int(self.inner.now_ns())
 
@@ -149,8 +146,17 @@ class _WithHours:
     async def cancel(self, tag: str) -> None:
         await self.inner.cancel(tag)
 
-    async def next_event(self, deadline_ns: int) -> BrokerEvent | None:
+    async def lookup(self, tag: str) -> Lookup:
+        return await self.inner.lookup(tag)  # type: ignore[no-any-return]
+
+    async def next_event(self, deadline_ns: int) -> BrokerEvent | Note | None:
         return await self.inner.next_event(deadline_ns)  # type: ignore[no-any-return]
+
+    def pending(self) -> bool:
+        return bool(self.inner.pending())
+
+    def reconnecting_now(self) -> bool:
+        return bool(self.inner.reconnecting_now())
 
     async def close(self) -> None:
         await self.inner.close()

@@ -1,31 +1,38 @@
 """`runner recover`: no orphan orders, nothing lost.
 
-Reads a day's ledger and the journals of crashed runs, finds the orders with an
-INTENT but no final event (FILL, CANCEL, REJ) whose run is no longer alive, asks
-the gateway what became of each (by its tag, IB's orderRef: open orders of every
-client, executions with commissions, completed orders), records what happened
-while nobody was watching, and cancels what is still working past its deadline
-(or everything, with --cancel-all). Running it twice records nothing new.
-The same step runs, automatically, before every non-dry `runner run`.
+Reads the ledger and the journals of crashed runs, finds the orders with an INTENT but
+no end (FILL, CANCEL, REJ) whose run is no longer alive — those a crash left, and those
+a run left UNSETTLED (a cancel refused) or UNKNOWN (the gateway did not show them) —
+asks the gateway what became of each, records what happened while nobody was watching,
+and cancels what is still working past its deadline (or everything, with --cancel-all).
+
+Orders are found by permId, then (client id, order id), then orderRef. A gateway that
+does not manage the INTENT's account is refused: nothing is changed. An order placed by
+another client id is cancelled from a session with that client id (only it can cancel
+it). Running it twice records nothing new. It runs, automatically, before every
+non-dry `runner run`, over every day that holds an unsettled order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from runner.broker import Lookup
 from runner.errors import GatewayError
 from runner.plan import Connection, trading_day
 
 TERMINAL = frozenset({"FILL", "CANCEL", "REJ"})
-CARRIED = ("spec", "tag", "broker", "account", "order_id", "perm_id", "symbol", "side", "qty",
-           "order_type", "limit", "tif")  # copied from the INTENT onto every recovered row
-CANCEL_CONFIRM_SEC = 10.0
+CARRIED = ("spec", "tag", "broker", "account", "order_id", "perm_id", "client_id", "symbol",
+           "side", "qty", "order_type", "limit", "tif")  # copied onto every recovered row
+MARKERS = ".unsettled"  # OUT_DIR/.unsettled/<day>.<hash>.json: orders left for recover
+POLL_SEC = 0.1
 
 
 @dataclass
@@ -37,6 +44,9 @@ class Orphan:
     fill_qty: float = 0.0
     commission: float = 0.0
     last_ts: int = 0  # of the order's last recorded event
+    acked: bool = False
+    last_event: str = "INTENT"
+    ids: dict[str, Any] = field(default_factory=dict)  # perm_id, client_id, order_id
 
     @property
     def tag(self) -> str:
@@ -66,19 +76,27 @@ def find_orphans(out_dir: Path, day: str) -> list[Orphan]:
         order = orders.get(tag)
         if order is None:
             continue
-        order.last_ts = max(order.last_ts, row["ts"])
+        _note_row(order, row)
         if event in TERMINAL:
             del orders[tag]
-        elif event in ("PARTIAL", "FILL"):
-            _note_fill(order, row)
-    return [o for o in orders.values() if o.intent["run_id"] not in alive]
+    return [o for o in orders.values()
+            if o.intent["run_id"] not in alive or o.last_event in ("UNSETTLED", "UNKNOWN")]
 
 
-def _note_fill(o: Orphan, row: dict[str, Any]) -> None:
-    if row.get("exec_id"):
-        o.exec_ids.add(row["exec_id"])
-    o.fill_qty = max(o.fill_qty, row.get("fill_qty") or 0.0)
-    o.commission = max(o.commission, row.get("commission") or 0.0)
+def _note_row(o: Orphan, row: dict[str, Any]) -> None:
+    o.last_ts = max(o.last_ts, row["ts"])
+    if row["event"] != "PNL_SNAPSHOT":
+        o.last_event = row["event"]
+    o.acked = o.acked or row["event"] in ("ACK", "PARTIAL", "FILL") or bool(row.get("perm_id"))
+    for key in ("perm_id", "client_id", "order_id"):
+        if row.get(key) is not None:
+            o.ids[key] = row[key]
+    if row["event"] in ("PARTIAL", "FILL", "CORRECTION"):
+        if row.get("exec_id"):
+            o.exec_ids.add(row["exec_id"])
+        o.fill_qty = max(o.fill_qty, row.get("fill_qty") or 0.0) \
+            if row["event"] != "CORRECTION" else (row.get("fill_qty") or o.fill_qty)
+        o.commission = max(o.commission, row.get("commission") or 0.0)
 
 
 @dataclass
@@ -88,72 +106,151 @@ class Settled:
     tag: str
     rows: list[dict[str, Any]]
     summary: str
-    settled: bool = True  # False: a cancel we sent was not confirmed; still live at the broker
+    settled: bool = True  # False: still working at (or not shown by) the broker
+    day: str = ""
 
 
 async def settle_ib(orphans: list[Orphan], broker: Any, cancel_all: bool,
-                    now_ns: Callable[[], int] = time.time_ns) -> list[Settled]:
+                    now_ns: Any = time.time_ns) -> list[Settled]:
     """Ask the gateway about each orphan and decide; `broker` is a connected IBBroker."""
     return [await _settle_one(o, broker, cancel_all, now_ns) for o in orphans]
 
 
-async def _settle_one(o: Orphan, broker: Any, cancel_all: bool,
-                      now_ns: Callable[[], int]) -> Settled:
-    view = await broker.view(o.tag)
-    rows = _fill_rows(o, view.fills)
-    if o.fill_qty >= o.intent["qty"] - 1e-9:
-        return Settled(o.tag, rows, f"filled {o.fill_qty:g} while runner was away")
-    if view.live:
+def _identity(o: Orphan) -> Any:
+    from runner.ib import Identity
+
+    return Identity(o.tag, o.ids.get("perm_id") or o.intent.get("perm_id"),
+                    o.ids.get("client_id", o.intent.get("client_id")),
+                    o.ids.get("order_id") or o.intent.get("order_id"))
+
+
+async def _settle_one(o: Orphan, broker: Any, cancel_all: bool, now_ns: Any) -> Settled:
+    account = o.intent.get("account")
+    managed = broker.accounts()
+    if account and account not in managed:
+        return Settled(o.tag, [], f"the gateway at {broker.where} manages "
+                       f"{', '.join(managed) or 'no account'}, not {account} (the INTENT's "
+                       "account); nothing changed: point IB_GATEWAY_PORT at the gateway that "
+                       "placed it", settled=False)
+    found = await broker.find(_identity(o))
+    rows = _fill_rows(o, found.fills)
+    if found.state == Lookup.WORKING:
         deadline = o.deadline_ns
         if not cancel_all and deadline is not None and now_ns() < deadline:
             return Settled(o.tag, rows, f"still working until its deadline; left alone "
                            f"(filled {o.fill_qty:g}); run recover again after it")
-        return await _cancel(o, broker, view, rows, now_ns)
-    status = view.status
-    if status == "Inactive":
-        rows.append(_row(o, "REJ", now_ns(), message="inactive at the broker (recover)"))
+        return await _cancel(o, broker, found, rows, now_ns)
+    if found.state == Lookup.UNKNOWN:
+        return _unknown(o, broker, rows, now_ns)
+    return _ended(o, found, rows, now_ns)
+
+
+def _unknown(o: Orphan, broker: Any, rows: list[dict[str, Any]], now_ns: Any) -> Settled:
+    if not o.acked:
+        message = "never reached the broker (recover): the runner stopped before sending it"
+        rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty, message=message))
+        return Settled(o.tag, rows, message.replace(" (recover)", ""))
+    text = (f"acknowledged, but the gateway at {broker.where} does not show it: it may "
+            "still be working at IB (another gateway? a restart?); left UNKNOWN")
+    if o.last_event != "UNKNOWN":
+        rows.append(_row(o, "UNKNOWN", now_ns(), fill_qty=o.fill_qty, message=text))
+    return Settled(o.tag, rows, text, settled=False)
+
+
+def _ended(o: Orphan, found: Any, rows: list[dict[str, Any]], now_ns: Any) -> Settled:
+    from runner.broker import Ev
+
+    if found.end == Ev.FILL or o.fill_qty >= o.intent["qty"] - 1e-9:
+        if not any(r["event"] == "FILL" for r in rows):
+            rows.append(_row(o, "FILL", now_ns(), fill_qty=max(o.fill_qty, found.filled),
+                             avg_px=found.avg_px, message="filled at the broker (recover)"))
+        return Settled(o.tag, rows, f"filled {max(o.fill_qty, found.filled):g} "
+                       "while runner was away")
+    if found.end == Ev.REJ:
+        rows.append(_row(o, "REJ", now_ns(), fill_qty=o.fill_qty,
+                         message="inactive at the broker (recover)"))
         return Settled(o.tag, rows, "rejected at the broker")
-    message = ("cancelled at the broker (recover)" if status else
-               "never reached the broker (recover): the runner stopped before sending it")
-    rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty, message=message))
-    return Settled(o.tag, rows, message.replace(" (recover)", ""))
+    rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty,
+                     message="cancelled at the broker (recover)"))
+    return Settled(o.tag, rows, "cancelled at the broker")
 
 
-async def _cancel(o: Orphan, broker: Any, view: Any, rows: list[dict[str, Any]],
-                  now_ns: Callable[[], int]) -> Settled:
-    trade = view.trade
-    broker.ib.cancelOrder(trade.order)
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + CANCEL_CONFIRM_SEC
-    while not trade.isDone() and loop.time() < give_up:
-        try:
-            await asyncio.wait_for(trade.statusEvent, give_up - loop.time())
-        except TimeoutError:
-            break
-    later = await broker.view(o.tag)
+async def _cancel(o: Orphan, broker: Any, found: Any, rows: list[dict[str, Any]],
+                  now_ns: Any) -> Settled:
+    """Cancel from a session with the client id that placed it, then wait for the end."""
+    owner, refusal = broker, ""
+    if found.client_id is not None and found.client_id != broker.client_id:
+        owner, refusal = await _session_for(broker, found.client_id)
+        if owner is None:
+            return Settled(o.tag, rows, refusal, settled=False)
+    try:
+        owner.cancel_found(found)
+        later = await _until_not_working(o, owner)
+    finally:
+        if owner is not broker:
+            await owner.close()
     rows += _fill_rows(o, later.fills)
-    if later.live:
-        return Settled(o.tag, rows, f"cancel not confirmed within {CANCEL_CONFIRM_SEC:g} s; "
-                       "still live at the broker", settled=False)
+    if later.state == Lookup.WORKING:
+        waited = owner.conn.cancel_timeout_sec
+        return Settled(o.tag, rows, f"cancel not confirmed within {waited:g} s; still live "
+                       "at the broker", settled=False)
     if o.fill_qty >= o.intent["qty"] - 1e-9:
         return Settled(o.tag, rows, "filled before the cancel reached it")
     rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty, message="cancelled by recover"))
     return Settled(o.tag, rows, f"cancelled (filled {o.fill_qty:g})")
 
 
+async def _session_for(broker: Any, client_id: int) -> tuple[Any, str]:
+    """A second connection with `client_id`: only the client that placed an order can
+    cancel it with cancelOrder."""
+    from runner.ib import IBBroker
+
+    other = IBBroker(replace(broker.conn, client_id=client_id))
+    try:
+        await other.connect()
+    except GatewayError as e:
+        await other.close()
+        return None, (f"placed by client id {client_id}, which only that client can cancel, "
+                      f"and connecting as it failed: {e.message}; close that client (or "
+                      "cancel the order in TWS) and run `runner recover` again")
+    return other, ""
+
+
+async def _until_not_working(o: Orphan, broker: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + broker.conn.cancel_timeout_sec
+    while True:
+        found = await broker.find(_identity(o))
+        if found.state != Lookup.WORKING or loop.time() >= give_up:
+            return found
+        await asyncio.sleep(POLL_SEC)  # polling the gateway's answer, bounded
+
+
 def _fill_rows(o: Orphan, fills: list[Any]) -> list[dict[str, Any]]:
-    """The executions the ledger does not have yet, at the broker's times."""
+    """The executions the ledger does not have yet, at the broker's times; one that
+    replaces an execution the ledger has (same id up to the last period) is a CORRECTION."""
     rows = []
+    bases = {e.rsplit(".", 1)[0]: e for e in o.exec_ids}
     for f in fills:
-        if f.exec_id in o.exec_ids or f.cum_qty <= o.fill_qty + 1e-9:
+        if f.exec_id in o.exec_ids:
             continue
+        base = f.exec_id.rsplit(".", 1)[0]
         o.exec_ids.add(f.exec_id)
-        o.fill_qty = f.cum_qty
         o.commission += f.commission or 0.0
-        event = "FILL" if f.cum_qty >= o.intent["qty"] - 1e-9 else "PARTIAL"
-        rows.append(_row(o, event, f.ts_ns, fill_qty=f.cum_qty, last_qty=f.qty, last_px=f.px,
+        ids = {"order_id": f.order_id, "perm_id": f.perm_id, "client_id": f.client_id}
+        if base in bases:
+            rows.append(_row(o, "CORRECTION", f.ts_ns, fill_qty=f.cum_qty, last_px=f.px,
+                             avg_px=f.avg_px, commission=o.commission or None,
+                             exec_id=f.exec_id, corrects=bases[base],
+                             message=f"execution {bases[base]} corrected (recover)", **ids))
+            o.fill_qty = f.cum_qty
+            continue
+        bases[base] = f.exec_id
+        o.fill_qty = max(o.fill_qty, f.cum_qty)
+        event = "FILL" if o.fill_qty >= o.intent["qty"] - 1e-9 else "PARTIAL"
+        rows.append(_row(o, event, f.ts_ns, fill_qty=o.fill_qty, last_qty=f.qty, last_px=f.px,
                          avg_px=f.avg_px, commission=o.commission or None, exec_id=f.exec_id,
-                         order_id=f.order_id, perm_id=f.perm_id))
+                         **ids))
     return rows
 
 
@@ -204,16 +301,50 @@ async def recover_day(out_dir: Path, day: str, connection: Connection, cancel_al
             await broker.close()
     else:
         record(out_dir, day, settled)
+    for s in settled:
+        s.day = day
+        mark(out_dir, day, s.tag, unsettled=not s.settled)
     return settled
+
+
+# --- markers: which days hold an order left for recover ---------------------------------
+
+
+def _marker(out_dir: Path, day: str, tag: str) -> Path:
+    digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
+    return Path(out_dir) / MARKERS / f"{day}.{digest}.json"
+
+
+def mark(out_dir: Path, day: str, tag: str, unsettled: bool) -> None:
+    """Note (or clear) that `tag` of `day` is left for recover: later runs look there."""
+    path = _marker(out_dir, day, tag)
+    if unsettled:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"day": day, "tag": tag}) + "\n")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def marked_days(out_dir: Path) -> set[str]:
+    folder = Path(out_dir) / MARKERS
+    if not folder.is_dir():
+        return set()
+    return {p.name.split(".", 1)[0] for p in folder.glob("*.json")}
+
+
+def days_to_visit(out_dir: Path, today: str) -> list[str]:
+    """Today, every day with journals left over, every day holding an unsettled order."""
+    from runner.ledger import leftover_days
+
+    root = Path(out_dir)
+    return sorted(set(leftover_days(root)) | marked_days(root) | {today})
 
 
 def recover(out_dir: str, date: str | None, cancel_all: bool, connection: Connection,
             verbose: int = 0) -> int:
-    """The command: every day given (or today and any day with journals left over)."""
-    from runner.ledger import leftover_days
-
+    """The command: the day given, or every day that may hold an orphan."""
     root = Path(out_dir)
-    days = [date] if date else sorted(set(leftover_days(root)) | {trading_day(time.time_ns())})
+    days = [date] if date else days_to_visit(root, trading_day(time.time_ns()))
     results = [(d, s) for d in days
                for s in asyncio.run(recover_day(root, d, connection, cancel_all, verbose))]
     for day, s in results:
@@ -222,7 +353,7 @@ def recover(out_dir: str, date: str | None, cancel_all: bool, connection: Connec
         print(f"recover: nothing to recover in {out_dir} ({', '.join(days)})")
     unsettled = [s.tag for _, s in results if not s.settled]
     if unsettled:
-        raise GatewayError(f"cancel not confirmed for {len(unsettled)} order(s), still live at "
-                           f"the broker: {', '.join(unsettled)}",
-                           "check the gateway, then run `runner recover` again")
+        raise GatewayError(f"{len(unsettled)} order(s) not settled, possibly still working "
+                           f"at IB: {', '.join(unsettled)}",
+                           "see the lines above; then run `runner recover` again")
     return 0

@@ -40,6 +40,7 @@ class RunOptions:
     at: str | None = None
     out_dir: str | None = None
     allow_duplicate: bool = False
+    allow_unsettled: bool = False
     allow_outside: bool = False
     as_json: bool = False
     verbose: int = 0
@@ -53,6 +54,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     opts = RunOptions(
         dry_run=args.dry_run, live=args.live, at=args.at, out_dir=getattr(args, "out_dir", None),
         allow_duplicate=args.allow_duplicate, allow_outside=args.allow_outside,
+        allow_unsettled=getattr(args, "allow_unsettled", False),
         as_json=args.json, verbose=args.verbose,
         failpoint=environ.get("RUNNER_FAILPOINT", ""), policy=getattr(args, "policy", None),
     )
@@ -178,14 +180,26 @@ def _load_bars(path: str) -> Any:
 
 
 def _recover_first(plan: Plan, opts: RunOptions) -> None:
-    """Settle orphans of crashed runs on this day before placing anything new."""
-    from runner.recover import find_orphans, recover_day
+    """Settle orphans of earlier runs — crashed, or left UNSETTLED / UNKNOWN on any day —
+    before placing anything new; refuse while one is still not settled."""
+    from runner.recover import days_to_visit, find_orphans, recover_day
 
-    if not find_orphans(Path(plan.out_dir), plan.day):
-        return
-    for s in asyncio.run(recover_day(Path(plan.out_dir), plan.day, plan.connection,
-                                     cancel_all=False, verbose=opts.verbose)):
-        print(f"runner: recovered {s.tag} from an earlier run: {s.summary}", file=sys.stderr)
+    root = Path(plan.out_dir)
+    left: list[str] = []
+    for day in days_to_visit(root, plan.day):
+        if not find_orphans(root, day):
+            continue
+        for s in asyncio.run(recover_day(root, day, plan.connection, cancel_all=False,
+                                         verbose=opts.verbose)):
+            print(f"runner: recovered {s.tag} from an earlier run: {s.summary}",
+                  file=sys.stderr)
+            if not s.settled:
+                left.append(f"{s.tag} ({day})")
+    if left and not opts.allow_unsettled:
+        raise UsageError(f"not placing: {len(left)} earlier order(s) under {plan.out_dir} are "
+                         f"not settled and may still work at IB: {', '.join(left)}; nothing "
+                         "was sent", "settle them (TWS, or `runner recover` once IB lets them "
+                         "be cancelled), or pass --allow-unsettled")
 
 
 def _check_duplicate(plan: Plan, opts: RunOptions) -> None:
@@ -243,7 +257,7 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
     journal = _Journal(ledger, opts.failpoint)
     status = for_run(plan, broker.now_ns, opts.as_json)  # a live line on a TTY, else None
     engine = Engine(plan, broker, journal, bars, status.on_event if status else None,
-                    pre_place=pre_place)
+                    pre_place=pre_place, on_note=_say)
     try:
         with status or contextlib.nullcontext():
             outcome = asyncio.run(_run_with_signals(engine))
@@ -255,7 +269,16 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
                 ledger.commit()
         raise
     _keep(engine, ledger)
-    return outcome, ledger.commit() if journal.opened else ledger.ledger_path
+    path = ledger.commit() if journal.opened else ledger.ledger_path
+    if outcome.state in ("UNSETTLED", "UNKNOWN") and outcome.tag:
+        from runner.recover import mark
+
+        mark(Path(plan.out_dir), plan.day, outcome.tag, unsettled=True)
+    return outcome, path
+
+
+def _say(line: str) -> None:
+    print(f"runner: {line}", file=sys.stderr, flush=True)
 
 
 def _keep(engine: Engine, ledger: Any) -> None:
@@ -383,9 +406,12 @@ def _verdict(spec: Spec, o: Outcome, opts: RunOptions) -> int:
         if diff:
             raise ExpectFailed(f"{spec.name}: expect failed: " + "; ".join(diff))
         return 0
+    if o.alarm:
+        raise RunnerError(f"{o.alarm}; recorded as reported",
+                          "check the position in TWS; tell IB if the executions are wrong")
     if o.state == "REJ":
         raise OrderRejected(f"order {o.tag} rejected: {o.message or 'no reason given'}")
-    if o.state == "OPEN":
+    if o.state in ("OPEN", "UNSETTLED", "UNKNOWN"):
         raise RunnerError(o.message or f"order {o.tag} did not end")
     return 0
 

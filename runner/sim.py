@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from runner.bars import BAR_NS, Bars
-from runner.broker import BrokerEvent, Ev, OrderRequest, SessionInfo
+from runner.broker import BrokerEvent, Ev, Lookup, OrderRequest, SessionInfo
 
 Fill = tuple[int, float, float]  # (event ts ns, last_qty, px)
 
@@ -221,6 +221,18 @@ class SimBroker:
         state.cancelling = True
         at = max(self._now + _ms_to_ns(self._config.cancel_ms), state.ack_ns)
         self._cancel_at(state, at, "")
+
+    async def lookup(self, tag: str) -> Lookup:
+        state = self._orders.get(tag)
+        if state is None:
+            return Lookup.UNKNOWN
+        return Lookup.DONE if state.done else Lookup.WORKING
+
+    def pending(self) -> bool:
+        return False  # the simulator's commissions come with their fills
+
+    def reconnecting_now(self) -> bool:
+        return False
 
     async def next_event(self, deadline_ns: int) -> BrokerEvent | None:
         while self._queue and self._queue[0].ts_ns <= deadline_ns:

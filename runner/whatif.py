@@ -10,38 +10,14 @@ printed either way; a refusal then exits 2.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from runner.broker import SessionInfo
+from runner.broker import SessionInfo, WhatIf
 from runner.gates import Refused, check
 from runner.plan import Plan, render
 from runner.policy import Policy
-
-
-@dataclass(frozen=True, slots=True)
-class WhatIf:
-    """IB's answer to a what-if order. None: IB did not say."""
-
-    init_margin_before: float | None
-    init_margin_change: float | None
-    init_margin_after: float | None
-    maint_margin_before: float | None
-    maint_margin_change: float | None
-    maint_margin_after: float | None
-    equity_with_loan_before: float | None
-    equity_with_loan_change: float | None
-    equity_with_loan_after: float | None
-    commission: float | None
-    min_commission: float | None
-    max_commission: float | None
-    currency: str = ""
-    warning: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,7 +237,8 @@ def test_plan_json_is_byte_identical_and_matches_golden(monkeypatch):
     assert json.loads(outs[0]) == json.loads(golden.read_text())
     plan = json.loads(outs[0])
     assert plan["connection"] == {"host": "127.0.0.1", "port": 4002, "client_id": 11,
-                                  "timeout_sec": 10.0, "reconnect_sec": 30.0}
+                                  "timeout_sec": 10.0, "reconnect_sec": 30.0,
+                                  "cancel_timeout_sec": 10.0}
     assert plan["order"]["tag"] == "oneshot_SPY_1767623400"
     assert plan["order"]["good_till"] == "2026-01-05T14:30:12Z"  # INTENT + TTL 2 s + 10 s
 

@@ -127,7 +127,7 @@ EXPECTED = {
     'mode_bad': ["8:7: mode: 'real' is not one of paper, live"],
     'sim_bad_participation': ['9:18: sim.participation: must be <= 1, got 2'],
     'sim_unknown': ['9:3: sim.rejct: unknown key (did you mean reject?)'],
-    'expect_bad_state': ["9:10: expect.state: 'FILLED' is not one of FILL, CANCEL, REJ, OPEN (did you mean FILL?)"],
+    'expect_bad_state': ["9:10: expect.state: 'FILLED' is not one of FILL, CANCEL, REJ, UNSETTLED, UNKNOWN, OPEN (did you mean FILL?)"],
     'bars_abs': ["8:12: bars_path: '/etc/passwd' is outside the working tree; use a relative path inside it, or pass --allow-outside"],
     'out_dir_escape': ["8:10: out_dir: '../../tmp' is outside the working tree; use a relative path inside it, or pass --allow-outside"],
     'order_list': ['3:8: order: expected a mapping, got a list'],

@@ -1,0 +1,335 @@
+"""The `ib` broker: ib_async at the edge, runner's events inside.
+
+- `session`: the connection (connect, reconnect, owned tasks, taps on order messages);
+- `codes`: runner's table of IB's message codes;
+- `orders`: one order's truth from the broker's messages (`Tracker`);
+- `queries`: asking the gateway (contracts, orders by identity, executions, what-if).
+
+`IBBroker` wires them into the Broker interface. ib_async objects and IB's status
+strings stay inside this package: the engine and `runner recover` see BrokerEvents,
+Notes, `Lookup`, `Found` and `FillView`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from runner.broker import BrokerEvent, Ev, Lookup, Note, NoteKind, OrderRequest, SessionInfo
+from runner.broker import WhatIf as WhatIf
+from runner.errors import GatewayError
+from runner.ib import queries
+from runner.ib.codes import CANCEL_TOO_LATE, Kind, classify, refused_state
+from runner.ib.orders import END_OF_STATUS, Execution, Tracker
+from runner.ib.queries import Found, Identity, gtd_string, parse_hours
+from runner.ib.session import READ_ONLY_HINT, Session
+from runner.plan import Connection
+
+__all__ = ["IBBroker", "Found", "Identity", "gtd_string", "parse_hours"]
+
+REJECT_CONFIRM_SEC = 1.0  # a rejection code without a status: ask the gateway after this
+RECOVER_HINT = "runner recover will find it and settle it"
+_NO_REQ_ID = -1
+_RESYNC_CODES = frozenset({1101, 1102})  # connectivity restored: check what we missed
+
+
+class IBBroker:
+    """Broker over ib_async. One order per run; events arrive on a queue."""
+
+    name = "ib"
+
+    def __init__(self, connection: Connection, verbose: int = 0) -> None:
+        self.conn = connection
+        self.session = Session(connection, verbose, on_error=self._background_error)
+        self.session.tap(self)
+        self.queue: asyncio.Queue[BrokerEvent | Note | BaseException] = asyncio.Queue()
+        self.tracker: Tracker | None = None
+        self.contract: Any = None
+        self.cancel_wanted = False
+        self.reconnecting: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._commission_query: asyncio.Task[None] | None = None
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    @property
+    def where(self) -> str:
+        return self.session.where
+
+    @property
+    def client_id(self) -> int:
+        return self.session.client_id
+
+    # --- connection -------------------------------------------------------------------
+
+    async def connect(self) -> SessionInfo:
+        await self.session.connect()
+        self.session.ib.disconnectedEvent += self._on_disconnect
+        return SessionInfo(accounts=self.session.accounts(),
+                           server_version=self.session.ib.client.serverVersion(),
+                           client_id=self.client_id)
+
+    async def handshake(self) -> SessionInfo:
+        """Connect, read accounts and the gateway's clock, disconnect."""
+        try:
+            info = await self.connect()
+            return SessionInfo(info.accounts, info.server_version,
+                               await self.session.server_time_ns(), self.client_id)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.session.close()
+
+    def _background_error(self, error: BaseException) -> None:
+        self.queue.put_nowait(error)
+
+    def _on_disconnect(self) -> None:
+        if self.session.closing or self.reconnecting is not None or self.tracker is None:
+            return
+        self.reconnecting = self.session.spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        try:
+            back = await self.session.reconnect(self.conn.reconnect_sec)
+        finally:
+            self.reconnecting = None
+        tag = self.tracker.req.tag if self.tracker else "?"
+        if not back:
+            raise GatewayError(
+                f"connection to {self.where} lost and not restored within "
+                f"{self.conn.reconnect_sec:g} s; order {tag} may still be live at IB",
+                RECOVER_HINT)
+        await self._resync(after="reconnect")
+
+    async def _resync(self, after: str) -> None:
+        """Find the order again and record what happened meanwhile."""
+        t = self.tracker
+        if t is None:
+            return
+        found = await self._find()
+        self._apply(found)
+        if found.state == Lookup.WORKING and self.cancel_wanted:
+            self._send_cancel()
+        elif found.state == Lookup.UNKNOWN and t.ended is None:
+            said = "acknowledged" if t.acked else "placed"
+            self._put(BrokerEvent(
+                kind=Ev.UNKNOWN, ts_ns=self.now_ns(), tag=t.req.tag, order_id=t.order_id,
+                perm_id=t.perm_id, client_id=t.client_id, fill_qty=t.fill_qty,
+                avg_px=t.avg_px, commission=t.commission,
+                message=f"{said} order not shown by {self.where} after {after}; "
+                        "it may still be working at IB (runner recover settles it)"))
+
+    # --- orders -----------------------------------------------------------------------
+
+    async def qualify(self, order: OrderRequest) -> None:
+        self.contract = await queries.qualify(self.session, order)
+
+    async def place(self, order: OrderRequest) -> None:
+        self.tracker = Tracker(order, self.client_id, self._put, self.now_ns)
+        trade = self.session.ib.placeOrder(self.contract, queries.ib_order(order))
+        self.tracker.order_id = trade.order.orderId or None
+
+    async def cancel(self, tag: str) -> None:
+        if self.tracker is None:
+            return
+        self.cancel_wanted = True
+        if self.session.connected:
+            self._send_cancel()
+        elif self.reconnecting is None:
+            raise GatewayError(f"cannot cancel {tag}: not connected", RECOVER_HINT)
+        # else: sent as soon as the connection is back (see _resync)
+
+    def _send_cancel(self) -> None:
+        assert self.tracker is not None and self.tracker.order_id is not None
+        self.session.cancel(self.tracker.order_id)
+
+    async def lookup(self, tag: str) -> Lookup:
+        found = await self._find()
+        self._apply(found)
+        return found.state
+
+    async def _find(self) -> Found:
+        t = self.tracker
+        assert t is not None
+        return await queries.find(self.session, Identity(t.req.tag, t.perm_id, t.client_id,
+                                                         t.order_id))
+
+    def _apply(self, found: Found) -> None:
+        """Feed what the gateway shows into the tracker (duplicates fall away there)."""
+        t = self.tracker
+        assert t is not None
+        for f in found.fills:
+            t.on_execution(Execution(f.exec_id, f.ts_ns, f.qty, f.px))
+            if f.commission is not None:
+                t.on_commission(f.exec_id, f.commission)
+        if found.state == Lookup.DONE and found.status:
+            t.on_status(found.status, found.filled, found.avg_px, found.perm_id)
+        elif found.state == Lookup.UNKNOWN and not t.acked and t.reason:
+            # refused on placement and never listed: the gateway's answer is its code
+            t.on_reason(f"{t.reason} (not among the gateway's orders)")
+            t.on_status("Inactive", 0.0, None)
+        self._arm()
+
+    async def next_event(self, deadline_ns: int) -> BrokerEvent | Note | None:
+        if self.queue.empty():
+            timeout = (deadline_ns - time.time_ns()) / 1e9
+            if timeout <= 0:
+                return None
+            try:
+                item = await asyncio.wait_for(self.queue.get(), timeout)
+            except TimeoutError:
+                return None
+        else:
+            item = self.queue.get_nowait()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def reconnecting_now(self) -> bool:
+        return self.reconnecting is not None
+
+    def pending(self) -> bool:
+        """Something is still to come for an ended order: a held row or a commission.
+        Asks the gateway's executions once for commissions that did not come live."""
+        t = self.tracker
+        if t is None or t.settled:
+            return False
+        if (t.ended is not None and not t.held and t.missing_commissions
+                and self._commission_query is None and self.session.connected):
+            self._commission_query = self.session.spawn(self._query_commissions())
+        return True
+
+    async def _query_commissions(self) -> None:
+        t = self.tracker
+        assert t is not None
+        who = Identity(t.req.tag, t.perm_id, t.client_id, t.order_id)
+        for f in await queries.executions(self.session, who):
+            if f.commission is not None:
+                t.on_commission(f.exec_id, f.commission)
+        self._arm()
+
+    def _put(self, item: BrokerEvent | Note) -> None:
+        self.queue.put_nowait(item)
+
+    def _arm(self) -> None:
+        """One timer: when the tracker next has something to decide by the clock."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        t = self.tracker
+        due = t.next_due_ns() if t is not None else None
+        if due is not None:
+            delay = max(0.0, (due - self.now_ns()) / 1e9) + 0.001
+            self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.tracker is not None:
+            self.tracker.pump()
+        self._arm()
+
+    # --- taps: every decoded order message, before ib_async's bookkeeping ------------
+
+    def orderStatus(self, order_id: int, status: str, filled: float, remaining: float,  # noqa: N802
+                    avg_px: float, perm_id: int, parent_id: int, last_px: float,
+                    client_id: int, *rest: Any) -> None:
+        t = self.tracker
+        if t is None or not self._mine(order_id, perm_id, client_id):
+            return
+        t.on_status(status, float(filled), float(avg_px) or None, perm_id or None)
+        self._arm()
+
+    def execDetails(self, req_id: int, contract: Any, ex: Any) -> None:  # noqa: N802
+        t = self.tracker
+        if t is None or (ex.orderRef or "") != t.req.tag:
+            return
+        if not self._mine(ex.orderId, ex.permId, ex.clientId):
+            return
+        t.on_execution(Execution(ex.execId, self.now_ns(), float(ex.shares), float(ex.price)))
+        self._arm()
+
+    def commissionReport(self, report: Any) -> None:  # noqa: N802
+        t = self.tracker
+        if t is None:
+            return
+        # a commission names only its execution; keep it even if that has not come yet
+        # (it is used only if an execution of ours with that id turns up)
+        t.on_commission(report.execId, float(report.commission or 0.0))
+        self._arm()
+
+    def error(self, req_id: int, code: int, text: str, *rest: Any) -> None:
+        t = self.tracker
+        if t is None:
+            return
+        if req_id == _NO_REQ_ID:
+            self._notice(code, text)
+        elif req_id == t.order_id:
+            self._order_code(t, code, text)
+
+    def _notice(self, code: int, text: str) -> None:
+        c = classify(code)
+        if c.kind != Kind.CONNECTIVITY:
+            return
+        self._put(Note(NoteKind.INFO, self.now_ns(), f"IB {code}: {text}", code))
+        if code in _RESYNC_CODES and self.session.connected:
+            self.session.spawn(self._resync(after=f"IB {code}"))
+
+    def _order_code(self, t: Tracker, code: int, text: str) -> None:
+        c = classify(code)
+        said = f"{code} {text}".strip()
+        if c.kind == Kind.INFO:
+            extra = ("; the order works on as DAY: its GTD backstop is gone"
+                     if code == 10349 else "; the order works on")
+            self._put(Note(NoteKind.INFO, self.now_ns(), f"IB {said}{extra}", code))
+        elif c.kind == Kind.CANCEL_REFUSED:
+            if code == CANCEL_TOO_LATE and refused_state(text) == "Filled":
+                self._put(Note(NoteKind.INFO, self.now_ns(),
+                               f"IB {said}: the cancel came too late", code))
+            else:
+                self._put(Note(NoteKind.CANCEL_REFUSED, self.now_ns(), f"IB {said}", code))
+        elif c.kind in (Kind.REJECTED, Kind.CLIENT):
+            hint = f" ({READ_ONLY_HINT})" if code == 321 else ""
+            t.on_reason(said + hint)
+            self.session.spawn(self._confirm_reject())
+
+    async def _confirm_reject(self) -> None:
+        """A rejection code alone ends nothing: wait for the status, else ask the gateway."""
+        await asyncio.sleep(REJECT_CONFIRM_SEC)
+        t = self.tracker
+        if t is None or t.ended is not None or t.status in END_OF_STATUS:
+            return
+        if self.session.connected:
+            self._apply(await self._find())
+
+    def _mine(self, order_id: int, perm_id: int, client_id: int) -> bool:
+        t = self.tracker
+        assert t is not None
+        if perm_id and t.perm_id:
+            return perm_id == t.perm_id
+        return order_id == t.order_id and client_id == t.client_id
+
+    # --- previews and facts for the gates (plan --broker, pre_place) -----------------
+
+    async def what_if(self, order: OrderRequest) -> WhatIf:
+        return await queries.what_if(self.session, self.contract, order)
+
+    async def liquid_sessions(self) -> tuple[tuple[int, int], ...] | None:
+        return await queries.liquid_sessions(self.session, self.contract)
+
+    # --- for runner recover -------------------------------------------------------------
+
+    def accounts(self) -> tuple[str, ...]:
+        return self.session.accounts()
+
+    async def find(self, who: Identity) -> Found:
+        return await queries.find(self.session, who)
+
+    def cancel_found(self, found: Found) -> None:
+        """Send a cancel for an order found at the gateway (this session's client id)."""
+        assert found.order_id is not None
+        self.session.cancel(found.order_id)

@@ -1,0 +1,275 @@
+"""Asking the gateway: contracts, what it knows of an order, executions, what-if, hours.
+
+Orders are found by permId, then (client id, order id) with the same orderRef, then
+orderRef alone (DESIGN §5). Answers are runner's own values (`Found`, `FillView`,
+`WhatIf`); ib_async objects and IB status strings do not leave this package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from runner.broker import Ev, Lookup, OrderRequest, WhatIf
+from runner.errors import GatewayError
+from runner.ib.codes import NO_SECURITY, READ_ONLY
+from runner.ib.orders import END_OF_STATUS
+from runner.ib.session import READ_ONLY_HINT, Session
+
+IB_UNSET = 1.7976931348623157e308  # IB's "no value" double (e.g. an unknown margin figure)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What the ledger knows to find an order by."""
+
+    tag: str
+    perm_id: int | None = None
+    client_id: int | None = None
+    order_id: int | None = None
+
+    def matches(self, ref: str, perm_id: int | None, client_id: int | None,
+                order_id: int | None) -> bool:
+        if self.perm_id:
+            return perm_id == self.perm_id
+        if ref != self.tag:
+            return False
+        if self.order_id and order_id and client_id is not None and self.client_id is not None:
+            return (client_id, order_id) == (self.client_id, self.order_id)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class FillView:
+    """One execution as the broker reports it."""
+
+    exec_id: str
+    ts_ns: int
+    qty: float
+    px: float
+    cum_qty: float
+    avg_px: float
+    commission: float | None
+    order_id: int | None
+    perm_id: int | None
+    client_id: int | None
+
+
+@dataclass
+class Found:
+    """What the gateway shows of one order right now."""
+
+    state: Lookup
+    end: Ev | None = None  # when DONE: how it ended (from its status)
+    status: str = ""  # IB's words, for messages only
+    fills: list[FillView] = field(default_factory=list)
+    client_id: int | None = None
+    order_id: int | None = None
+    perm_id: int | None = None
+    filled: float = 0.0  # the status's filled quantity
+    avg_px: float | None = None
+    trade: Any = None  # the live order (opaque outside this package)
+
+
+async def qualify(s: Session, order: OrderRequest) -> Any:
+    from ib_async import Contract
+
+    contract = Contract(secType=order.sec_type, symbol=order.symbol, exchange=order.exchange,
+                        currency=order.currency)
+    s.ib.errorEvent += s._on_connect_error
+    try:
+        found = await asyncio.wait_for(s.ib.qualifyContractsAsync(contract), s.conn.timeout_sec)
+    except TimeoutError:
+        raise GatewayError(f"no contract details for {order.symbol} within "
+                           f"{s.conn.timeout_sec:g} s", "is the gateway connected "
+                           "to IB's servers (sec-def farm)?") from None
+    finally:
+        s.ib.errorEvent -= s._on_connect_error
+    if not found or found[0] is None:
+        raise GatewayError(
+            f"unknown contract {order.symbol} {order.sec_type} {order.exchange} "
+            f"{order.currency} (IB error {NO_SECURITY}: no security definition)",
+            "check the symbol, sec_type, exchange and currency in the spec")
+    return found[0]
+
+
+async def find(s: Session, who: Identity) -> Found:
+    """The gateway's view of one order: open orders of every client, completed orders,
+    executions with their commissions."""
+    open_trades = list(await s.timed("reqAllOpenOrders", s.ib.reqAllOpenOrdersAsync()))
+    done_trades = list(await s.timed("reqCompletedOrders",
+                                     s.ib.reqCompletedOrdersAsync(apiOnly=True)))
+    fills = await executions(s, who)
+    found = Found(Lookup.UNKNOWN, fills=fills)
+    for t in done_trades:
+        if _is(who, t):
+            _note(found, t)
+            found.state, found.end = Lookup.DONE, END_OF_STATUS.get(t.orderStatus.status)
+    for t in open_trades + list(s.ib.openTrades()):
+        if _is(who, t) and t.orderStatus.status not in END_OF_STATUS:
+            _note(found, t)
+            found.state, found.end, found.trade = Lookup.WORKING, None, t
+            break
+    if found.state == Lookup.UNKNOWN and fills:
+        last = fills[-1]
+        found.client_id, found.order_id, found.perm_id = last.client_id, last.order_id, \
+            last.perm_id
+    return found
+
+
+def _is(who: Identity, trade: Any) -> bool:
+    o = trade.order
+    return who.matches(o.orderRef or "", o.permId or None, o.clientId, o.orderId or None)
+
+
+def _note(found: Found, trade: Any) -> None:
+    o, st = trade.order, trade.orderStatus
+    found.status = st.status
+    found.client_id = o.clientId if o.orderId else found.client_id
+    found.order_id = o.orderId or found.order_id
+    found.perm_id = o.permId or found.perm_id
+    found.filled = max(found.filled, float(st.filled or 0.0))
+    found.avg_px = float(st.avgFillPrice) if st.avgFillPrice else found.avg_px
+
+
+async def executions(s: Session, who: Identity) -> list[FillView]:
+    """The order's executions, each with its commission, in the order they happened."""
+    from ib_async import ExecutionFilter
+
+    fills = await s.timed("reqExecutions", s.ib.reqExecutionsAsync(ExecutionFilter()))
+    mine = {}
+    for f in list(fills) + list(s.ib.fills()):
+        ex = f.execution
+        if who.matches(ex.orderRef or "", ex.permId or None, ex.clientId, ex.orderId or None):
+            mine[ex.execId] = _fill_view(f)
+    return sorted(mine.values(), key=lambda f: (f.ts_ns, f.exec_id))
+
+
+def _fill_view(fill: Any) -> FillView:
+    ex, report = fill.execution, fill.commissionReport
+    commission = float(report.commission) if report and report.execId == ex.execId else None
+    return FillView(exec_id=ex.execId, ts_ns=int(fill.time.timestamp() * 1e9),
+                    qty=float(ex.shares), px=float(ex.price), cum_qty=float(ex.cumQty),
+                    avg_px=float(ex.avgPrice), commission=commission,
+                    order_id=ex.orderId or None, perm_id=ex.permId or None,
+                    client_id=ex.clientId)
+
+
+# --- previews and facts for the gates -----------------------------------------------------
+
+
+async def what_if(s: Session, contract: Any, order: OrderRequest) -> WhatIf:
+    """IB's what-if preview of the order (margin, commission, warning); IB creates no
+    order."""
+    failed: list[tuple[int, str]] = []
+    refused = asyncio.Event()
+
+    def on_error(req_id: int, code: int, text: str, contract: Any) -> None:
+        if req_id > 0:  # the what-if is the only request in flight with an id
+            failed.append((code, text))
+            refused.set()
+
+    s.ib.errorEvent += on_error
+    try:
+        state = await _first(s, s.ib.whatIfOrderAsync(contract, ib_order(order)),
+                             refused.wait())
+    finally:
+        s.ib.errorEvent -= on_error
+    if failed or state is None:
+        code, text = failed[0] if failed else (0, "no answer")
+        hint = READ_ONLY_HINT if code == READ_ONLY else "check the order and the account"
+        raise GatewayError(f"IB refused the what-if of {order.tag}: {code} {text}", hint)
+    return _what_if_value(state)
+
+
+async def _first(s: Session, wanted: Any, failure: Any) -> Any:
+    """`wanted`'s result, or None if `failure` comes first; GatewayError on timeout."""
+    want, fail = asyncio.ensure_future(wanted), asyncio.ensure_future(failure)
+    done, _ = await asyncio.wait({want, fail}, timeout=s.conn.timeout_sec,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    for task in (want, fail):
+        task.cancel()  # a no-op on the one that is done
+    if not done:
+        raise GatewayError(f"no what-if answer from {s.where} within "
+                           f"{s.conn.timeout_sec:g} s", "is the gateway logged in?")
+    return want.result() if want in done else None
+
+
+async def liquid_sessions(s: Session, contract: Any) -> tuple[tuple[int, int], ...] | None:
+    """The contract's liquid (regular) trading sessions, [start, end) ns, from IB's
+    contract details; None if IB gave none we can read."""
+    try:
+        details = await asyncio.wait_for(s.ib.reqContractDetailsAsync(contract),
+                                         s.conn.timeout_sec)
+    except (TimeoutError, ConnectionError):
+        return None  # unknown hours: the gate is skipped, the order's own errors remain
+    if not details:
+        return None
+    return parse_hours(details[0].liquidHours, details[0].timeZoneId)
+
+
+def ib_order(o: OrderRequest) -> Any:
+    from ib_async import Order
+
+    order = Order(action=o.side, totalQuantity=o.qty, orderType=o.order_type, tif=o.tif,
+                  orderRef=o.tag, outsideRth=o.outside_rth)
+    if o.limit is not None:
+        order.lmtPrice = o.limit
+    if o.good_till_ns is not None:
+        order.goodTillDate = gtd_string(o.good_till_ns)
+    if o.account:
+        order.account = o.account
+    return order
+
+
+def gtd_string(t_ns: int) -> str:
+    """IB's goodTillDate in UTC: `yyyyMMdd-HH:mm:ss`."""
+    return datetime.fromtimestamp(t_ns // 1_000_000_000, UTC).strftime("%Y%m%d-%H:%M:%S")
+
+
+def _what_if_value(state: Any) -> WhatIf:
+    """ib_async's OrderState (IB's strings; 1.7976931348623157E308 = unset) -> WhatIf."""
+    n = _ib_number
+    return WhatIf(
+        init_margin_before=n(state.initMarginBefore), init_margin_change=n(state.initMarginChange),
+        init_margin_after=n(state.initMarginAfter), maint_margin_before=n(state.maintMarginBefore),
+        maint_margin_change=n(state.maintMarginChange),
+        maint_margin_after=n(state.maintMarginAfter),
+        equity_with_loan_before=n(state.equityWithLoanBefore),
+        equity_with_loan_change=n(state.equityWithLoanChange),
+        equity_with_loan_after=n(state.equityWithLoanAfter), commission=n(state.commission),
+        min_commission=n(state.minCommission), max_commission=n(state.maxCommission),
+        currency=state.commissionCurrency or "", warning=state.warningText or "",
+    )
+
+
+def _ib_number(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if x >= IB_UNSET or x != x else x
+
+
+def parse_hours(text: str, tz_id: str) -> tuple[tuple[int, int], ...] | None:
+    """IB's liquidHours (`20250106:0930-20250106:1600;20250111:CLOSED`, in the contract's
+    timeZoneId) -> sessions as [start, end) ns UTC; None if unreadable."""
+    try:
+        tz = ZoneInfo(tz_id)
+        sessions = []
+        for part in filter(None, (text or "").split(";")):
+            if part.endswith(":CLOSED"):
+                continue
+            start, end = part.split("-")
+            sessions.append((_ib_local_ns(start, tz), _ib_local_ns(end, tz)))
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+    return tuple(sessions) if text else None
+
+
+def _ib_local_ns(text: str, tz: ZoneInfo) -> int:
+    local = datetime.strptime(text, "%Y%m%d:%H%M").replace(tzinfo=tz)
+    return int(local.timestamp()) * 1_000_000_000
