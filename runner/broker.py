@@ -53,7 +53,10 @@ class OrderRequest:
     order_type: str  # LMT | MKT
     limit: float | None
     tif: str  # DAY | IOC | GTC | GTD (GTD = the TTL backstop)
-    good_till_ns: int | None = None  # GTD expiry, with tif == "GTD"
+    # The TTL backstop: with tif == "GTD" the engine sets good_till_ns = INTENT + this
+    # (rounded up to IB's whole second) when it stamps the INTENT, from the broker's clock.
+    backstop_sec: float | None = None
+    good_till_ns: int | None = None  # GTD expiry: set by the engine at the INTENT, never planned
     outside_rth: bool = False
     account: str = ""
 

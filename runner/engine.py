@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from runner import tca
@@ -27,8 +27,8 @@ from runner.broker import (
     OrderRequest,
     SessionInfo,
 )
-from runner.errors import GatewayError, Interrupted, LedgerError, RunnerError
-from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan
+from runner.errors import GatewayError, Interrupted, LedgerError, RunnerError, UsageError
+from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, trading_day
 
 NS = 1_000_000_000
 SETTLE_SEC = 3.0  # after the end: how long late commissions and corrections are waited for
@@ -183,7 +183,12 @@ class Engine:
         req = self.plan.order
         assert req is not None
         self._open_journal()  # creating the file is not part of the INTENT's latency
-        now = self.broker.now_ns()
+        now = self.broker.now_ns()  # the INTENT: the deadline and the GTD come from it
+        if trading_day(now) != self.plan.day:
+            raise UsageError(f"the trading day changed since the plan was made ({self.plan.day}"
+                             f" -> {trading_day(now)}); nothing was sent", "run it again")
+        if req.backstop_sec is not None:
+            req = replace(req, good_till_ns=-(-(now + int(req.backstop_sec * NS)) // NS) * NS)
         self.order = _Order(req, intent_ns=now, client_id=self.client_id)
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
         self.outcome.arrival_px = arrival
@@ -192,7 +197,8 @@ class Engine:
         assert wait_sec is not None
         deadline = now + int(wait_sec * NS)
         # durable before the order leaves; the deadline tells `runner recover` when to cancel
-        self._record(Ev.INTENT, now, arrival_px=arrival, deadline=deadline)
+        self._record(Ev.INTENT, now, arrival_px=arrival, deadline=deadline,
+                     good_till=req.good_till_ns)
         self.order.placed = True  # from here on, a way out must cancel it
         await self.broker.place(req)
         if sanity:

@@ -91,6 +91,8 @@ LEDGER_SCHEMA = pa.schema(
         # INTENT rows: when the runner cancels what is still working (INTENT + TTL), so that
         # `runner recover` knows which orphans are overdue.
         pa.field("deadline", pa.timestamp("ns", tz="UTC")),
+        # INTENT rows: the GTD backstop as sent to IB (INTENT + TTL + margin, whole seconds)
+        pa.field("good_till", pa.timestamp("ns", tz="UTC")),
         pa.field("exec_id", _STR),  # PARTIAL/FILL rows from IB: the execution, for exact dedup
         pa.field("corrects", _STR),  # CORRECTION rows: the exec_id this one replaces
         # TCA figures: null except on PNL_SNAPSHOT rows (runner/tca.py).

@@ -20,7 +20,7 @@ from runner.spec import Expect, Limits, Spec
 
 PLAN_FORMAT = 1
 EXCHANGE_TZ = ZoneInfo("America/New_York")  # US stocks: the ledger day is New York's
-BACKSTOP_MARGIN_SEC = 10  # GTD expiry = INTENT + TTL + this, so IB kills it if we die
+BACKSTOP_MARGIN_SEC = 10  # GTD expiry = INTENT + TTL (+ this), so IB kills it if we die
 CONNECT_TIMEOUT_SEC = 10.0
 RECONNECT_SEC = 30.0
 ACK_TIMEOUT_SEC = 10.0  # sanity-cancel: how long to wait for the ACK before cancelling
@@ -52,11 +52,10 @@ class Plan:
     name: str
     kind: str
     mode: str  # paper | live
-    at_ns: int  # when the plan starts: INTENT time in a dry run
+    at_ns: int  # when the plan was made (--at): the simulator's start; a live INTENT is later
     connection: Connection
     order: OrderRequest | None
     ttl_sec: float | None
-    deadline_ns: int | None  # at + TTL: the engine cancels what is still working
     bars_path: str | None
     out_dir: str
     day: str  # the ledger's day folder, YYYY-MM-DD (New York)
@@ -75,8 +74,8 @@ class Plan:
         d["at"] = iso(self.at_ns)
         d["sim"] = dict(self.sim)
         d["ledger"] = self.ledger_path
-        if self.order is not None and self.order.good_till_ns is not None:
-            d["order"]["good_till"] = iso(self.order.good_till_ns)
+        if self.order is not None and self.order.backstop_sec is not None:
+            d["order"]["good_till"] = f"INTENT + {self.order.backstop_sec:g} s"
         return d
 
     def to_json(self) -> str:
@@ -89,11 +88,10 @@ def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int) -> Plan:
     order = _order(spec, at_ns) if spec.order is not None else None
     one_shot = spec.kind == "one-shot"
     ttl = spec.ttl_sec if one_shot else None
-    deadline = at_ns + int(spec.ttl_sec * 1e9) if one_shot else None
     plan = Plan(
         spec=spec.source if spec.index == 0 else f"{spec.source}#{spec.index + 1}",
         name=spec.name, kind=spec.kind, mode=spec.mode, at_ns=at_ns, connection=connection,
-        order=order, ttl_sec=ttl, deadline_ns=deadline, bars_path=spec.bars_path,
+        order=order, ttl_sec=ttl, bars_path=spec.bars_path,
         out_dir=spec.out_dir, day=trading_day(at_ns), limits=spec.limits, sim=spec.sim,
         expect=spec.expect, steps=(),
     )
@@ -141,15 +139,16 @@ def _order(spec: Spec, at_ns: int) -> OrderRequest:
     o = spec.order
     assert o is not None
     tag = o.tag or f"{TAG_PREFIX[spec.kind]}_{o.symbol}_{at_ns // 1_000_000_000}"
-    tif, good_till = o.tif, None
-    if spec.kind == "one-shot" and o.tif in ("DAY", "GTC") and spec.ttl_backstop:
+    tif, backstop = o.tif, None
+    if o.tif in ("DAY", "GTC") and spec.ttl_backstop:
+        # the order dies at IB even if runner and its host die: GTD = INTENT + this
         tif = "GTD"
-        good_till = at_ns + int((spec.ttl_sec + BACKSTOP_MARGIN_SEC) * 1e9)
-        good_till -= good_till % 1_000_000_000  # IB's goodTillDate has 1 s resolution
+        wait = spec.ttl_sec if spec.kind == "one-shot" else ACK_TIMEOUT_SEC
+        backstop = wait + BACKSTOP_MARGIN_SEC
     return OrderRequest(
         tag=tag, symbol=o.symbol, sec_type=o.sec_type, exchange=o.exchange, currency=o.currency,
         side=o.side, qty=o.qty, order_type="LMT" if o.limit is not None else "MKT",
-        limit=o.limit, tif=tif, good_till_ns=good_till, outside_rth=o.outside_rth,
+        limit=o.limit, tif=tif, backstop_sec=backstop, outside_rth=o.outside_rth,
     )
 
 
@@ -167,9 +166,8 @@ def _steps(p: Plan) -> tuple[Step, ...]:
         steps.append(Step("wait", f"for the ACK (at most {ACK_TIMEOUT_SEC:g} s)"))
         steps.append(Step("cancel", "right after the ACK; wait for the confirmation"))
     else:
-        assert p.deadline_ns is not None
-        steps.append(Step("wait", f"ACK and fills until the TTL of {p.ttl_sec:g} s "
-                                  f"({iso(p.deadline_ns)})"))
+        steps.append(Step("wait", f"ACK and fills until the TTL: INTENT + {p.ttl_sec:g} s "
+                                  "(the broker's clock)"))
         steps.append(Step("cancel", "whatever is still working at the deadline; "
                                     "wait for the confirmation"))
     if p.bars_path:
@@ -181,8 +179,8 @@ def _steps(p: Plan) -> tuple[Step, ...]:
 def _describe_order(o: OrderRequest) -> str:
     price = f"LMT {o.limit:.{_decimals(o.limit)}f}" if o.limit is not None else "MKT"
     tif = o.tif
-    if o.good_till_ns is not None:
-        tif = f"GTD {iso(o.good_till_ns)} (TTL backstop)"
+    if o.backstop_sec is not None:
+        tif = f"GTD INTENT + {o.backstop_sec:g} s (TTL backstop)"
     return f"{o.side} {o.qty:g} {o.symbol} {price} {tif} orderRef={o.tag}"
 
 

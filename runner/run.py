@@ -123,6 +123,10 @@ def _num(x: float) -> float | int:
 
 
 def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
+    if opts.at and not opts.dry_run and spec.kind != "handshake":
+        raise UsageError(f"--at {opts.at}: a run that reaches a broker runs on the broker's "
+                         "clock; nothing was sent",
+                         "drop --at, or use it with --dry-run or `runner plan`")
     if spec.mode == "live" and not opts.live:
         raise UsageError(f"{spec.source}: the spec says mode: live but --live was not given; "
                          "nothing was sent", "add --live to trade live, or use mode: paper")

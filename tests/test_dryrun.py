@@ -240,7 +240,9 @@ def test_plan_json_is_byte_identical_and_matches_golden(monkeypatch):
                                   "timeout_sec": 10.0, "reconnect_sec": 30.0,
                                   "cancel_timeout_sec": 10.0}
     assert plan["order"]["tag"] == "oneshot_SPY_1767623400"
-    assert plan["order"]["good_till"] == "2026-01-05T14:30:12Z"  # INTENT + TTL 2 s + 10 s
+    # the plan holds durations; the engine stamps the GTD from the INTENT (DESIGN §4)
+    assert plan["order"]["good_till"] == "INTENT + 12 s" and "deadline_ns" not in plan
+    assert plan["order"]["backstop_sec"] == 12.0 and plan["order"]["good_till_ns"] is None
 
 
 def test_bad_environment_is_a_usage_error(monkeypatch, capsys):

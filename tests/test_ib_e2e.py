@@ -7,7 +7,9 @@ or SIGKILL is part of the test); the gateway runs on its own loop in a thread.
 
 from __future__ import annotations
 
+import calendar
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,17 +59,35 @@ def test_handshake(gateway, cli):
 
 
 def test_sanity_cancel_records_intent_ack_cancel(gateway, cli, tmp_path):
-    at, epoch = at_now()
+    before = time.time_ns() // NS
     code, out, err = cli(gateway.port, "sanity-cancel", "--symbol", "SPY", "--qty", "1",
-                         "--limit", "0.01", "--at", at)
-    tag = f"sanity_SPY_{epoch}"
-    assert (code, out, err) == (0, f"[sanity-cancel] tag={tag} ACK+Cancel recorded\n", "")
+                         "--limit", "0.01")
+    found = re.fullmatch(r"\[sanity-cancel\] tag=(sanity_SPY_(\d+)) ACK\+Cancel recorded\n", out)
+    assert (code, err) == (0, "") and found, out
+    tag = found.group(1)
+    assert before <= int(found.group(2)) <= time.time_ns() // NS
     assert events(tmp_path, tag) == ["INTENT", "ACK", "CANCEL"]
     placed = sent(gateway, PLACE)
     assert len(placed) == 1 and placed[0][26] == tag and float(placed[0][19]) == 0.01
     assert len(sent(gateway, CANCEL)) == 1
     intent = rows(tmp_path, tag)[0]
     assert intent["account"] == "DU1234567" and intent["broker"] == "ib"
+    assert intent["client_id"] == 7 and rows(tmp_path, tag)[1]["perm_id"]
+    # the sanity-cancel has the GTD backstop too: INTENT + 10 s ack wait + 10 s margin
+    assert placed[0][21] == "GTD"
+    gtd_ns = calendar.timegm(time.strptime(placed[0][38], "%Y%m%d-%H:%M:%S")) * NS
+    assert gtd_ns == intent["good_till"].value
+    assert 0 <= gtd_ns - (intent["ts"].value + 20 * NS) < NS
+
+
+def test_at_is_refused_where_a_broker_would_be_reached(gateway, cli, tmp_path):
+    at, _ = at_now()
+    code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "10.00",
+                         "--tag", "at-1", "--at", at)
+    assert code == 2 and out == ""
+    assert err.startswith(f"runner: --at {at}: a run that reaches a broker runs on the "
+                          "broker's clock; nothing was sent")
+    assert gateway.received == [] and not (tmp_path / "data").exists()
 
 
 def test_one_shot_no_fill_is_cancelled_at_the_ttl(gateway, cli, tmp_path):
@@ -82,8 +102,9 @@ def test_one_shot_no_fill_is_cancelled_at_the_ttl(gateway, cli, tmp_path):
     assert (r[2]["ts"].value - r[0]["ts"].value) / NS >= 0.5 and elapsed < 3
     placed = sent(gateway, PLACE)[0]
     assert placed[21] == "GTD"
-    gtd = time.strptime(placed[38], "%Y%m%d-%H:%M:%S")  # IB's UTC form
-    assert 0 < time.mktime(gtd) - time.mktime(time.gmtime()) <= 11
+    gtd_ns = calendar.timegm(time.strptime(placed[38], "%Y%m%d-%H:%M:%S")) * NS  # IB's UTC
+    # by hand: INTENT + TTL 0.5 s + margin 10 s, rounded up to IB's whole second
+    assert 0 <= gtd_ns - (r[0]["ts"].value + int(10.5 * NS)) < NS
 
 
 def test_partial_fill_then_ttl_cancel(gateway, cli, tmp_path):
