@@ -27,7 +27,14 @@ from runner.broker import (
     OrderRequest,
     SessionInfo,
 )
-from runner.errors import GatewayError, Interrupted, LedgerError, RunnerError, UsageError
+from runner.errors import (
+    GatewayError,
+    Interrupted,
+    LedgerError,
+    RunnerError,
+    Stopped,
+    UsageError,
+)
 from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, trading_day
 
 NS = 1_000_000_000
@@ -127,7 +134,8 @@ class Engine:
     def __init__(self, plan: Plan, broker: Broker, journal: Journal, bars: BarsLike | None,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
                  pre_place: Callable[[SessionInfo], None] | None = None,
-                 on_note: Callable[[str], None] | None = None) -> None:
+                 on_note: Callable[[str], None] | None = None,
+                 watch: Callable[[], str | None] | None = None) -> None:
         self.pre_place = pre_place  # last gates, with the broker's facts; raises to refuse
         self.plan = plan
         self.broker = broker
@@ -135,6 +143,7 @@ class Engine:
         self.bars = bars
         self.on_event = on_event
         self.on_note = on_note
+        self.watch = watch  # polled while the order works: a reason to stop (kill switch)
         self.account = ""
         self.client_id: int | None = None
         self.order: _Order | None = None
@@ -162,6 +171,9 @@ class Engine:
             self.pre_place(session)
         try:
             await self._place_and_wait()
+        except Stopped as e:
+            await self._cancel_on_the_way_out(e)
+            raise Stopped(f"{e.message}; {self.fate()}", e.hint) from None
         except BaseException as e:  # noqa: BLE001 - cancel on *any* way out, then re-raise
             await self._cancel_on_the_way_out(e)
             raise
@@ -212,14 +224,22 @@ class Engine:
                     interruptible: bool = True) -> None:
         order = self.order
         assert order is not None
+        watch = self.watch if interruptible else None
         while not until(order) and not order.stopped:
             if interruptible and self.stop_signal is not None:
                 raise Interrupted(self.stop_signal)
             if interruptible and self.ledger_error is not None:
                 return  # cannot record: cancel now rather than trade blind
-            event = await self.broker.next_event(deadline_ns)
+            if watch is not None and (why := watch()):
+                raise Stopped(why, "remove it to trade again")
+            step = deadline_ns
+            if watch is not None:  # look again at least every POLL_SEC
+                step = min(deadline_ns, self.broker.now_ns() + int(POLL_SEC * NS))
+            event = await self.broker.next_event(step)
             if event is None:
-                return
+                if step >= deadline_ns or self.broker.now_ns() >= deadline_ns:
+                    return
+                continue
             self._take(event)
 
     def _take(self, item: BrokerEvent | Note) -> None:
@@ -296,6 +316,15 @@ class Engine:
             f"{text}; it may still be working at IB: cancel it in TWS or run `runner recover` "
             f"once IB lets it be cancelled. New orders under {self.plan.out_dir} are refused "
             "until it is settled (--allow-unsettled overrides)")
+
+    def fate(self) -> str:
+        """What became of the order, in a few words (for a run that broke off)."""
+        order, tag = self.order, self.outcome.tag
+        if order is None:
+            return "no order was placed"
+        if order.stopped:
+            return f"order {tag} ended {order.state.value} and was recorded"
+        return self.outcome.message or f"order {tag} may still be live (runner recover)"
 
     async def _cancel_on_the_way_out(self, cause: BaseException) -> None:
         order = self.order

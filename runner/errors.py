@@ -63,6 +63,12 @@ class LedgerError(RunnerError):
     exit_code = 1
 
 
+class Stopped(RunnerError):
+    """The kill switch was turned on while an order worked: it was cancelled."""
+
+    exit_code = 1
+
+
 class Interrupted(RunnerError):
     """Ctrl-C (130) or SIGTERM (143) during a run, after the cleanup."""
 

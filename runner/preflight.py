@@ -96,6 +96,12 @@ class Guard:
             kill_switch=kill_switch_on(self.policy), market_open=market_open,
         )
 
+    def watch(self) -> str | None:
+        """Polled while the order works: a reason to cancel it now (the kill switch)."""
+        if kill_switch_on(self.policy):
+            return f"kill switch {self.policy.kill_switch} turned on while the order worked"
+        return None
+
     def before_connect(self) -> None:
         self._enforce(self.context(self.plan.at_ns))
 

@@ -152,7 +152,7 @@ def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
             _recover_first(plan, opts)
             _check_duplicate(plan, opts)
         broker = guard.wrap(_broker(plan, spec, opts, bars))
-        outcome, ledger_path = execute(plan, broker, bars, opts, guard.pre_place)
+        outcome, ledger_path = execute(plan, broker, bars, opts, guard.pre_place, guard.watch)
     _report(plan, outcome, ledger_path, opts)
     return _verdict(spec, outcome, opts)
 
@@ -250,7 +250,8 @@ class _Journal:
 
 
 def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
-            pre_place: Callable[[SessionInfo], None] | None = None) -> tuple[Outcome, Path]:
+            pre_place: Callable[[SessionInfo], None] | None = None,
+            watch: Callable[[], str | None] | None = None) -> tuple[Outcome, Path]:
     """Run the plan; whatever happens, what was journaled is merged into the ledger."""
     from runner.errors import LedgerError
     from runner.ledger import Ledger
@@ -261,7 +262,7 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
     journal = _Journal(ledger, opts.failpoint)
     status = for_run(plan, broker.now_ns, opts.as_json)  # a live line on a TTY, else None
     engine = Engine(plan, broker, journal, bars, status.on_event if status else None,
-                    pre_place=pre_place, on_note=_say)
+                    pre_place=pre_place, on_note=_say, watch=watch)
     try:
         with status or contextlib.nullcontext():
             outcome = asyncio.run(_run_with_signals(engine))
@@ -336,21 +337,12 @@ async def _run_with_signals(engine: Engine) -> Outcome:
         return await engine.run()
     except (asyncio.CancelledError, Interrupted):
         if received:
-            raise Interrupted(received[0], _after_interrupt(engine)) from None
+            raise Interrupted(received[0], engine.fate()) from None
         raise
     finally:
         for s in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(s)
         await engine.broker.close()
-
-
-def _after_interrupt(engine: Engine) -> str:
-    order, tag = engine.order, engine.outcome.tag
-    if order is None:
-        return "no order was placed"
-    if order.done:
-        return f"order {tag} ended {order.state.value} and was recorded"
-    return engine.outcome.message or f"order {tag} may still be live (runner recover)"
 
 
 def _handshake(plan: Plan, opts: RunOptions) -> int:
