@@ -4,22 +4,31 @@ It lets the unmodified ib_async client, and so the `ib` broker, be tested
 end to end over 127.0.0.1 without IB. Modules: `wire` (framing and message
 layouts), `server` (FakeGateway: sessions and requests), `orders` (the order
 engine running per-order scripts), `book` (state that survives disconnects),
-`steps` (script steps), `barclock` (bars mode), `thread` (GatewayThread),
-`cli` (`runner gateway`).
+`steps` (script steps), `scenario` (YAML scenario files), `barclock` (bars
+mode), `thread` (GatewayThread), `cli` (`runner gateway`). How to make it
+misbehave like a real gateway: docs/gateway-scripts.md.
 """
 
 from __future__ import annotations
 
 from runner.gateway.cli import main
+from runner.gateway.scenario import load_scenario
 from runner.gateway.server import FakeGateway
 from runner.gateway.steps import (
     Ack,
+    CancelAt,
+    CancelPolicy,
+    Correct,
     Delay,
     DropAfterAck,
     DropBeforeAck,
     Error,
     Fill,
+    FillAt,
+    Inactive,
+    Outage,
     Reject,
+    Restart,
     Script,
 )
 from runner.gateway.thread import GatewayThread
@@ -27,6 +36,9 @@ from runner.gateway.values import Execution, OrderSnapshot
 
 __all__ = [
     "Ack",
+    "CancelAt",
+    "CancelPolicy",
+    "Correct",
     "Delay",
     "DropAfterAck",
     "DropBeforeAck",
@@ -34,9 +46,14 @@ __all__ = [
     "Execution",
     "FakeGateway",
     "Fill",
+    "FillAt",
     "GatewayThread",
+    "Inactive",
     "OrderSnapshot",
+    "Outage",
     "Reject",
+    "Restart",
     "Script",
+    "load_scenario",
     "main",
 ]

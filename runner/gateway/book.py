@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from runner.gateway.steps import Script, Step
+from runner.gateway.steps import AFTER_DONE_STEPS, Script, Step
 from runner.gateway.values import (
     DONE_STATUSES,
     Contract,
@@ -41,6 +41,9 @@ class OrderRecord:
     last_fill_px: float = 0.0
     commission: float = 0.0
     done_ns: int = 0
+    hidden: bool = False  # the gateway lost it (a restart with lose_orders); IB did not
+    refused: int = 0  # cancels refused so far (on_cancel "refuse" with refusals=N)
+    execs: list[Execution] = field(default_factory=list)  # in force (corrections applied)
 
     @property
     def key(self) -> OrderKey:
@@ -55,22 +58,25 @@ class OrderRecord:
         return max(self.order.qty - self.filled, 0.0)
 
     def finish(self, status: str, now_ns: int) -> None:
+        """The order is done. Only steps that make sense for a done order stay in
+        its script (corrections, information, outages, restarts, delays)."""
         self.status = status
         self.done_ns = now_ns
-        self.pending.clear()
+        self.pending = deque(s for s in self.pending if isinstance(s, AFTER_DONE_STEPS))
 
-    def add_fill(self, qty: float, px: float, commission: float) -> None:
-        total = self.filled + qty
-        self.avg_px = (self.avg_px * self.filled + px * qty) / total
-        self.filled = total
-        self.last_fill_px = px
-        self.commission += commission
+    def recompute(self) -> None:
+        """filled / avgFillPrice / commission from the executions in force."""
+        self.filled = sum(e.shares for e in self.execs)
+        notional = sum(e.shares * e.price for e in self.execs)
+        self.avg_px = notional / self.filled if self.filled > _EPS else 0.0
+        self.last_fill_px = self.execs[-1].price if self.execs else 0.0
+        self.commission = sum(e.commission for e in self.execs)
 
     def snapshot(self) -> OrderSnapshot:
         return OrderSnapshot(
             client_id=self.client_id, order_id=self.order_id, perm_id=self.perm_id,
             order=self.order, status=self.status, filled=self.filled, avg_px=self.avg_px,
-            last_fill_px=self.last_fill_px, commission=self.commission,
+            last_fill_px=self.last_fill_px, commission=self.commission, hidden=self.hidden,
         )
 
 
@@ -79,9 +85,11 @@ class Book:
         if not accounts:
             raise ValueError("a gateway needs at least one account (ib_async waits for one)")
         self.accounts = accounts
+        self.first_order_id = first_order_id
         self.next_order_id = first_order_id
         self.orders: dict[OrderKey, OrderRecord] = {}
-        self.executions: list[Execution] = []
+        self.executions: list[Execution] = []  # every one ever reported, in time order
+        self.superseded: set[str] = set()  # execIds replaced by a correction
         self._perm_ids = itertools.count(_FIRST_PERM_ID)
         self._exec_seq = itertools.count(1)
 
@@ -96,33 +104,76 @@ class Book:
         self.next_order_id = max(self.next_order_id, order_id + 1)
 
     def execute(self, record: OrderRecord, qty: float, px: float, commission: float,
-                now_ns: int) -> Execution | None:
-        """Fill up to `qty` of a live order; None if nothing is left to fill."""
-        qty = min(qty, record.remaining)
+                now_ns: int, over: bool = False, reported: bool = True) -> Execution | None:
+        """Fill up to `qty` of a live order (all of it if `over`); None if nothing is
+        left to fill."""
+        if not over:
+            qty = min(qty, record.remaining)
         if record.done or qty <= _EPS:
             return None
-        record.add_fill(qty, px, commission)
-        if record.remaining <= _EPS:
-            record.finish("Filled", now_ns)
-        elif record.status in ("PendingSubmit", "PreSubmitted"):
-            record.status = "Submitted"
         execution = Execution(
             exec_id=f"{record.perm_id:08x}.{next(self._exec_seq):08x}.01.01",
             time_ns=now_ns, client_id=record.client_id, order_id=record.order_id,
             perm_id=record.perm_id, order_ref=record.order.order_ref,
             account=record.order.account, contract=record.order.contract,
             side="BOT" if record.order.action == "BUY" else "SLD", shares=qty, price=px,
-            cum_qty=record.filled, avg_price=record.avg_px, commission=commission,
+            cum_qty=0.0, avg_price=0.0, commission=commission, commission_reported=reported,
         )
+        record.execs.append(execution)
+        record.recompute()
+        execution = replace(execution, cum_qty=record.filled, avg_price=record.avg_px)
+        record.execs[-1] = execution
+        self._settle(record, now_ns)
         self.executions.append(execution)
         return execution
 
-    def live(self, client_id: int | None = None) -> list[OrderRecord]:
-        return [r for r in self.orders.values()
-                if not r.done and client_id in (None, r.client_id)]
+    def correct(self, record: OrderRecord, index: int, qty: float | None, px: float | None,
+                commission: float | None, now_ns: int) -> Execution | None:
+        """Replace the order's execution number `index` (in force) by a correction;
+        None if there is no such execution."""
+        try:
+            old = record.execs[index]
+        except IndexError:
+            return None
+        head, _, last = old.exec_id.rpartition(".")
+        exec_id = f"{head}.{int(last) + 1:0{len(last)}d}"
+        corrected = replace(
+            old, exec_id=exec_id, time_ns=now_ns,
+            shares=old.shares if qty is None else qty, price=old.price if px is None else px,
+            commission=old.commission if commission is None else commission,
+            corrects=old.exec_id)
+        record.execs[index] = corrected
+        record.recompute()
+        corrected = replace(corrected, cum_qty=record.filled, avg_price=record.avg_px)
+        record.execs[index] = corrected
+        if not record.done:
+            self._settle(record, now_ns)
+        self.superseded.add(old.exec_id)
+        self.executions.append(corrected)
+        return corrected
 
-    def finished(self) -> list[OrderRecord]:
-        return [r for r in self.orders.values() if r.done]
+    @staticmethod
+    def _settle(record: OrderRecord, now_ns: int) -> None:
+        if record.remaining <= _EPS:
+            record.finish("Filled", now_ns)
+        elif record.status in ("PendingSubmit", "PreSubmitted", "ApiPending"):
+            record.status = "Submitted"
+
+    def record_of(self, e: Execution) -> OrderRecord | None:
+        return self.orders.get((e.client_id, e.order_id))
+
+    def visible(self, e: Execution) -> bool:
+        record = self.record_of(e)
+        return record is None or not record.hidden
+
+    def live(self, client_id: int | None = None, hidden: bool = True) -> list[OrderRecord]:
+        """Orders still working (of one client id); `hidden=False` leaves out those the
+        gateway lost."""
+        return [r for r in self.orders.values()
+                if not r.done and client_id in (None, r.client_id) and (hidden or not r.hidden)]
+
+    def finished(self, hidden: bool = True) -> list[OrderRecord]:
+        return [r for r in self.orders.values() if r.done and (hidden or not r.hidden)]
 
     def by_ref(self, order_ref: str) -> list[OrderRecord]:
         return [r for r in self.orders.values() if r.order.order_ref == order_ref]
@@ -131,6 +182,8 @@ class Book:
         """(account, contract, position, average cost) from the executions so far."""
         book: dict[tuple[str, int], tuple[Contract, float, float]] = {}
         for e in self.executions:
+            if e.exec_id in self.superseded:
+                continue  # corrected: its correction counts instead
             contract, pos, cost = book.get((e.account, e.contract.con_id), (e.contract, 0.0, 0.0))
             signed = e.shares if e.side == "BOT" else -e.shares
             pos, cost = _add_position(pos, cost, signed, e.price)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from runner.errors import RunnerError
 from runner.gateway.contracts import HOURS_MODES
+from runner.gateway.scenario import Scenario, load_scenario
 from runner.gateway.server import FakeGateway
 from runner.gateway.wire import SERVER_VERSION
 from runner.redact import redact
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participation", type=float, default=0.10,
                    help="share of a bar's volume an order may take (default 0.10)")
     p.add_argument("--read-only", action="store_true", help="answer as a Read-Only API would")
+    p.add_argument("--script", metavar="FILE",
+                   help="a YAML scenario: how the gateway treats each order (by orderRef), "
+                   "misbehaving like a real one; see docs/gateway-scripts.md")
     p.add_argument("--hours", choices=HOURS_MODES, default="open",
                    help="contracts' liquid hours: open (always, the default), regular "
                    "(09:30-16:00 New York, weekdays) or closed")
@@ -56,16 +60,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> FakeGateway:
+    scenario = load_scenario(args.script) if args.script else Scenario()  # checked first
     bars = None
     if args.bars:
         from runner.bars import load_bars
 
         bars = load_bars(args.bars)
-    return FakeGateway(
+    gateway = FakeGateway(
         args.host, args.port, tuple(args.account or ("DU1234567",)), bars,
         read_only=args.read_only, speed=args.speed, participation=args.participation,
-        allow_remote=args.allow_remote, hours=args.hours,
+        allow_remote=args.allow_remote, hours=args.hours, sync_delay=scenario.sync_delay,
     )
+    gateway.engine.scripts.update(scenario.scripts)
+    return gateway
 
 
 async def _serve(gateway: FakeGateway) -> int:
@@ -77,5 +84,8 @@ async def _serve(gateway: FakeGateway) -> int:
         accounts = redact(",".join(gateway.accounts))  # fake ids, masked like every output
         print(f"fake TWS gateway listening on {gateway.host}:{gateway.port} "
               f"(server version {SERVER_VERSION}, account {accounts})", flush=True)
+        if gateway.engine.scripts:
+            refs = ", ".join("*" if r is None else r for r in gateway.engine.scripts)
+            print(f"scripted orders: {refs}", flush=True)
         await stop.wait()
     return 0

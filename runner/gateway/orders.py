@@ -1,9 +1,14 @@
 """The order engine: places, modifies, fills and cancels orders in the book.
 
 It runs each order's script as an asyncio task, and talks to clients only
-through an `Outbox` (send fields to the session of a client id, or drop that
-session), so it never cares whether the client is connected right now: a
-fill while the client is away lands in the book and is replayed later.
+through an `Outbox` (send fields to the session of a client id, drop that
+session, hold its messages for a while, restart the gateway), so it never cares
+whether the client is connected right now: a fill while the client is away
+lands in the book and is replayed later.
+
+Every message about an order goes through `_send`, which sends it
+`script.duplicate` times and not at all while the order is hidden (a gateway
+that lost it in a restart).
 """
 
 from __future__ import annotations
@@ -12,22 +17,29 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from runner.gateway import wire
 from runner.gateway.barclock import BarClock, bar_steps, cumulative_commission
 from runner.gateway.book import Book, OrderKey, OrderRecord
 from runner.gateway.steps import (
+    AFTER_DONE_STEPS,
     DEFAULT_SCRIPT,
     Ack,
     CancelAt,
+    CancelPolicy,
+    Correct,
     Delay,
     DropAfterAck,
     DropBeforeAck,
     Error,
     Fill,
     FillAt,
+    Inactive,
+    Outage,
     Reject,
+    Restart,
     Script,
     Step,
     step_delay_s,
@@ -43,6 +55,10 @@ class Outbox(Protocol):
 
     def drop(self, client_id: int) -> None: ...
 
+    def client_outage(self, client_id: int | None, seconds: float, restored: int) -> None: ...
+
+    def restart_now(self, down: float, lose_orders: bool, rollback_ids: bool) -> None: ...
+
 
 class OrderEngine:
     def __init__(self, book: Book, outbox: Outbox, clock: Callable[[], int],
@@ -54,7 +70,8 @@ class OrderEngine:
         self.participation = participation
         self.scripts: dict[str | None, Script] = {}
         self._tasks: dict[OrderKey, asyncio.Task[None]] = {}
-        self._timers: dict[OrderKey, asyncio.TimerHandle] = {}
+        self._timers: dict[OrderKey, asyncio.TimerHandle] = {}  # GTD expiries
+        self._later: set[asyncio.TimerHandle] = set()  # late commissions
         self._bars_driven: set[OrderKey] = set()
 
     # ------------------------------------------------------------ requests
@@ -63,14 +80,16 @@ class OrderEngine:
         record = self.book.orders.get((client_id, placed.order_id))
         if record is None:
             self._place_new(client_id, placed)
-        elif record.done:
-            self._error(record, wire.DUPLICATE_ORDER_ID)
+        elif record.done or record.hidden or not _same_instrument(record.order, placed):
+            # IB knows the id (done, or working but lost by this gateway): not a modify.
+            self.outbox.send(client_id, wire.ib_error(placed.order_id, wire.DUPLICATE_ORDER_ID))
         else:
             self._modify(record, placed)
 
     def cancel(self, client_id: int, order_id: int) -> None:
+        """cancelOrder: only the client id that placed an order can cancel it."""
         record = self.book.orders.get((client_id, order_id))
-        if record is None:
+        if record is None or record.hidden:
             self.outbox.send(client_id, wire.ib_error(order_id, wire.CANCEL_NOT_FOUND, order_id))
         elif record.done:
             self._error(record, wire.CANCEL_TOO_LATE, order_id, record.status)
@@ -78,6 +97,8 @@ class OrderEngine:
             self._cancel_live(record)
 
     def global_cancel(self) -> None:
+        """reqGlobalCancel: every working order, of every client (and hidden ones too:
+        the request goes to IB, which knows them)."""
         for record in self.book.live():
             self._cancel_live(record)
 
@@ -90,7 +111,7 @@ class OrderEngine:
         return live[-1]
 
     def fill(self, order_ref: str, qty: float, px: float, commission: float) -> Execution:
-        execution = self._fill(self.live_by_ref(order_ref), qty, px, commission)
+        execution = self._fill(self.live_by_ref(order_ref), Fill(qty, px, commission))
         if execution is None:
             raise LookupError(f"order {order_ref!r} has nothing left to fill")
         return execution
@@ -100,12 +121,24 @@ class OrderEngine:
         self._stop(record)
         self._cancelled(record)
 
+    def set_cancel(self, order_ref: str, policy: CancelPolicy) -> int:
+        """New cancel behaviour for the working order(s) with this orderRef (hidden ones
+        included); the count of refusals starts again. Returns how many orders."""
+        records = [r for r in self.book.by_ref(order_ref) if not r.done]
+        if not records:
+            raise LookupError(f"no live order with orderRef {order_ref!r}")
+        for record in records:
+            record.script = record.script.with_cancel(policy)
+            record.refused = 0
+        return len(records)
+
     async def close(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        for timer in self._timers.values():
+        for timer in [*self._timers.values(), *self._later]:
             timer.cancel()
+        self._later.clear()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------ placing
@@ -143,15 +176,18 @@ class OrderEngine:
 
     def _arm_good_till(self, record: OrderRecord) -> None:
         """A GTD order dies at its goodTillDate, as at IB: the runner's TTL backstop."""
-        old = self._timers.pop(record.key, None)
-        if old is not None:
-            old.cancel()
+        self._disarm_good_till(record)
         at_ns = wire.parse_ib_time(record.order.good_till_date)
         if record.order.tif != "GTD" or at_ns is None:
             return
         delay = max(at_ns - self.clock(), 0) / 1e9
         loop = asyncio.get_running_loop()
         self._timers[record.key] = loop.call_later(delay, self._expire, record)
+
+    def _disarm_good_till(self, record: OrderRecord) -> None:
+        old = self._timers.pop(record.key, None)
+        if old is not None:
+            old.cancel()
 
     def _expire(self, record: OrderRecord) -> None:
         self._timers.pop(record.key, None)
@@ -162,8 +198,13 @@ class OrderEngine:
     # ------------------------------------------------------------ cancelling
 
     def _cancel_live(self, record: OrderRecord) -> None:
-        mode = record.script.on_cancel
+        policy = record.script.cancel_policy()
+        mode = policy.on_cancel
         if mode == "ignore":
+            return
+        if mode == "refuse" and (policy.refusals is None or record.refused < policy.refusals):
+            record.refused += 1
+            self._refuse(record, policy)  # and the order, and its script, go on
             return
         self._stop(record)
         if mode == "reject_filled":
@@ -173,17 +214,28 @@ class OrderEngine:
             for step in fills:
                 self._apply(record, step)
             self._error(record, wire.CANCEL_TOO_LATE, record.order_id, record.status)
-            if not record.done and record.pending:
-                self._start(record)  # the order lives on, and so does its script
+            self._resume(record)  # the order lives on (or only its after-done steps)
             return
         self._cancelled(record)
 
+    def _refuse(self, record: OrderRecord, policy: CancelPolicy) -> None:
+        code = policy.refuse_code
+        if code == wire.CANCEL_TOO_LATE:
+            text = wire.ERROR_TEXT[code].format(record.order_id, policy.refuse_state)
+        else:
+            text = wire.order_error_text(code, record.snapshot(), self.clock())
+        self._send(record, wire.error(record.order_id, code, text))
+
     def _cancelled(self, record: OrderRecord, reason: str = "") -> None:
         # orderStatus Cancelled before error 202: ib_async then fires cancelledEvent once.
-        record.finish("Cancelled", self.clock())
-        self._disarm(record)
-        self.outbox.send(record.client_id, wire.order_status(record.snapshot()))
+        self._finish(record, "Cancelled")
+        self._send(record, wire.order_status(record.snapshot()))
         self._error(record, wire.ORDER_CANCELLED, reason)
+        self._resume(record)
+
+    def _finish(self, record: OrderRecord, status: str) -> None:
+        record.finish(status, self.clock())
+        self._disarm(record)
 
     # ------------------------------------------------------------ scripts
 
@@ -191,6 +243,11 @@ class OrderEngine:
         task = asyncio.get_running_loop().create_task(self._run(record))
         self._tasks[record.key] = task
         task.add_done_callback(lambda t: self._task_done(record.key, t))
+
+    def _resume(self, record: OrderRecord) -> None:
+        """Run what is left of a stopped script (for a done order: its after-done steps)."""
+        if record.pending and record.key not in self._tasks:
+            self._start(record)
 
     def _task_done(self, key: OrderKey, task: asyncio.Task[None]) -> None:
         if self._tasks.get(key) is task:
@@ -204,12 +261,14 @@ class OrderEngine:
             task.cancel()
 
     async def _run(self, record: OrderRecord) -> None:
-        while record.pending and not record.done:
+        while record.pending:
             step = record.pending[0]
             await self._wait_for_step(step)
-            if record.done or not record.pending:
-                return
+            if not record.pending or record.pending[0] is not step:
+                continue  # the script changed meanwhile (the order ended): look again
             record.pending.popleft()
+            if record.done and not isinstance(step, AFTER_DONE_STEPS):
+                continue
             self._apply(record, step)
 
     async def _wait_for_step(self, step: Step) -> None:
@@ -232,23 +291,39 @@ class OrderEngine:
             case Ack(status=status):
                 record.status = status
                 self._send_order(record)
-            case Fill(qty=qty, px=px, commission=commission):
-                self._fill(record, qty, px, commission)
+            case Fill():
+                self._fill(record, step)
             case FillAt(qty=qty, px=px, commission=commission):
                 if commission is None:
                     commission = (cumulative_commission(record.filled + min(qty, record.remaining))
                                   - cumulative_commission(record.filled))
-                self._fill(record, qty, px, commission)
+                self._fill(record, Fill(qty, px, commission))
             case Reject(text=text):
                 self._error(record, wire.ORDER_REJECTED, text)  # 201 first: text in trade.log
-                record.finish("Inactive", self.clock())
-                self._disarm(record)
-                self.outbox.send(record.client_id, wire.order_status(record.snapshot()))
+                self._finish(record, "Inactive")
+                self._send(record, wire.order_status(record.snapshot()))
+            case Inactive(code=code, text=text):
+                if code is not None:
+                    text = text or wire.order_error_text(code, record.snapshot(), self.clock())
+                    self._send(record, wire.error(record.order_id, code, text))
+                self._finish(record, "Inactive")
+                self._send(record, wire.order_status(record.snapshot()))
             case Error(code=code, text=text, final=final):
-                self.outbox.send(record.client_id, wire.error(record.order_id, code, text))
-                if final:
-                    record.finish("Inactive", self.clock())
-                    self._disarm(record)
+                if text is None:
+                    text = wire.order_error_text(code, record.snapshot(), self.clock())
+                self._send(record, wire.error(record.order_id, code, text))
+                if code == wire.TIF_SET_TO_DAY:
+                    # IB made it a DAY order: it no longer dies at its goodTillDate.
+                    record.order = replace(record.order, tif="DAY", good_till_date="")
+                    self._disarm_good_till(record)
+                if final and not record.done:
+                    self._finish(record, "Inactive")
+            case Correct():
+                self._correct(record, step)
+            case Outage(seconds=seconds, restored=restored):
+                self.outbox.client_outage(record.client_id, seconds, restored)
+            case Restart(down=down, lose_orders=lose, rollback_ids=rollback):
+                self.outbox.restart_now(down, lose, rollback)
             case DropBeforeAck():
                 if record.status == "PendingSubmit":
                     record.status = "Submitted"  # the order reached IB; the client never hears
@@ -264,32 +339,73 @@ class OrderEngine:
 
     # ------------------------------------------------------------ messages
 
-    def _fill(self, record: OrderRecord, qty: float, px: float,
-              commission: float) -> Execution | None:
-        execution = self.book.execute(record, qty, px, commission, self.clock())
+    def _fill(self, record: OrderRecord, step: Fill) -> Execution | None:
+        mode = step.commission_mode
+        execution = self.book.execute(record, step.qty, step.px, step.commission, self.clock(),
+                                      over=step.over, reported=mode != "absent")
         if execution is None:
             return None
-        # The order of a real gateway: execution, then the order's new state,
-        # then the commission (which ib_async drops if its execution is unknown).
-        send = self.outbox.send
-        send(record.client_id, wire.exec_details(LIVE_FILL_REQ_ID, execution))
-        self._send_order(record)
-        send(record.client_id, wire.commission_report(execution))
+        # A real gateway's order: the execution, then the order's new state, then the
+        # commission (which ib_async drops if its execution is unknown). Scripts may
+        # put the state first, the commission first, late, or leave it out.
+        commission = wire.commission_report(execution)
+        if step.status_first:
+            self._send_order(record)
+        if mode == "before":
+            self._send(record, commission)
+        self._send(record, wire.exec_details(LIVE_FILL_REQ_ID, execution))
+        if not step.status_first:
+            self._send_order(record)
+        if mode == "after":
+            if step.commission_delay > 0:
+                self._send_later(step.commission_delay, record, commission)
+            else:
+                self._send(record, commission)
         if record.done:
             self._disarm(record)
         return execution
 
+    def _correct(self, record: OrderRecord, step: Correct) -> None:
+        correction = self.book.correct(record, step.index, step.qty, step.px, step.commission,
+                                       self.clock())
+        if correction is None:
+            log.warning("order %s: no execution %d to correct", record.key, step.index)
+            return
+        self._send(record, wire.exec_details(LIVE_FILL_REQ_ID, correction))
+        self._send_order(record)
+        self._send(record, wire.commission_report(correction))
+        if record.done:
+            self._disarm(record)
+
+    def _send_later(self, seconds: float, record: OrderRecord, fields: list[str]) -> None:
+        def fire() -> None:
+            self._later.discard(handle)
+            self._send(record, fields)
+
+        handle = asyncio.get_running_loop().call_later(seconds, fire)
+        self._later.add(handle)
+
     def _send_order(self, record: OrderRecord) -> None:
         # ib_async takes a known trade's status only from orderStatus, so always both.
         snapshot = record.snapshot()
-        self.outbox.send(record.client_id, wire.open_order(snapshot))
-        self.outbox.send(record.client_id, wire.order_status(snapshot))
+        self._send(record, wire.open_order(snapshot))
+        self._send(record, wire.order_status(snapshot))
+
+    def _send(self, record: OrderRecord, fields: list[str]) -> None:
+        """A message about this order: `duplicate` times; never while it is hidden."""
+        if record.hidden:
+            return
+        for _ in range(record.script.duplicate):
+            self.outbox.send(record.client_id, fields)
 
     def _error(self, record: OrderRecord, code: int, *args: object) -> None:
-        self.outbox.send(record.client_id, wire.ib_error(record.order_id, code, *args))
+        self._send(record, wire.ib_error(record.order_id, code, *args))
 
     def _disarm(self, record: OrderRecord) -> None:
-        timer = self._timers.pop(record.key, None)
-        if timer is not None:
-            timer.cancel()
+        self._disarm_good_till(record)
         self._bars_driven.discard(record.key)
+
+
+def _same_instrument(old: PlacedOrder, new: PlacedOrder) -> bool:
+    """A modify may change price, size, tif...; not the contract or the side."""
+    return old.contract.con_id == new.contract.con_id and old.action == new.action

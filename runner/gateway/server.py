@@ -6,8 +6,13 @@ commissions and errors, as scripted per orderRef by the test. See
 /work/shared/TWS_PROTOCOL.md for the wire facts this follows.
 
 Loopback only unless `allow_remote=True`. Every frame a client sends is kept
-in `received` as (clientId, fields) so tests can assert on what went over
-the wire.
+in `received`, and every frame the gateway writes in `sent`, as (clientId,
+fields), so tests can assert on what went over the wire.
+
+It can also misbehave the way real gateways do (TWS_PROTOCOL.md §7): refused
+cancels, duplicated messages, late or missing commissions, execution
+corrections, connectivity outages that hold messages, restarts that roll
+nextValidId back or forget orders, slow sync answers. See docs/gateway-scripts.md.
 """
 
 from __future__ import annotations
@@ -17,17 +22,17 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
 from runner.gateway import wire
 from runner.gateway.barclock import BarClock
-from runner.gateway.book import Book
+from runner.gateway.book import Book, OrderRecord
 from runner.gateway.contracts import HOURS_MODES, find_stock, trading_hours
 from runner.gateway.orders import OrderEngine
-from runner.gateway.steps import Step, make_script
+from runner.gateway.steps import CancelPolicy, Step, make_script
 from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
 from runner.gateway.whatif import WHAT_IF_STATUS, what_if
 
@@ -37,6 +42,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("runner.gateway")
 
 Received = tuple[int | None, tuple[str, ...]]
+Sent = Received  # (clientId, fields) of a frame the gateway wrote
+
+# The sync requests whose answers `sync_delay` can hold back, by message id.
+SYNC_KINDS = ("open_orders", "completed_orders", "executions", "positions")
+_SYNC_KIND = {"5": "open_orders", "16": "open_orders", "99": "completed_orders",
+              "7": "executions", "61": "positions"}
 
 # Account values a paper account reports (reqAccountUpdates / reqAccountSummary).
 ACCOUNT_VALUES = (
@@ -58,16 +69,33 @@ def is_loopback(host: str) -> bool:
 
 
 class Session:
-    """One client connection: its socket, its clientId once startApi has come."""
+    """One client connection: its socket, its clientId once startApi has come.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    During an outage (`held` is a list) everything sent to it is held, in order,
+    until the outage ends; if the socket closes first, the held messages go with it.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 on_sent: Callable[[int | None, list[str]], None] | None = None) -> None:
         self.reader = reader
         self.writer = writer
         self.client_id: int | None = None
+        self.held: list[list[str]] | None = None
+        self.outage_token = 0
+        self._on_sent = on_sent
 
     def send(self, fields: list[str]) -> None:
+        if self.held is not None:
+            self.held.append(fields)
+            return
+        self.write(fields)
+
+    def write(self, fields: list[str]) -> None:
+        """Write now, outage or not."""
         if not self.writer.is_closing():
             self.writer.write(wire.frame(fields))
+            if self._on_sent is not None:
+                self._on_sent(self.client_id, fields)
 
     def close(self) -> None:
         # close(), not abort(): what was written (an ack, a 326) still goes out first.
@@ -94,6 +122,7 @@ class FakeGateway:
         clock: Callable[[], int] = time.time_ns,
         allow_remote: bool = False,
         hours: str = "open",
+        sync_delay: Mapping[str, float] | None = None,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise UsageError(f"refusing to listen on non-loopback host {host!r}",
@@ -109,6 +138,12 @@ class FakeGateway:
         self.read_only = read_only
         self.clock = clock
         self.received: list[Received] = []
+        self.sent: list[Sent] = []
+        self.sync_delay: dict[str, float] = dict.fromkeys(SYNC_KINDS, 0.0)
+        if sync_delay:
+            self.set_sync_delay(**sync_delay)
+        self._down_until = 0.0  # loop time: until then a restart refuses connections
+        self._later: set[asyncio.TimerHandle] = set()
         self.what_ifs: list[PlacedOrder] = []  # what-if previews asked for (no order made)
         self._bars_start_ns = bars_start_ns
         self._speed = speed
@@ -146,6 +181,9 @@ class FakeGateway:
             return
         self._server.close()
         await self.engine.close()
+        for handle in self._later:
+            handle.cancel()
+        self._later.clear()
         for session in list(self._conns):
             session.close()
         if self._handlers:
@@ -161,9 +199,75 @@ class FakeGateway:
     # ------------------------------------------------------------ test surface
 
     def script(self, order_ref: str | None, steps: Iterable[Step | tuple[Any, ...]],
-               on_cancel: str = "ok") -> None:
-        """What to do with orders whose orderRef is `order_ref` (None: any other order)."""
-        self.engine.scripts[order_ref] = make_script(steps, on_cancel)
+               on_cancel: str = "ok", refuse_code: int = 161,
+               refuse_state: str = "PendingCancel", refusals: int | None = None,
+               duplicate: int = 1) -> None:
+        """What to do with orders whose orderRef is `order_ref` (None: any other order).
+
+        on_cancel: "ok" | "ignore" | "reject_filled" | "refuse" (error `refuse_code`,
+        161 / 10147 / 10148 with `refuse_state`; the order keeps working; `refusals`
+        None refuses every cancel, N the first N). `duplicate`: every message about
+        the order is sent that many times in a row.
+        """
+        self.engine.scripts[order_ref] = make_script(
+            steps, on_cancel, refuse_code, refuse_state, refusals, duplicate)
+
+    def set_cancel(self, order_ref: str, on_cancel: str = "ok", refuse_code: int = 161,
+                   refuse_state: str = "PendingCancel", refusals: int | None = None) -> None:
+        """Change how the working order(s) with this orderRef answer a cancel, now
+        (e.g. let a refused cancel through). The refusal count starts again.
+        LookupError if no such order is working."""
+        policy = CancelPolicy(on_cancel, refuse_code, refuse_state,  # type: ignore[arg-type]
+                              refusals)
+        self.engine.set_cancel(order_ref, policy)
+
+    def set_sync_delay(self, open_orders: float = 0.0, completed_orders: float = 0.0,
+                       executions: float = 0.0, positions: float = 0.0) -> None:
+        """Answer reqOpenOrders / reqAllOpenOrders, reqCompletedOrders, reqExecutions
+        and reqPositions that many seconds late (the read loop keeps serving; the
+        answer is made when it is sent)."""
+        delays = {"open_orders": open_orders, "completed_orders": completed_orders,
+                  "executions": executions, "positions": positions}
+        for kind, seconds in delays.items():
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+                    or not 0 <= seconds < float("inf"):
+                raise ValueError(f"sync delay {kind} must be a number >= 0, got {seconds!r}")
+        self.sync_delay = {k: float(v) for k, v in delays.items()}
+
+    async def outage(self, seconds: float, restored: int = wire.CONNECTIVITY_RESTORED) -> None:
+        """Connectivity between the gateway and IB is lost for every client: 1100, every
+        message held for `seconds` (sockets stay up), then `restored` (1102 or 1101) and
+        the held messages in order. Returns at once."""
+        self.client_outage(None, seconds, restored)
+
+    async def restart(self, down: float = 0.5, lose_orders: bool = False,
+                      rollback_ids: bool = True) -> None:
+        """A gateway restart: every client socket closes; for `down` seconds new
+        connections are closed at once. `rollback_ids`: nextValidId goes back to the
+        first order id (reusing a known id gets 103). `lose_orders`: every order so far
+        is hidden (working at IB, shown to no one) until `restore_orders()`."""
+        self.restart_now(down, lose_orders, rollback_ids)
+        await self._wait_handlers()
+
+    def restore_orders(self) -> None:
+        """The gateway knows its lost orders again (from now on; nothing is pushed)."""
+        for record in self.book.orders.values():
+            record.hidden = False
+
+    @property
+    def is_down(self) -> bool:
+        """Whether a restart is still refusing connections."""
+        return asyncio.get_running_loop().time() < self._down_until
+
+    async def wait_up(self) -> None:
+        """Return once a restart no longer refuses connections."""
+        loop = asyncio.get_running_loop()
+        while (left := self._down_until - loop.time()) > 0:
+            await asyncio.sleep(left)
+
+    def live_orders(self) -> list[OrderSnapshot]:
+        """Every order still working, hidden ones included (`snapshot.hidden`)."""
+        return [r.snapshot() for r in self.book.live()]
 
     async def fill(self, order_ref: str, qty: float, px: float,
                    commission: float = 1.0) -> Execution:
@@ -190,29 +294,51 @@ class FakeGateway:
 
     async def drop_all(self) -> None:
         """Close every client connection at once, as a gateway restart would."""
+        self._close_all()
+        await self._wait_handlers()
+
+    def _close_all(self) -> None:
         for session in list(self._conns):
             self._forget(session)
             session.close()
+
+    async def _wait_handlers(self) -> None:
         tasks = [t for t in self._handlers if not t.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=2)
 
     def frames(self, msg_id: int) -> list[Received]:
+        """Frames with this message id that clients sent."""
         return [r for r in self.received if r[1] and r[1][0] == str(msg_id)]
+
+    def sent_frames(self, msg_id: int, client_id: int | None = None) -> list[Sent]:
+        """Frames with this message id that the gateway wrote (to one client id)."""
+        return [r for r in self.sent if r[1] and r[1][0] == str(msg_id)
+                and client_id in (None, r[0])]
 
     async def wait_for(self, msg_id: int, count: int = 1,
                        timeout: float = 5.0) -> list[Received]:
         """Wait until `count` frames with this message id have arrived; return them."""
+        return await self._wait(lambda: self.frames(msg_id), count, timeout,
+                                f"frames with msg id {msg_id}")
+
+    async def wait_sent(self, msg_id: int, count: int = 1, timeout: float = 5.0,
+                        client_id: int | None = None) -> list[Sent]:
+        """Wait until the gateway has written `count` frames with this message id."""
+        return await self._wait(lambda: self.sent_frames(msg_id, client_id), count, timeout,
+                                f"sent frames with msg id {msg_id}")
+
+    async def _wait(self, found: Callable[[], list[Received]], count: int, timeout: float,
+                    what: str) -> list[Received]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while len(found := self.frames(msg_id)) < count:
+        while len(now := found()) < count:
             left = deadline - loop.time()
             if left <= 0 or self._changed is None:
-                raise TimeoutError(f"{len(found)} of {count} frames with msg id {msg_id} "
-                                   f"after {timeout} s")
+                raise TimeoutError(f"{len(now)} of {count} {what} after {timeout} s")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._changed), left)
-        return found[:count]
+        return now[:count]
 
     # ------------------------------------------------------------ Outbox
 
@@ -227,13 +353,60 @@ class FakeGateway:
             self._forget(session)  # gone at once, so a quick reconnect is not a 326
             session.close()
 
+    def client_outage(self, client_id: int | None, seconds: float,
+                      restored: int = wire.CONNECTIVITY_RESTORED) -> None:
+        """1100 now to the sessions of `client_id` (None: all), hold what they are
+        sent for `seconds`, then `restored` and the held messages. A second outage
+        during one extends it (one 1100, one restore, at the later end)."""
+        if restored not in (wire.CONNECTIVITY_RESTORED, wire.CONNECTIVITY_RESTORED_DATA_LOST):
+            raise ValueError(f"restored must be 1101 or 1102, got {restored!r}")
+        for session in list(self._sessions.values()):
+            if client_id is not None and session.client_id != client_id:
+                continue
+            if session.held is None:
+                session.write(wire.ib_error(wire.NO_REQ_ID, wire.CONNECTIVITY_LOST))
+                session.held = []
+            session.outage_token += 1
+            self._call_later(seconds, self._end_outage, session, session.outage_token,
+                             restored)
+
+    def _end_outage(self, session: Session, token: int, restored: int) -> None:
+        if session.outage_token != token or session.held is None:
+            return  # a later outage took over
+        held, session.held = session.held, None
+        session.write(wire.ib_error(wire.NO_REQ_ID, restored))
+        for fields in held:
+            session.write(fields)
+
+    def restart_now(self, down: float, lose_orders: bool, rollback_ids: bool) -> None:
+        if lose_orders:
+            for record in self.book.orders.values():
+                record.hidden = True
+        if rollback_ids:
+            self.book.next_order_id = self.book.first_order_id
+        loop = asyncio.get_running_loop()
+        self._down_until = max(self._down_until, loop.time() + down)
+        self._close_all()
+
+    def _call_later(self, seconds: float, fn: Callable[..., None], *args: Any) -> None:
+        def fire() -> None:
+            self._later.discard(handle)
+            fn(*args)
+
+        handle = asyncio.get_running_loop().call_later(seconds, fire)
+        self._later.add(handle)
+
     # ------------------------------------------------------------ connections
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        session = Session(reader, writer)
+        session = Session(reader, writer, self._record_sent)
+        if self.is_down:  # restarting: the port takes the connection and closes it
+            session.close()
+            self._handlers.discard(task)
+            return
         self._conns.add(session)
         try:
             if await self._handshake(session):
@@ -267,6 +440,13 @@ class FakeGateway:
 
     def _record(self, client_id: int | None, fields: list[str]) -> None:
         self.received.append((client_id, tuple(fields)))
+        self._wake()
+
+    def _record_sent(self, client_id: int | None, fields: list[str]) -> None:
+        self.sent.append((client_id, tuple(fields)))
+        self._wake()
+
+    def _wake(self) -> None:
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
         self._changed = asyncio.get_running_loop().create_future()
@@ -283,6 +463,13 @@ class FakeGateway:
             return  # recorded, otherwise ignored, like a gateway ignoring what it cannot do
         if session.client_id is None and fields[0] != "71":
             return  # nothing is served before startApi
+        delay = self.sync_delay.get(_SYNC_KIND.get(fields[0], ""), 0.0)
+        if delay > 0:  # a slow sync: answered later, made when sent
+            self._call_later(delay, self._handle, handler, session, fields)
+            return
+        self._handle(handler, session, fields)
+
+    def _handle(self, handler: Handler, session: Session, fields: list[str]) -> None:
         try:
             handler(self, session, fields)
         except (ValueError, IndexError) as e:
@@ -318,15 +505,16 @@ class FakeGateway:
         self._send_open_orders(session, None)
 
     def _send_open_orders(self, session: Session, client_id: int | None) -> None:
-        for record in self.book.live(client_id):
+        for record in self.book.live(client_id, hidden=False):
             snapshot = record.snapshot()
-            session.send(wire.open_order(snapshot))
-            session.send(wire.order_status(snapshot))
+            _send_about(session, record, wire.open_order(snapshot))
+            _send_about(session, record, wire.order_status(snapshot))
         session.send(wire.end(53))
 
     def _completed_orders(self, session: Session, fields: list[str]) -> None:
-        for record in self.book.finished():
-            session.send(wire.completed_order(record.snapshot(), record.done_ns))
+        for record in self.book.finished(hidden=False):
+            _send_about(session, record, wire.completed_order(record.snapshot(),
+                                                              record.done_ns))
         session.send(["102"])  # the bare id: no version field
 
     def _account_updates(self, session: Session, fields: list[str]) -> None:
@@ -354,10 +542,13 @@ class FakeGateway:
 
     def _executions(self, session: Session, fields: list[str]) -> None:
         req_id = int(fields[2])
-        for execution in self.book.executions:
-            if _matches_filter(execution, fields):
-                session.send(wire.exec_details(req_id, execution))
-                session.send(wire.commission_report(execution))
+        for execution in self.book.executions:  # corrections too, after what they correct
+            record = self.book.record_of(execution)
+            if record is None or record.hidden or not _matches_filter(execution, fields):
+                continue
+            _send_about(session, record, wire.exec_details(req_id, execution))
+            if execution.commission_reported:
+                _send_about(session, record, wire.commission_report(execution))
         session.send(wire.end(55, req_id))
 
     def _contract_details(self, session: Session, fields: list[str]) -> None:
@@ -435,6 +626,12 @@ class FakeGateway:
         session.send(wire.error(int(fields[1]), 162,
                                 "Historical Market Data Service error message:"
                                 "HMDS query returned no data"))
+
+
+def _send_about(session: Session, record: OrderRecord, fields: list[str]) -> None:
+    """A sync answer about one order: as many times as its script duplicates."""
+    for _ in range(record.script.duplicate):
+        session.send(fields)
 
 
 def _matches_filter(e: Execution, fields: list[str]) -> bool:

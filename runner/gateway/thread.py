@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from runner.gateway.server import FakeGateway, Received
+from runner.gateway.server import FakeGateway, Received, Sent
 from runner.gateway.steps import Step
 from runner.gateway.values import Execution, OrderSnapshot, PlacedOrder
 
@@ -117,9 +117,60 @@ class GatewayThread:
     def what_ifs(self) -> list[PlacedOrder]:
         return self.call(lambda: list(self._gw().what_ifs))
 
+    @property
+    def sent(self) -> list[Sent]:
+        return self.call(lambda: list(self._gw().sent))
+
+    @property
+    def executions(self) -> tuple[Execution, ...]:
+        return self.call(lambda: self._gw().executions)
+
+    @property
+    def is_down(self) -> bool:
+        return self.call(lambda: self._gw().is_down)
+
+    def frames(self, msg_id: int) -> list[Received]:
+        return self.call(self._gw().frames, msg_id)
+
+    def sent_frames(self, msg_id: int, client_id: int | None = None) -> list[Sent]:
+        return self.call(self._gw().sent_frames, msg_id, client_id)
+
     def script(self, order_ref: str | None, steps: Iterable[Step | tuple[Any, ...]],
-               on_cancel: str = "ok") -> None:
-        self.call(self._gw().script, order_ref, list(steps), on_cancel)
+               on_cancel: str = "ok", refuse_code: int = 161,
+               refuse_state: str = "PendingCancel", refusals: int | None = None,
+               duplicate: int = 1) -> None:
+        self.call(self._gw().script, order_ref, list(steps), on_cancel, refuse_code,
+                  refuse_state, refusals, duplicate)
+
+    def set_cancel(self, order_ref: str, on_cancel: str = "ok", refuse_code: int = 161,
+                   refuse_state: str = "PendingCancel", refusals: int | None = None) -> None:
+        self.call(self._gw().set_cancel, order_ref, on_cancel, refuse_code, refuse_state,
+                  refusals)
+
+    def set_sync_delay(self, open_orders: float = 0.0, completed_orders: float = 0.0,
+                       executions: float = 0.0, positions: float = 0.0) -> None:
+        self.call(self._gw().set_sync_delay, open_orders, completed_orders, executions,
+                  positions)
+
+    def outage(self, seconds: float, restored: int = 1102) -> None:
+        self.run(self._gw().outage(seconds, restored))
+
+    def restart(self, down: float = 0.5, lose_orders: bool = False,
+                rollback_ids: bool = True) -> None:
+        self.run(self._gw().restart(down, lose_orders, rollback_ids))
+
+    def wait_up(self, timeout: float = 30.0) -> None:
+        self.run(self._gw().wait_up(), timeout)
+
+    def restore_orders(self) -> None:
+        self.call(self._gw().restore_orders)
+
+    def live_orders(self) -> list[OrderSnapshot]:
+        return self.call(self._gw().live_orders)
+
+    def wait_sent(self, msg_id: int, count: int = 1, timeout: float = 5.0,
+                  client_id: int | None = None) -> list[Sent]:
+        return self.run(self._gw().wait_sent(msg_id, count, timeout, client_id), timeout + 5.0)
 
     def fill(self, order_ref: str, qty: float, px: float, commission: float = 1.0) -> Execution:
         return self.run(self._gw().fill(order_ref, qty, px, commission))

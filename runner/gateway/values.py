@@ -53,6 +53,7 @@ class OrderSnapshot:
     avg_px: float
     last_fill_px: float
     commission: float  # cumulative
+    hidden: bool = False  # lost by a restart (lose_orders): alive, but shown to no one
 
     @property
     def order_ref(self) -> str:
@@ -85,3 +86,5 @@ class Execution:
     cum_qty: float
     avg_price: float
     commission: float
+    corrects: str = ""  # the execId this one corrects (replaces); "" for a plain fill
+    commission_reported: bool = True  # False: IB never reports its commission ("absent")

@@ -15,7 +15,7 @@ import asyncio
 import re
 import struct
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.gateway.contracts import TZ_ID, Stock
@@ -199,6 +199,10 @@ CANCEL_TOO_LATE = 10148  # cancel of an order that is done (e.g. Filled)
 CONNECTIVITY_LOST = 1100  # IB <-> gateway link down
 CONNECTIVITY_RESTORED_DATA_LOST = 1101  # back; market data subscriptions are gone
 CONNECTIVITY_RESTORED = 1102  # back, data kept; ib_async re-requests the account summary
+NOT_CANCELLABLE = 161  # a cancel refused: the order is not in a cancellable state
+ORDER_MESSAGE = 399  # an "Order Message" warning (a warning to ib_async)
+OUTSIDE_RTH_IGNORED = 2109  # "Order Event Warning": outsideRth ignored (a warning)
+TIF_SET_TO_DAY = 10349  # TIF set to DAY by an order preset: ib_async takes it for a cancel
 
 ERROR_TEXT = {
     DUPLICATE_ORDER_ID: "Duplicate order id",
@@ -216,12 +220,56 @@ ERROR_TEXT = {
     "restored - data lost.",
     CONNECTIVITY_RESTORED: "Connectivity between IB and Trader Workstation has been "
     "restored - data maintained.",
+    NOT_CANCELLABLE: "Cancel attempted when order is not in a cancellable state.  "
+    "Order permId ={}",
+    OUTSIDE_RTH_IGNORED: "Order Event Warning:Attribute 'Outside Regular Trading Hours' is "
+    "ignored based on the order type and destination. PlaceOrder is now being processed.",
+    TIF_SET_TO_DAY: "Order TIF was set to DAY based on order preset.",
 }
 FARM_NOTICES = (
     (2104, "Market data farm connection is OK:usfarm"),
     (2106, "HMDS data farm connection is OK:ushmds"),
     (2158, "Sec-def data farm connection is OK:secdefnj"),
 )
+
+
+# Codes an Error step may leave without a text: their text comes from IB's table.
+DEFAULT_TEXT_CODES = frozenset({*ERROR_TEXT, ORDER_MESSAGE, *(c for c, _ in FARM_NOTICES)})
+_NEW_YORK = "America/New_York"
+
+
+def order_error_text(code: int, s: OrderSnapshot, now_ns: int) -> str:
+    """IB's text for an error about order `s` (placeholders filled from the order)."""
+    if code == NOT_CANCELLABLE:
+        return ERROR_TEXT[code].format(s.perm_id)
+    if code in (CANCEL_NOT_FOUND,):
+        return ERROR_TEXT[code].format(s.order_id)
+    if code == CANCEL_TOO_LATE:
+        return ERROR_TEXT[code].format(s.order_id, s.status)
+    if code in (ORDER_REJECTED, ORDER_CANCELLED):
+        return ERROR_TEXT[code].format("")
+    if code == ORDER_MESSAGE:
+        return order_message_text(s, now_ns)
+    farm = dict(FARM_NOTICES)
+    if code in farm:
+        return farm[code]
+    return ERROR_TEXT.get(code, "")
+
+
+def order_message_text(s: OrderSnapshot, now_ns: int) -> str:
+    """A 399 as TWS words it for an order placed outside the exchange's hours (IB puts
+    line breaks in it): the order waits for the next 09:30 New York open."""
+    tz = ZoneInfo(_NEW_YORK)
+    now = datetime.fromtimestamp(now_ns / NS, tz)
+    day = now.date() if (now.hour, now.minute) < (9, 30) else now.date() + timedelta(days=1)
+    while day.weekday() >= 5:  # Saturday, Sunday
+        day += timedelta(days=1)
+    opens = datetime(day.year, day.month, day.day, 9, 30, tzinfo=tz)
+    o = s.order
+    return (f"Order Message:\n{o.action} {num(o.qty)} {o.contract.symbol} "
+            f"{o.contract.primary_exchange or o.contract.exchange}\n"
+            f"Warning: your order will not be placed at the exchange until "
+            f"{opens.strftime('%Y-%m-%d %H:%M:%S')} US/Eastern")
 
 
 def ib_error(req_id: int, code: int, *args: object) -> list[str]:
