@@ -350,10 +350,10 @@ class Engine:
             event = await self.broker.next_event(min(until, now + int(POLL_SEC * NS)))
             if event is not None:
                 self._take(event)
-        missing = self.broker.pending()
-        if missing and order.fill_qty > 0:
-            self.outcome.notes.append("a commission was not reported within "
-                                      f"{SETTLE_SEC:g} s; runner recover fills it in")
+        if self.broker.pending() and order.fill_qty > 0:
+            self._note(Note(NoteKind.INFO, self.broker.now_ns(), "a commission was not "
+                            f"reported within {SETTLE_SEC:g} s of the end; the ledger has "
+                            "the order without it"))
 
     def _apply(self, ev: BrokerEvent) -> None:
         order = self.order

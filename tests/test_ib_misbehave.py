@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runner.gateway import Ack, Error, Fill, Reject
+from runner.gateway import Ack, Correct, Error, Fill, Inactive, Outage, Reject, Restart
 from runner.ledger import read_ledger
 
 PLACE, CANCEL = 3, 4
@@ -114,3 +114,196 @@ def test_partial_then_201_ends_rej_with_the_filled_quantity(gateway, cli, tmp_pa
     assert [x["event"] for x in r] == ["INTENT", "ACK", "PARTIAL", "REJ"]
     assert r[-1]["fill_qty"] == 3 and r[-1]["commission"] == 1.0
     assert working(gateway, "p-201") == []
+
+
+@pytest.mark.parametrize("code", [399, 2109])
+def test_other_information_after_the_ack_keeps_the_order_tracked(gateway, cli, tmp_path, code):
+    tag = f"i-{code}"
+    gateway.script(tag, [Ack(), Error(code), Fill(4, 100.0), Fill(6, 100.0, delay=0.1)])
+    code_, out, err = one_shot(cli, gateway, tag)
+    assert code_ == 0, err
+    assert events(tmp_path, tag) == ["INTENT", "ACK", "PARTIAL", "FILL"]
+    assert f"IB {code} " in err and "the order works on" in err
+    assert working(gateway, tag) == []
+
+
+def test_201_right_after_the_ack_is_a_rej_exit_4(gateway, cli, tmp_path):
+    gateway.script("r-201", [Ack(), Reject("not allowed")])
+    code, out, err = one_shot(cli, gateway, "r-201")
+    assert code == 4 and "state=REJ fill_qty=0" in out
+    assert events(tmp_path, "r-201") == ["INTENT", "ACK", "REJ"]
+    assert "201 Order rejected - reason:not allowed" in rows(tmp_path, "r-201")[-1]["message"]
+
+
+@pytest.mark.parametrize("with_error", [True, False])
+def test_partial_then_inactive_ends_within_2_s_with_the_filled_quantity(gateway, cli, tmp_path,
+                                                                        with_error):
+    tag = f"in-{with_error}"
+    end = Inactive(201, "Order rejected - reason:halted", delay=0.2) if with_error else \
+        Inactive(delay=0.2)
+    gateway.script(tag, [Ack(), Fill(2, 100.0, commission=0.5), end])
+    code, out, err = one_shot(cli, gateway, tag, 10, 30)
+    assert code == 4
+    r = rows(tmp_path, tag)
+    assert [x["event"] for x in r] == ["INTENT", "ACK", "PARTIAL", "REJ"]
+    assert r[-1]["fill_qty"] == 2 and r[-1]["commission"] == 0.5
+    # the Inactive status went out 0.2 s after the fill: the end follows it within 2 s
+    assert any(f[1][2] == "Inactive" for f in gateway.sent_frames(3))
+    assert (r[-1]["ts"].value - r[2]["ts"].value) / NS <= 0.2 + 2.0
+    reason = "201 Order rejected - reason:halted" if with_error else "Inactive at the broker"
+    assert reason in r[-1]["message"] and reason in err
+    assert working(gateway, tag) == []
+
+
+# --- cancels that do not finish -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("code,state", [(161, ""), (10147, ""), (10148, "PendingCancel"),
+                                        (10148, "Inactive")])
+def test_a_refused_cancel_leaves_the_order_unsettled(gateway, cli, tmp_path, code, state):
+    tag = f"rc-{code}-{state}"
+    gateway.script(tag, [Ack()], on_cancel="refuse", refuse_code=code,
+                   refuse_state=state or "PendingCancel")
+    start = time.monotonic()
+    code_, out, err = one_shot(cli, gateway, tag, 1, 0.3)
+    waited = time.monotonic() - start
+    assert code_ == 1
+    assert out.startswith(f"[one-shot] tag={tag} state=UNSETTLED fill_qty=0")
+    line = err.strip().splitlines()[-1]
+    order_id = rows(tmp_path, tag)[-1]["order_id"]
+    assert line.startswith(f"runner: cancel of {tag} (order id {order_id}) refused (IB {code} ")
+    assert "after 3 attempts in 1." in line and "the broker shows it still working" in line
+    assert "runner recover" in line and "--allow-unsettled" in line
+    assert events(tmp_path, tag) == ["INTENT", "ACK", "UNSETTLED"]  # no CANCEL, no REJ
+    assert len(sent(gateway, CANCEL)) == 3 and waited < 0.3 + 1.5 + 2
+    assert len(working(gateway, tag)) == 1  # what runner says: still working
+
+
+def test_an_unanswered_cancel_says_the_time_it_waited(gateway, cli, tmp_path):
+    gateway.script("ign", [Ack()], on_cancel="ignore")
+    start = time.monotonic()
+    code, out, err = one_shot(cli, gateway, "ign", 1, 0.3)
+    waited = time.monotonic() - start - 0.3
+    assert code == 1 and "state=UNSETTLED" in out
+    said = float(err.split("not confirmed after 3 attempts in ")[1].split(" s")[0])
+    assert 1.5 <= said <= waited + 0.05  # the figure printed is the time actually waited
+    assert events(tmp_path, "ign") == ["INTENT", "ACK", "UNSETTLED"]
+
+
+def test_unsettled_blocks_the_next_run_until_recover_settles_it(make_gateway, cli, tmp_path):
+    gateway = make_gateway()
+    gateway.script("u-1", [Ack()], on_cancel="refuse", refuse_code=161)
+    assert one_shot(cli, gateway, "u-1", 1, 0.3)[0] == 1
+    # the next run refuses to place while u-1 may still work
+    code, out, err = one_shot(cli, gateway, "u-2", 1, 0.3)
+    assert code == 2 and "not placing: 1 earlier order(s) under data/exec are not settled" in err
+    assert "u-1" in err and [f[26] for f in sent(gateway, PLACE)] == ["u-1"]
+    # recover pointed at another account's gateway changes nothing and exits non-zero
+    other = make_gateway(accounts=("DU7654321",))
+    before = rows(tmp_path, "u-1")
+    code, out, err = cli(other.port, "recover", "--cancel-all")
+    assert code == 3 and "manages DU****321, not DU****567" in out and "nothing changed" in out
+    assert rows(tmp_path, "u-1") == before and sent(other, CANCEL) == []
+    # the right gateway, still refusing: reported, not settled
+    code, out, err = cli(gateway.port, "recover", "--cancel-all")
+    assert code == 3 and "u-1: cancel not confirmed" in out
+    assert len(working(gateway, "u-1")) == 1
+    # once IB lets it be cancelled, recover settles it, and the next run may place
+    gateway.set_cancel("u-1", on_cancel="ok")
+    code, out, err = cli(gateway.port, "recover", "--cancel-all")
+    assert code == 0 and "u-1: cancelled (filled 0)" in out, out + err
+    assert events(tmp_path, "u-1") == ["INTENT", "ACK", "UNSETTLED", "CANCEL"]
+    assert working(gateway, "u-1") == []
+    code, out, err = one_shot(cli, gateway, "u-2", 1, 0.3)
+    assert code == 0 and "state=CANCEL" in out, err
+    assert gateway.live_orders() == []
+
+
+def test_allow_unsettled_overrides(gateway, cli, tmp_path):
+    gateway.script("au-1", [Ack()], on_cancel="ignore")
+    assert one_shot(cli, gateway, "au-1", 1, 0.3)[0] == 1
+    code, out, err = one_shot(cli, gateway, "au-2", 1, 0.3, "--allow-unsettled")
+    assert code == 0 and "state=CANCEL" in out, err
+    assert "runner: recovered au-1 from an earlier run: cancel not confirmed" in err
+
+
+# --- executions and commissions ---------------------------------------------------------
+
+
+def fill_rows(r: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [x for x in r if x["event"] in ("PARTIAL", "FILL")]
+
+
+@pytest.mark.parametrize("mode,delay", [("after", 0.8), ("before", 0.0), ("never", 0.0)])
+def test_a_commission_late_early_or_not_sent_live_is_in_the_ledger(gateway, cli, tmp_path,
+                                                                   mode, delay):
+    tag = f"c-{mode}"
+    gateway.script(tag, [Ack(), Fill(4, 100.0, commission=0.75),
+                         Fill(6, 101.0, commission=1.25, commission_mode=mode,
+                              commission_delay=delay)])
+    code, out, err = one_shot(cli, gateway, tag)
+    assert code == 0, err
+    r = rows(tmp_path, tag)
+    assert r[-1]["commission"] == pytest.approx(0.75 + 1.25)  # the order's last row
+    assert sum(x["last_qty"] for x in fill_rows(r)) == 10
+    assert [x["event"] for x in r][:4] == ["INTENT", "ACK", "PARTIAL", "FILL"]
+    assert set(x["event"] for x in r[4:]) <= {"CORRECTION"}
+
+
+def test_a_commission_that_never_comes_is_said(gateway, cli, tmp_path):
+    gateway.script("c-absent", [Ack(), Fill(10, 100.0, commission_mode="absent")])
+    code, out, err = one_shot(cli, gateway, "c-absent")
+    assert code == 0 and "state=FILL" in out
+    assert "a commission was not reported" in err
+    r = rows(tmp_path, "c-absent")
+    assert [x["event"] for x in r] == ["INTENT", "ACK", "FILL"] and r[-1]["commission"] is None
+
+
+@pytest.mark.parametrize("when", ["before-the-end", "after-the-end"])
+def test_a_correction_replaces_the_execution(gateway, cli, tmp_path, when):
+    tag = f"x-{when}"
+    if when == "before-the-end":
+        steps = [Ack(), Fill(4, 100.0), Correct(px=99.0, delay=0.05), Fill(6, 101.0, delay=0.1)]
+    else:
+        steps = [Ack(), Fill(4, 100.0), Fill(6, 101.0), Correct(px=99.0, index=0, delay=0.1)]
+    gateway.script(tag, steps)
+    code, out, err = one_shot(cli, gateway, tag)
+    assert code == 0, err
+    r = rows(tmp_path, tag)
+    corrections = [x for x in r if x["event"] == "CORRECTION"]
+    assert len(corrections) == 1
+    first = fill_rows(r)[0]["exec_id"]
+    assert corrections[0]["corrects"] == first and corrections[0]["exec_id"] != first
+    assert corrections[0]["exec_id"].rsplit(".", 1)[0] == first.rsplit(".", 1)[0]
+    assert sum(x["last_qty"] for x in fill_rows(r)) == 10  # not 14: no second fill
+    by_hand = (4 * 99.0 + 6 * 101.0) / 10
+    last = [x for x in r if x["event"] != "PNL_SNAPSHOT"][-1]
+    assert last["fill_qty"] == 10 and last["avg_px"] == pytest.approx(by_hand, abs=1e-12)
+
+
+def test_status_before_the_executions(gateway, cli, tmp_path):
+    gateway.script("sf", [Ack(), Fill(10, 100.5, status_first=True)])
+    code, out, err = one_shot(cli, gateway, "sf")
+    assert code == 0 and "state=FILL fill_qty=10 avg_px=100.50" in out, err
+    r = rows(tmp_path, "sf")
+    assert [x["event"] for x in r] == ["INTENT", "ACK", "FILL"]
+    assert (r[-1]["last_qty"], r[-1]["last_px"], r[-1]["commission"]) == (10, 100.5, 1.0)
+
+
+def test_every_message_three_times_counts_once(gateway, cli, tmp_path):
+    gateway.script("dup", [Ack(), Fill(4, 100.0), Fill(6, 100.0)], duplicate=3)
+    code, out, err = one_shot(cli, gateway, "dup")
+    assert code == 0, err
+    r = rows(tmp_path, "dup")
+    assert [x["event"] for x in r] == ["INTENT", "ACK", "PARTIAL", "FILL"]
+    assert r[-1]["commission"] == 2.0 and sum(x["last_qty"] for x in fill_rows(r)) == 10
+
+
+def test_an_over_fill_is_recorded_as_reported_and_exits_non_zero(gateway, cli, tmp_path):
+    gateway.script("of", [Ack(), Fill(4, 100.0), Fill(9, 100.0, over=True)])
+    code, out, err = one_shot(cli, gateway, "of")
+    assert code == 1
+    assert "OVERFILL: executions for of add up to 13, more than the order's 10" in err
+    r = rows(tmp_path, "of")
+    assert sum(x["last_qty"] or 0 for x in r if x["event"] != "PNL_SNAPSHOT") == 13
+    assert max(x["fill_qty"] or 0 for x in r) == 13

@@ -176,7 +176,7 @@ class Tracker:
             h = self.held[0]
             if h.execution.commission is None and now < h.until_ns:
                 return
-            if self._completes(h) and self.status is None and now < h.until_ns:
+            if self._completes(h) and self.status not in END_OF_STATUS and now < h.until_ns:
                 return  # the status that makes it the end is likely on its way
             self.held.pop(0)
             self._release(h)
