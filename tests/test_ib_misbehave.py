@@ -7,6 +7,7 @@ holds afterwards: no working order that runner does not know of.
 
 from __future__ import annotations
 
+import calendar
 import threading
 import time
 from pathlib import Path
@@ -307,3 +308,93 @@ def test_an_over_fill_is_recorded_as_reported_and_exits_non_zero(gateway, cli, t
     r = rows(tmp_path, "of")
     assert sum(x["last_qty"] or 0 for x in r if x["event"] != "PNL_SNAPSHOT") == 13
     assert max(x["fill_qty"] or 0 for x in r) == 13
+
+
+# --- connectivity, restarts, slow gateways ------------------------------------------------
+
+
+@pytest.mark.parametrize("restored", [1102, 1101])
+def test_a_fill_held_during_1100_is_recorded_after_the_restore(gateway, cli, tmp_path,
+                                                               restored):
+    tag = f"o-{restored}"
+    gateway.script(tag, [Ack(), Outage(0.6, restored=restored), Fill(10, 100.0, delay=0.1)])
+    code, out, err = one_shot(cli, gateway, tag)
+    assert code == 0 and "state=FILL fill_qty=10" in out, err
+    assert "IB 1100" in err and f"IB {restored}" in err
+    assert events(tmp_path, tag) == ["INTENT", "ACK", "FILL"]
+    assert rows(tmp_path, tag)[-1]["commission"] == 1.0
+
+
+def test_a_restart_that_loses_the_order_is_unknown_never_an_end(gateway, cli, tmp_path):
+    gateway.script("rs-1", [Ack(), Restart(down=0.3, lose_orders=True, delay=0.2)])
+    code, out, err = one_shot(cli, gateway, "rs-1", 1, 5)
+    assert code == 1 and "state=UNKNOWN" in out
+    assert "acknowledged order not shown by" in err and "runner recover" in err
+    assert events(tmp_path, "rs-1") == ["INTENT", "ACK", "UNKNOWN"]  # no CANCEL, no REJ
+    assert len([o for o in gateway.live_orders() if o.order_ref == "rs-1"]) == 1
+    # the gateway still does not show it: recover leaves it UNKNOWN, exit non-zero
+    code, out, _ = cli(gateway.port, "recover", "--cancel-all")
+    assert code == 3 and "rs-1: acknowledged, but the gateway" in out
+    assert events(tmp_path, "rs-1") == ["INTENT", "ACK", "UNKNOWN"]
+    gateway.restore_orders()  # the right gateway again: recover settles it
+    code, out, _ = cli(gateway.port, "recover", "--cancel-all")
+    assert code == 0 and "rs-1: cancelled (filled 0)" in out
+    assert events(tmp_path, "rs-1") == ["INTENT", "ACK", "UNKNOWN", "CANCEL"]
+    assert gateway.live_orders() == []
+
+
+def test_a_restart_that_keeps_the_order_is_followed_to_its_cancel(gateway, cli, tmp_path):
+    gateway.script("rs-2", [Ack(), Restart(down=0.3, delay=0.1), Fill(2, 100.0, delay=0.8)])
+    code, out, err = one_shot(cli, gateway, "rs-2", 5, 2)
+    assert code == 0, err
+    assert out == "[one-shot] tag=rs-2 state=CANCEL fill_qty=2 avg_px=100.00 arrival=—\n"
+    assert events(tmp_path, "rs-2") == ["INTENT", "ACK", "PARTIAL", "CANCEL"]
+    assert gateway.live_orders() == []
+
+
+def test_order_ids_rolled_back_by_a_restart_get_103_and_nothing_works(gateway, cli, tmp_path):
+    assert one_shot(cli, gateway, "id-1", 1, 0.2)[0] == 0
+    gateway.restart(down=0.1, rollback_ids=True)
+    gateway.wait_up()
+    code, out, err = one_shot(cli, gateway, "id-2", 1, 0.2)
+    assert code == 4 and "103 Duplicate order id" in err
+    assert events(tmp_path, "id-2") == ["INTENT", "REJ"]
+    assert gateway.live_orders() == []
+
+
+def test_a_slow_sync_does_not_shift_the_gtd(gateway, cli, tmp_path):
+    gateway.set_sync_delay(open_orders=1.0, completed_orders=1.0, executions=1.0)
+    start = time.time_ns()
+    code, out, err = one_shot(cli, gateway, "slow", 1, 0.5)
+    assert code == 0, err
+    intent = rows(tmp_path, "slow")[0]
+    assert (intent["ts"].value - start) / NS >= 2.0  # connect took the slow syncs
+    placed = sent(gateway, PLACE)[0]
+    gtd_ns = calendar.timegm(time.strptime(placed[38], "%Y%m%d-%H:%M:%S")) * NS
+    assert 0 <= gtd_ns - (intent["ts"].value + int(10.5 * NS)) < NS  # INTENT + TTL + margin
+
+
+def test_the_gtd_backstop_kills_the_order_at_ib_when_cancels_go_unanswered(
+        gateway, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("IB_CANCEL_TIMEOUT", "12")
+    gateway.script("gtd", [Ack()], on_cancel="ignore")
+    code, out, err = one_shot(cli, gateway, "gtd", 1, 0.2)
+    assert code == 0 and "state=CANCEL" in out, err
+    r = rows(tmp_path, "gtd")
+    assert [x["event"] for x in r] == ["INTENT", "ACK", "CANCEL"]
+    assert r[-1]["ts"].value >= r[0]["good_till"].value  # it died at its goodTillDate
+    assert gateway.live_orders() == []
+
+
+def test_recover_cancels_with_the_client_id_that_placed_the_order(gateway, cli, tmp_path,
+                                                                  monkeypatch):
+    gateway.script("cid", [Ack()], on_cancel="refuse", refuse_code=10147)
+    assert one_shot(cli, gateway, "cid", 1, 0.2)[0] == 1
+    assert rows(tmp_path, "cid")[0]["client_id"] == 7
+    gateway.set_cancel("cid", on_cancel="ok")
+    monkeypatch.setenv("IB_CLIENT_ID", "9")
+    code, out, err = cli(gateway.port, "recover", "--cancel-all")
+    assert code == 0 and "cid: cancelled (filled 0)" in out, out + err
+    last_cancel = [(cid, f) for cid, f in gateway.received if f[0] == str(CANCEL)][-1]
+    assert last_cancel[0] == 7  # only the client that placed it can cancel it
+    assert gateway.live_orders() == []
