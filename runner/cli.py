@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from runner.redact import redacted_output
+    from runner.redact import print_traceback, redacted_output
 
     with redacted_output(enabled=not args.show_account):  # account ids: DU****567
         try:
@@ -215,8 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("runner: interrupted", file=sys.stderr)
             return 130
         except Exception as e:  # the boundary: anything else is a bug, shown briefly
-            if args.verbose:
-                raise
+            if args.verbose:  # printed here, not re-raised: Python would print it after
+                print_traceback(e)  # the redacting stream is gone, ids in the clear
+                return 1
             print(f"runner: unexpected error: {type(e).__name__}: {e} "
                   "(run with -v for the traceback)", file=sys.stderr)
             return 1

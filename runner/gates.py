@@ -6,10 +6,19 @@ totals, the reference price and (dry run) the bars' hours before a run connects;
 the broker's account and the contract's liquid hours right before the INTENT. A fact
 left as None is unknown and its gates are skipped, so the same function serves every
 stage and each stage refuses what it can know.
+
+The reference price is the exception that fails closed: once it has been looked up
+(`priced`), having none is a fact, not an unknown. Then a policy price collar
+(`max_slippage_bps`) refuses a limit order it cannot judge, and a SELL sanity-cancel is
+refused (without a reference nothing shows it is above the market; a SELL at 0.01 is
+marketable). A BUY sanity-cancel without one still goes: far below any market is what
+its default limit of 0.01 is. A reference that is not a positive finite price (IB
+sends -1 for "no price") counts as none.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from runner.errors import RunnerError
@@ -30,6 +39,7 @@ class Context:
     priced: bool = False  # the reference price was looked up (None below: there is none)
     reference_px: float | None = None
     reference_ns: int | None = None  # when that price was known (its bar's end)
+    reference_source: str | None = None  # where it came from: "bars" | "broker" (messages)
     day_orders: int | None = None  # orders placed at IB today, from the ledger
     day_notional: float | None = None
     kill_switch: bool = False
@@ -161,26 +171,59 @@ def _price(plan: Plan, ctx: Context) -> tuple[float | None, str]:
     assert o is not None
     if o.limit is not None:
         return o.limit, f"limit {px(o.limit)}"
-    if ctx.reference_px is not None:
-        return ctx.reference_px, f"reference {px(ctx.reference_px)}"
+    ref = _usable(ctx.reference_px)
+    if ref is not None:
+        return ref, f"reference {px(ref)}"
     return None, ""
+
+
+def _usable(price: float | None) -> float | None:
+    """A reference price to judge by, or None: IB's -1 (no price), 0, NaN are none."""
+    return price if price is not None and math.isfinite(price) and price > 0 else None
 
 
 def _reference(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     if not ctx.priced:
         return []
-    if ctx.reference_px is None:
-        if policy.require_reference:
-            return [Reason(("bars_path",), "no reference price, and the policy requires one "
-                                           "(require_reference: true); add bars_path")]
-        return []
+    ref = _usable(ctx.reference_px)
+    if ref is None:
+        return _no_reference(plan, policy)
     if _stale(policy, ctx):
         age = (ctx.now_ns - (ctx.reference_ns or ctx.now_ns)) / NS
-        return [Reason(("bars_path",), f"reference price {px(ctx.reference_px)} is "
+        return [Reason(("bars_path",), f"reference price {px(ref)}{_from(ctx)} is "
                                        f"{_age(age)} old; the policy allows "
                                        f"{fmt(policy.max_reference_age_sec or 0)} s "
                                        "(max_reference_age_sec)")]
-    return _collars(plan, policy, ctx.reference_px)
+    return _collars(plan, policy, ref, _from(ctx))
+
+
+def _from(ctx: Context) -> str:
+    return f" (from the {ctx.reference_source})" if ctx.reference_source else ""
+
+
+def _no_reference(plan: Plan, policy: Policy) -> list[Reason]:
+    """The reference was looked up and there is none: what cannot be judged is refused."""
+    o = plan.order
+    assert o is not None
+    if policy.require_reference:
+        return [Reason(("bars_path",), "no reference price, and the policy requires one "
+                                       "(require_reference: true); add bars_path")]
+    if o.limit is None:
+        return []  # a market order: _notional says what it cannot check without a price
+    if plan.kind == "one-shot" and policy.max_slippage_bps is not None:
+        return [Reason(("bars_path",), f"{o.side} limit {px(o.limit)} cannot be checked "
+                                       "against the policy's price collar "
+                                       f"(max_slippage_bps {fmt(policy.max_slippage_bps)}): "
+                                       "there is no reference price; add bars_path with "
+                                       "bars that cover the order")]
+    if plan.kind == "sanity-cancel" and o.side == "SELL":
+        return [Reason(("order", "side"), f"sanity-cancel SELL limit {px(o.limit)} cannot be "
+                                          "shown to be above the market: there is no "
+                                          "reference price, and a SELL below the market "
+                                          "fills; add bars_path with bars that cover the "
+                                          "order, or use side BUY (a BUY far below the "
+                                          "market cannot fill)")]
+    return []
 
 
 def _stale(policy: Policy, ctx: Context) -> bool:
@@ -189,9 +232,11 @@ def _stale(policy: Policy, ctx: Context) -> bool:
     return ctx.now_ns - ctx.reference_ns > policy.max_reference_age_sec * NS
 
 
-def _collars(plan: Plan, policy: Policy, ref: float) -> list[Reason]:
+def _collars(plan: Plan, policy: Policy, ref: float, source: str = "") -> list[Reason]:
     """Price collar and sanity distance; both need a fresh reference (a stale one is
-    already a reason, and prices judged on it would mislead)."""
+    already a reason, and prices judged on it would mislead). A sanity-cancel must be
+    on the passive side, BUY below and SELL above the reference, by at least
+    min_sanity_distance_bps: on the wrong side its distance counts as negative."""
     o = plan.order
     assert o is not None
     if o.limit is None:
@@ -201,7 +246,7 @@ def _collars(plan: Plan, policy: Policy, ref: float) -> list[Reason]:
     where = "above" if o.limit >= ref else "below"
     passive = "below" if o.side == "BUY" else "above"
     head = f"{o.side} limit {px(o.limit)} is {abs(through):,.1f} bps {where} the reference " \
-           f"{px(ref)}"
+           f"{px(ref)}{source}"
     out = []
     cap = policy.max_slippage_bps
     if plan.kind == "one-shot" and cap is not None and through > cap:
@@ -209,7 +254,8 @@ def _collars(plan: Plan, policy: Policy, ref: float) -> list[Reason]:
                                               "(max_slippage_bps)"))
     need = policy.min_sanity_distance_bps
     if plan.kind == "sanity-cancel" and -through < need:
-        out.append(Reason(("order", "limit"), f"sanity-cancel {head}; it must be at least "
+        side = ", on the side that fills" if through > 0 else ""
+        out.append(Reason(("order", "limit"), f"sanity-cancel {head}{side}; it must be at least "
                                               f"{fmt(need)} bps {passive} so it cannot fill "
                                               "(min_sanity_distance_bps)"))
     return out

@@ -3,7 +3,22 @@
 `DU1234567` prints as `DU****567`: enough to tell accounts apart, not enough to
 name one. `cli.main` runs every command inside `redacted_output()`, which filters
 what is written to stdout and stderr and every log record created meanwhile,
-ib_async's included. The ledger keeps the real id: it is data, not output.
+ib_async's included (its message, and the traceback and stack it carries). The
+`-v` traceback of an unexpected error is printed inside it too. The ledger keeps the
+real id: it is data, not output.
+
+What counts as an account id (the rule `redact` applies):
+- `U`, `F` or `I` and 4 to 10 ASCII digits, with an optional `D` before it (paper);
+- not followed by an ASCII letter, digit or `_` (`DU1234567x`, `U12345678901`: not ids);
+- not glued, in front, to an ASCII letter, digit or `_` that is literal text
+  (`ABCU12345`, `DUX1234567`, `sanity_SPY_1767623400`: not ids). A letter or digit
+  that ends a backslash escape is not literal text: it stands for another character,
+  so `x\\nDU1234567` (JSON's and repr()'s way of writing a newline before the id),
+  `\\tU7654321`, `\\u00e9DU1234567`, `\\x41U1234`, `\\101U1234` are masked. This fails
+  closed: `\\\\nDU1234567` (an escaped backslash, then a literal `n`) is masked too.
+- Anything else in front is a boundary, non-ASCII letters included (`éDU1234567`
+  is masked): a reader sees an id there.
+Masking a string that only looks like an id costs nothing; printing one does.
 """
 
 from __future__ import annotations
@@ -12,22 +27,45 @@ import contextlib
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 # IB account ids: U (individual), F (advisor), I (introducing broker); D before them for
 # paper. The pattern starts with a character class so the regex engine can skip ahead fast
-# (a leading \b made `runner tca` on a million rows 0.6 s slower); _mask checks what
-# stands before the match.
-ACCOUNT = re.compile(r"([UFI])(\d{4,10})(?![A-Za-z0-9_])")
+# (a leading \b or a look-behind made `runner tca` on a million rows 0.6 s slower); _mask
+# checks what stands before the match, which is rare work: only candidates get there.
+ACCOUNT = re.compile(r"([UFI])([0-9]{4,10})(?![A-Za-z0-9_])")
 SHOWN_DIGITS = 3
+WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+HEX = frozenset("0123456789abcdefABCDEF")
+# Escapes whose tail is several letters/digits: \xHH, \uHHHH, \UHHHHHHHH, \ooo (octal).
+LONG_ESCAPES = (("x", 2, HEX), ("u", 4, HEX), ("U", 8, HEX), ("", 3, frozenset("01234567")))
+
+
+def _glued(text: str, end: int) -> bool:
+    """Does literal word text end at `end` (so an id starting there is inside a word)?"""
+    if not end or text[end - 1] not in WORD:
+        return False
+    if "\\" not in text[max(0, end - 10):end]:
+        return True  # the common case: no escape near
+    if end >= 2 and text[end - 2] == "\\":
+        return False  # \n, \t, \r, \0, ...: one escaped character
+    for letter, n, digits in LONG_ESCAPES:
+        start = end - n - len(letter) - 1
+        if start >= 0 and text[start] == "\\" and text[start + 1:start + 1 + len(letter)] \
+                == letter and all(c in digits for c in text[end - n:end]):
+            return False
+    return True
 
 
 def _mask(match: re.Match[str]) -> str:
     text, start = match.string, match.start()
-    before = start - 1 if start and text[start - 1] == "D" else start  # DU..., DF...
-    if before and (text[before - 1].isalnum() or text[before - 1] == "_"):
-        return match.group(0)  # inside a longer word: not an account id
+    before = text[start - 1] if start else " "
+    if before in WORD:  # DU... standing alone is a paper account; else, maybe in a word
+        paper = before == "D" and not _glued(text, start - 1)
+        if not paper and _glued(text, start):
+            return match.group(0)  # inside a longer word: not an account id
     letter, digits = match.group(1), match.group(2)
     return letter + "*" * (len(digits) - SHOWN_DIGITS) + digits[-SHOWN_DIGITS:]
 
@@ -54,6 +92,12 @@ class RedactingStream:
         return getattr(self.inner, name)
 
 
+def print_traceback(error: BaseException) -> None:
+    """`-v`: the error's traceback (causes, context and notes included) on stderr in one
+    write, so the redacting stream sees every id whole."""
+    sys.stderr.write("".join(traceback.format_exception(error)))
+
+
 def _redacting_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make(*args, **kwargs)
@@ -63,6 +107,11 @@ def _redacting_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., 
             return record
         if ACCOUNT.search(message):
             record.msg, record.args = redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:  # formatted once, here,
+            text = "".join(traceback.format_exception(record.exc_info[1])).rstrip("\n")
+            record.exc_text = redact(text)  # so no handler formats it unmasked
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return record
 
     return factory

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from leaks import UNMASKED  # an IB account id in the clear, escaped forms included
 
 # ---------------------------------------------------------------------------
 # Fake IB gateway fixtures (runner/gateway; owner: the gateway engineer).
@@ -46,7 +46,6 @@ def gateway(make_gateway: Callable[..., Any]) -> Any:
 # Running the CLI in-process against a gateway (shared by the ib, gates and what-if tests).
 # ---------------------------------------------------------------------------
 
-UNMASKED = re.compile(r"\b(?:D?[UFI])\d{4,10}\b")  # an IB account id in the clear
 
 
 @pytest.fixture

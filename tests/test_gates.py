@@ -16,6 +16,7 @@ import pytest
 
 from runner.cli import main
 from runner.gates import Context, check
+from runner.ledger import read_ledger
 from runner.plan import Plan, compile_plan, trading_day
 from runner.policy import DEFAULT, Policy
 from runner.preflight import bars_open, day_totals, run_lock
@@ -55,6 +56,7 @@ LIVE = {"mode": "live"}
 ALLOW_LIVE = {"allow_live": True}
 ALLOW_MARKET = {"allow_market": True}
 MARKET = {"limit": None, "allow_market": True}
+NO_NOTIONAL_CAPS = {"max_notional": None, "max_day_notional": None}
 
 # (id, plan kwargs, policy changes, context changes, the exact reasons)
 CASES = [
@@ -109,8 +111,9 @@ CASES = [
      ["sanity-cancel BUY limit 97.00 is 300.0 bps below the reference 100.00; it must be at "
       "least 500 bps below so it cannot fill (min_sanity_distance_bps)"]),
     ("sanity-wrong-side", {"kind": "sanity-cancel", "side": "SELL", "limit": 99.0}, {}, {},
-     ["sanity-cancel SELL limit 99.00 is 100.0 bps below the reference 100.00; it must be at "
-      "least 500 bps above so it cannot fill (min_sanity_distance_bps)"]),
+     ["sanity-cancel SELL limit 99.00 is 100.0 bps below the reference 100.00, on the side "
+      "that fills; it must be at least 500 bps above so it cannot fill "
+      "(min_sanity_distance_bps)"]),
     ("day-orders", {}, {}, {"day_orders": 5},
      ["5 orders placed today + this one exceeds the policy's max_day_orders 5"]),
     ("day-notional", {}, {}, {"day_notional": 49_500.0},
@@ -123,6 +126,72 @@ CASES = [
     ("closed-but-gtc", {"tif": "GTC", "top": {"ttl_backstop": False}}, {},
      {"market_open": False}, []),
     ("sanity-far-enough", {"kind": "sanity-cancel", "limit": 95.0}, {}, {}, []),
+    # --- reference prices: a collar or a SELL sanity-cancel with none is refused --------
+    # 99,999 with no reference: the collar (50 bps) cannot judge it. No notional caps here,
+    # so the collar is the only thing that could have stopped it.
+    ("collar-no-reference", {"qty": 1, "limit": 99_999.0}, NO_NOTIONAL_CAPS,
+     {"reference_px": None},
+     ["BUY limit 99,999.00 cannot be checked against the policy's price collar "
+      "(max_slippage_bps 50): there is no reference price; add bars_path with bars that "
+      "cover the order"]),
+    ("collar-no-reference-sell", {"side": "SELL", "limit": 0.01}, {}, {"reference_px": None},
+     ["SELL limit 0.01 cannot be checked against the policy's price collar "
+      "(max_slippage_bps 50): there is no reference price; add bars_path with bars that "
+      "cover the order"]),
+    ("collar-ib-no-price", {"qty": 1, "limit": 99_999.0}, NO_NOTIONAL_CAPS,
+     {"reference_px": -1.0, "reference_source": "broker"},  # IB's "no price"
+     ["BUY limit 99,999.00 cannot be checked against the policy's price collar "
+      "(max_slippage_bps 50): there is no reference price; add bars_path with bars that "
+      "cover the order"]),
+    ("collar-nan-reference", {}, {}, {"reference_px": float("nan")},
+     ["BUY limit 100.00 cannot be checked against the policy's price collar "
+      "(max_slippage_bps 50): there is no reference price; add bars_path with bars that "
+      "cover the order"]),
+    ("no-collar-no-reference", {}, {"max_slippage_bps": None}, {"reference_px": None}, []),
+    ("collar-no-reference-required", {}, {"require_reference": True}, {"reference_px": None},
+     ["no reference price, and the policy requires one (require_reference: true); "
+      "add bars_path"]),  # one line for one cause
+    ("collar-market-no-reference", {**MARKET, "qty": 1}, {**ALLOW_MARKET, **NO_NOTIONAL_CAPS},
+     {"reference_px": None}, []),  # a collar bounds limits; allow_market is the market's gate
+    ("collar-broker-reference", {"limit": 101.0}, {},
+     {"reference_source": "broker"},
+     ["BUY limit 101.00 is 100.0 bps above the reference 100.00 (from the broker); the "
+      "policy allows 50 bps (max_slippage_bps)"]),
+    ("collar-within", {"limit": 100.5}, {}, {}, []),  # 50.0 bps: at the cap, allowed
+    ("sanity-sell-no-reference", {"kind": "sanity-cancel", "side": "SELL", "limit": 0.01}, {},
+     {"reference_px": None},
+     ["sanity-cancel SELL limit 0.01 cannot be shown to be above the market: there is no "
+      "reference price, and a SELL below the market fills; add bars_path with bars that "
+      "cover the order, or use side BUY (a BUY far below the market cannot fill)"]),
+    ("sanity-sell-no-reference-no-collar", {"kind": "sanity-cancel", "side": "SELL",
+                                            "limit": 1000.0},
+     {"max_slippage_bps": None}, {"reference_px": None},
+     ["sanity-cancel SELL limit 1,000.00 cannot be shown to be above the market: there is no "
+      "reference price, and a SELL below the market fills; add bars_path with bars that "
+      "cover the order, or use side BUY (a BUY far below the market cannot fill)"]),
+    ("sanity-buy-no-reference", {"kind": "sanity-cancel", "limit": 0.01}, {},
+     {"reference_px": None}, []),  # as before: 0.01 is far below any market
+    # SELL 0.01 against 100.00: (100 - 0.01) / 100 x 1e4 = 9,999.0 bps on the side that fills
+    ("sanity-sell-at-a-cent", {"kind": "sanity-cancel", "side": "SELL", "limit": 0.01}, {}, {},
+     ["sanity-cancel SELL limit 0.01 is 9,999.0 bps below the reference 100.00, on the side "
+      "that fills; it must be at least 500 bps above so it cannot fill "
+      "(min_sanity_distance_bps)"]),
+    # BUY 101.00 against 100.00: 100.0 bps above, the side that fills
+    ("sanity-buy-above", {"kind": "sanity-cancel", "limit": 101.0}, {}, {},
+     ["sanity-cancel BUY limit 101.00 is 100.0 bps above the reference 100.00, on the side "
+      "that fills; it must be at least 500 bps below so it cannot fill "
+      "(min_sanity_distance_bps)"]),
+    # SELL 104.99: (104.99 - 100) / 100 x 1e4 = 499.0 bps above, 1 bps short of 500
+    ("sanity-sell-too-close", {"kind": "sanity-cancel", "side": "SELL", "limit": 104.99}, {},
+     {}, ["sanity-cancel SELL limit 104.99 is 499.0 bps above the reference 100.00; it must "
+          "be at least 500 bps above so it cannot fill (min_sanity_distance_bps)"]),
+    ("sanity-sell-far-enough", {"kind": "sanity-cancel", "side": "SELL", "limit": 105.0}, {},
+     {}, []),  # exactly 500 bps above
+    ("sanity-sell-broker-reference", {"kind": "sanity-cancel", "side": "SELL", "limit": 99.0},
+     {}, {"reference_source": "broker"},
+     ["sanity-cancel SELL limit 99.00 is 100.0 bps below the reference 100.00 (from the "
+      "broker), on the side that fills; it must be at least 500 bps above so it cannot fill "
+      "(min_sanity_distance_bps)"]),
 ]
 
 
@@ -325,3 +394,87 @@ def test_dry_run_sanity_cancel_too_close_to_the_market(tmp_path, monkeypatch, ca
         f"  - sanity-cancel BUY limit 460.00 is {through:.1f} bps below the reference 472.92; "
         "it must be at least 500 bps below so it cannot fill (min_sanity_distance_bps)\n")
     assert not (tmp_path / "data").exists()
+
+
+# --- reference prices end to end: no bars, no broker quote ------------------------------
+
+SELL_NO_REFERENCE = ("  - sanity-cancel SELL limit 0.01 cannot be shown to be above the market: "
+                     "there is no reference price, and a SELL below the market fills; add "
+                     "bars_path with bars that cover the order, or use side BUY (a BUY far "
+                     "below the market cannot fill)\n")
+COLLAR_NO_REFERENCE = ("  - BUY limit 99,999.00 cannot be checked against the policy's price "
+                       "collar (max_slippage_bps 50): there is no reference price; add "
+                       "bars_path with bars that cover the order\n")
+
+
+def test_dry_run_sell_sanity_cancel_at_a_cent_without_reference_is_refused(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["sanity-cancel", "--side", "SELL", "--limit", "0.01", "--dry-run"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err == ("runner: <command line>: refused by the built-in policy; nothing was "
+                   "sent:\n" + SELL_NO_REFERENCE)
+    assert not (tmp_path / "data").exists()  # no INTENT: nothing reached the simulator
+    code = main(["sanity-cancel", "--side", "SELL", "--limit", "0.01", "--dry-run", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 2 and (result["state"], result["exit_code"]) == ("REFUSED", 2)
+    assert result["reasons"] == [SELL_NO_REFERENCE[4:-1]]
+    # a BUY sanity-cancel without a reference goes as before: 0.01 is below any market
+    assert main(["sanity-cancel", "--dry-run", "--tag", "b-1"]) == 0
+    assert "ACK+Cancel recorded" in capsys.readouterr().out
+
+
+def test_sell_sanity_cancel_without_reference_never_reaches_the_gateway(gateway, cli,
+                                                                        tmp_path):
+    code, out, err = cli(gateway.port, "sanity-cancel", "--side", "SELL", "--tag", "s-1")
+    assert (code, out) == (2, "")
+    assert err.endswith(SELL_NO_REFERENCE)
+    assert gateway.received == [] and not (tmp_path / "data").exists()
+
+
+def test_collar_without_bars_refuses_a_buy_at_99999(gateway, cli, tmp_path):
+    write(tmp_path / "runner-policy.yaml", "version: 1\nmax_slippage_bps: 50\n")
+    args = ("one-shot", "--limit", "99999", "--ttl_sec", "0.2", "--tag", "c-1")
+    for flags in (("--dry-run",), ()):
+        code, out, err = cli(gateway.port, *args, *flags)
+        assert (code, out) == (2, ""), err
+        assert err == ("runner: <command line>: refused by runner-policy.yaml; nothing was "
+                       "sent:\n" + COLLAR_NO_REFERENCE)
+    assert gateway.received == [] and not (tmp_path / "data").exists()
+
+
+def test_collar_and_sanity_side_judged_on_the_bars(tmp_path, monkeypatch, capsys):
+    """At 09:30:01 the first bar (09:30:00) has ended: the reference is its close, 472.92."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "runner-policy.yaml", "version: 1\nmax_slippage_bps: 50\n")
+    at = ["--dry-run", "--allow-outside", "--at", str(T0 // NS + 1)]
+
+    def spec(name: str, kind: str, side: str, limit: str) -> str:
+        ttl = "ttl_sec: 1\n" if kind == "one-shot" else ""
+        write(tmp_path / name, f"version: 1\nkind: {kind}\nbars_path: {SAMPLE}\n{ttl}"
+                               f"order: {{symbol: SPY, side: {side}, qty: 1, limit: {limit}, "
+                               f"tag: {name[:-5]}}}\n")
+        return name
+
+    assert main(["run", spec("hi.yaml", "one-shot", "BUY", "99999"), *at]) == 2
+    through = (99_999 - 472.92) / 472.92 * 1e4  # 2,104,501.4 bps
+    assert capsys.readouterr().err.endswith(
+        f"  - BUY limit 99,999.00 is {through:,.1f} bps above the reference 472.92; the policy "
+        "allows 50 bps (max_slippage_bps)\n")
+    assert main(["run", spec("ok.yaml", "one-shot", "BUY", "473.00"), *at]) == 0  # 1.7 bps
+    capsys.readouterr()
+    assert main(["run", spec("cent.yaml", "sanity-cancel", "SELL", "0.01"), *at]) == 2
+    through = (472.92 - 0.01) / 472.92 * 1e4  # 9,999.8 bps below: a SELL there fills
+    assert capsys.readouterr().err.endswith(
+        f"  - sanity-cancel SELL limit 0.01 is {through:,.1f} bps below the reference 472.92, "
+        "on the side that fills; it must be at least 500 bps above so it cannot fill "
+        "(min_sanity_distance_bps)\n")
+    assert main(["run", spec("near.yaml", "sanity-cancel", "SELL", "480.00"), *at]) == 2
+    assert "SELL limit 480.00 is 149.7 bps above the reference 472.92; it must be at least " \
+           "500 bps above" in capsys.readouterr().err  # (480 - 472.92) / 472.92 x 1e4
+    assert main(["run", spec("far.yaml", "sanity-cancel", "SELL", "500.00"), *at]) == 0
+    assert "ACK+Cancel recorded" in capsys.readouterr().out  # 572.6 bps above
+    rows = read_ledger(tmp_path / "data" / "exec", ["event", "tag"]).to_pylist()
+    tags = {r["tag"] for r in rows if r["event"] == "INTENT"}
+    assert tags == {"ok", "far"}  # the refused ones never got an INTENT
