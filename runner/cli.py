@@ -37,8 +37,8 @@ def _verbose(p: argparse.ArgumentParser) -> None:
 
 
 def _policy_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", metavar="FILE", help="the pre-trade policy to apply (default: "
-                   "runner-policy.yaml found upward from the spec)")
+    p.add_argument("--policy", metavar="FILE", help="one more pre-trade policy to apply, on "
+                   "top of every runner-policy.yaml from the spec's folder up to /")
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:

@@ -206,7 +206,7 @@ def test_account_port_disagreement_blocks_after_connect_with_no_place(make_gatew
     assert (code, out) == (2, "")
     assert err == ("runner: live.yaml: refused by runner-policy.yaml; nothing was sent:\n"
                    f"  - account DU****567 is a paper account but port {gw.port} is a live "
-                   "port\n"
+                   "port (from runner-policy.yaml:3:13)\n"
                    "  - account DU****567 is a paper account but the spec says mode: live\n")
     assert gw.received and placed(gw) == []  # it connected, asked, and placed nothing
     assert not (tmp_path / "data").exists()  # no ledger row
@@ -217,7 +217,8 @@ def test_live_port_and_paper_spec_refused_before_connecting(gateway, cli, tmp_pa
     code, _, err = cli(gateway.port, "sanity-cancel")
     assert code == 2
     assert err == ("runner: <command line>: refused by runner-policy.yaml; nothing was sent:\n"
-                   f"  - port {gateway.port} is a live port but the spec says mode: paper\n")
+                   f"  - port {gateway.port} is a live port but the spec says mode: paper "
+                   "(from runner-policy.yaml:2:13)\n")
     assert gateway.received == []
 
 
@@ -244,12 +245,13 @@ def test_day_caps_count_earlier_runs_in_the_ledger(gateway, cli, tmp_path):
                        "--tag", "d-3")
     assert code == 2
     assert err.endswith("  - notional placed today 20 + this order 10 = 30 exceeds the "
-                        "policy's max_day_notional 25\n")
+                        "policy's max_day_notional 25 (from runner-policy.yaml:3:19)\n")
     code, _, err = cli(gateway.port, "sanity-cancel", "--tag", "d-4")  # 0.01: fits
     assert code == 0, err
     code, _, err = cli(gateway.port, "sanity-cancel", "--tag", "d-5")
     assert code == 2 and err.endswith("  - 3 orders placed today + this one exceeds the "
-                                      "policy's max_day_orders 3\n")
+                                      "policy's max_day_orders 3 "
+                                      "(from runner-policy.yaml:2:17)\n")
     assert len(placed(gateway)) == 3
 
 
@@ -277,11 +279,13 @@ def test_run_json_prints_one_refusal_object(gateway, cli, tmp_path):
     assert json.loads(out) == {
         "version": 1, "spec": "s.yaml", "kind": "sanity-cancel", "tag": "j-1",
         "state": "REFUSED", "exit_code": 2,
-        "reasons": ["symbol SPY is not in the policy's symbols (QQQ)",
-                    "qty 10 exceeds the policy's max_qty 5"],
+        "reasons": ["symbol SPY is not in the policy's symbols (QQQ) "
+                    "(from runner-policy.yaml:2:10)",
+                    "qty 10 exceeds the policy's max_qty 5 (from runner-policy.yaml:3:10)"],
         "message": "s.yaml: refused by runner-policy.yaml; nothing was sent:\n"
-                   "  - symbol SPY is not in the policy's symbols (QQQ)\n"
-                   "  - qty 10 exceeds the policy's max_qty 5",
+                   "  - symbol SPY is not in the policy's symbols (QQQ) "
+                   "(from runner-policy.yaml:2:10)\n"
+                   "  - qty 10 exceeds the policy's max_qty 5 (from runner-policy.yaml:3:10)",
     }
     assert gateway.received == []
 
