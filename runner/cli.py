@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -36,8 +37,8 @@ def _verbose(p: argparse.ArgumentParser) -> None:
 
 
 def _policy_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", metavar="FILE", help="the pre-trade policy to apply (default: "
-                   "runner-policy.yaml found upward from the spec)")
+    p.add_argument("--policy", metavar="FILE", help="one more pre-trade policy to apply, on "
+                   "top of every runner-policy.yaml from the spec's folder up to /")
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
@@ -159,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def number(text: str) -> float:
+    """A finite number (argparse type): 1e400, inf and nan are usage errors, exit 2."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def _classic(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("handshake", help="is the gateway there?  -> IBKR handshake OK")
     _run_flags(p)
@@ -167,18 +179,18 @@ def _classic(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sanity-cancel", help="place a far-from-market limit order, cancel it")
     p.add_argument("--symbol", default="SPY")
     p.add_argument("--side", choices=("BUY", "SELL"), default="BUY")
-    p.add_argument("--qty", type=float, default=1)
-    p.add_argument("--limit", type=float, default=0.01)
+    p.add_argument("--qty", type=number, default=1)
+    p.add_argument("--limit", type=number, default=0.01)
     _classic_common(p)
 
     p = sub.add_parser("one-shot", help="one order with a time-to-live")
     p.add_argument("--symbol", default="SPY")
     p.add_argument("--side", choices=("BUY", "SELL"), default="BUY")
-    p.add_argument("--qty", type=float, default=1)
-    p.add_argument("--limit", type=float, help="limit price (market order when absent)")
+    p.add_argument("--qty", type=number, default=1)
+    p.add_argument("--limit", type=number, help="limit price (market order when absent)")
     p.add_argument("--tif", choices=("IOC", "DAY", "GTC"), default="DAY")
     p.add_argument("--bars_path", "--bars-path", dest="bars_path")
-    p.add_argument("--ttl_sec", "--ttl-sec", dest="ttl_sec", type=float, default=3)
+    p.add_argument("--ttl_sec", "--ttl-sec", dest="ttl_sec", type=number, default=3)
     _classic_common(p)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner import gates
-from runner.errors import SpecError, UsageError
+from runner.errors import RunnerError, SpecError, UsageError
 from runner.plan import compile_plan, parse_at, render
 from runner.policy import (
     POLICY_FILE,
@@ -36,24 +36,20 @@ def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = 
     total = invalid = 0
     problems: list[str] = []
     policies, now = Policies(policy), time.time_ns()
+    unexpected = False
     for f in files:
-        if Path(f).name == POLICY_FILE:  # a policy, not a spec: check it as one
-            lines = _policy_problems(f)
-            policies.broken.update([f] if lines else [])
-            problems += _new(problems, lines)
-            continue
         try:
-            specs = load(f, allow_outside=allow_outside)
-        except SpecError as e:
-            total += e.specs
-            invalid += e.invalid
-            problems += e.lines
-            continue
-        total += len(specs)
-        for spec in specs:
-            lines = _gate_problems(spec, policies, now)
-            invalid += bool(lines)
-            problems += _new(problems, lines)
+            n, bad, lines = _validate_file(f, policies, now, allow_outside)
+        except UsageError:
+            raise
+        except RunnerError as e:
+            n, bad, lines = 1, 1, [str(e)]
+        except Exception as e:  # a bug: name the file, and go on with the others
+            unexpected = True
+            n, bad, lines = 1, 1, [f"{f}: unexpected error: {type(e).__name__}: {e}"]
+        total += n
+        invalid += bad
+        problems += _new(problems, lines)
     if as_json:
         print(json.dumps({"version": 1, "specs": total, "invalid": invalid,
                           "errors": problems}, indent=2))
@@ -64,7 +60,26 @@ def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = 
                    else f"{invalid} of {total} specs invalid")
         broken = sorted({os.path.normpath(p) for p in policies.broken})
         print(summary + (f"; policy invalid: {', '.join(broken)}" if broken else ""))
-    return 2 if invalid or problems else 0
+    return 1 if unexpected else 2 if invalid or problems else 0
+
+
+def _validate_file(f: str, policies: Policies, now: int,
+                   allow_outside: bool) -> tuple[int, int, list[str]]:
+    """(specs in the file, of which invalid, the problem lines) for one file."""
+    if Path(f).name == POLICY_FILE:  # a policy, not a spec: check it as one
+        lines = _policy_problems(f)
+        policies.broken.update([f] if lines else [])
+        return 0, 0, lines
+    try:
+        specs = load(f, allow_outside=allow_outside)
+    except SpecError as e:
+        return e.specs, e.invalid, e.lines
+    invalid, problems = 0, list[str]()
+    for spec in specs:
+        lines = _gate_problems(spec, policies, now)
+        invalid += bool(lines)
+        problems += _new(problems, lines)
+    return len(specs), invalid, problems
 
 
 def _new(seen: list[str], lines: list[str]) -> list[str]:

@@ -83,13 +83,15 @@ def reasons(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
 def _kill_switch(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     if not ctx.kill_switch:
         return []
-    return [Reason((), f"kill switch {policy.kill_switch} is present: every order is refused "
-                       "(remove the file to trade again)")]
+    switches = " or ".join(policy.kill_switches or (str(policy.kill_switch),))
+    return [Reason((), f"kill switch {switches} is present: every order is refused "
+                       f"(remove the file to trade again){policy.origin('kill_switch')}")]
 
 
 def _live(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     if plan.mode == "live" and not policy.allow_live:
-        return [Reason(("mode",), "mode: live is not allowed by the policy (allow_live: false)")]
+        return [Reason(("mode",), "mode: live is not allowed by the policy (allow_live: false)"
+                                  f"{policy.origin('allow_live')}")]
     return []
 
 
@@ -99,12 +101,14 @@ def _port_and_account(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     out = []
     if port_is is not None and port_is != plan.mode:
         out.append(Reason(("mode",), f"port {ctx.port} is a {port_is} port but the spec says "
-                                     f"mode: {plan.mode}"))
+                                     f"mode: {plan.mode}"
+                                     f"{policy.origin(f'{port_is}_ports', ctx.port)}"))
     if ctx.account:
         account_is = "paper" if ctx.account.startswith("D") else "live"
         if port_is is not None and port_is != account_is:
             out.append(Reason((), f"account {ctx.account} is a {account_is} account but port "
-                                  f"{ctx.port} is a {port_is} port"))
+                                  f"{ctx.port} is a {port_is} port"
+                                  f"{policy.origin(f'{port_is}_ports', ctx.port)}"))
         if account_is != plan.mode:
             out.append(Reason(("mode",), f"account {ctx.account} is a {account_is} account but "
                                          f"the spec says mode: {plan.mode}"))
@@ -125,11 +129,13 @@ def _allowlists(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     out = []
     if policy.symbols is not None and o.symbol not in policy.symbols:
         out.append(Reason(("order", "symbol"), f"symbol {o.symbol} is not in the policy's "
-                                               f"symbols ({', '.join(policy.symbols)})"))
+                                               f"symbols ({', '.join(policy.symbols)})"
+                                               f"{policy.origin('symbols', o.symbol)}"))
     if policy.sec_types is not None and o.sec_type not in policy.sec_types:
         out.append(Reason(("order", "sec_type"), f"sec_type {o.sec_type} is not in the "
                                                  f"policy's sec_types "
-                                                 f"({', '.join(policy.sec_types)})"))
+                                                 f"({', '.join(policy.sec_types)})"
+                                                 f"{policy.origin('sec_types', o.sec_type)}"))
     return out
 
 
@@ -139,10 +145,10 @@ def _size(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     out = []
     if policy.max_qty is not None and o.qty > policy.max_qty:
         out.append(Reason(("order", "qty"), f"qty {fmt(o.qty)} exceeds the policy's max_qty "
-                                            f"{fmt(policy.max_qty)}"))
+                                            f"{fmt(policy.max_qty)}{policy.origin('max_qty')}"))
     if o.limit is None and not policy.allow_market:
         out.append(Reason(("order",), "market orders are not allowed by the policy "
-                                      "(allow_market: false)"))
+                                      f"(allow_market: false){policy.origin('allow_market')}"))
     return out + _notional(plan, policy, ctx)
 
 
@@ -151,10 +157,10 @@ def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     the reference knows, against the spec's own limits.max_notional)."""
     o = plan.order
     assert o is not None
-    named = [("the policy's max_notional", policy.max_notional)]
+    named = [("the policy's max_notional", policy.max_notional, policy.origin("max_notional"))]
     if o.limit is None:  # a limit order's spec limits were checked when the spec loaded
-        named.append(("limits.max_notional", plan.limits.max_notional))
-    caps = [(name, cap) for name, cap in named if cap is not None]
+        named.append(("limits.max_notional", plan.limits.max_notional, ""))
+    caps = [(name, cap, origin) for name, cap, origin in named if cap is not None]
     price, basis = _price(plan, ctx)
     if price is None:
         if ctx.priced and (caps or policy.max_day_notional is not None):
@@ -163,7 +169,8 @@ def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
         return []
     notional = o.qty * price
     return [Reason(("order",), f"notional {fmt(notional)} (qty x {basis}) exceeds {name} "
-                               f"{fmt(cap)}") for name, cap in caps if notional > cap]
+                               f"{fmt(cap)}{origin}") for name, cap, origin in caps
+            if notional > cap]
 
 
 def _price(plan: Plan, ctx: Context) -> tuple[float | None, str]:
@@ -193,7 +200,8 @@ def _reference(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
         return [Reason(("bars_path",), f"reference price {px(ref)}{_from(ctx)} is "
                                        f"{_age(age)} old; the policy allows "
                                        f"{fmt(policy.max_reference_age_sec or 0)} s "
-                                       "(max_reference_age_sec)")]
+                                       "(max_reference_age_sec)"
+                                       f"{policy.origin('max_reference_age_sec')}")]
     return _collars(plan, policy, ref, _from(ctx))
 
 
@@ -207,7 +215,8 @@ def _no_reference(plan: Plan, policy: Policy) -> list[Reason]:
     assert o is not None
     if policy.require_reference:
         return [Reason(("bars_path",), "no reference price, and the policy requires one "
-                                       "(require_reference: true); add bars_path")]
+                                       "(require_reference: true); add bars_path"
+                                       f"{policy.origin('require_reference')}")]
     if o.limit is None:
         return []  # a market order: _notional says what it cannot check without a price
     if plan.kind == "one-shot" and policy.max_slippage_bps is not None:
@@ -215,7 +224,8 @@ def _no_reference(plan: Plan, policy: Policy) -> list[Reason]:
                                        "against the policy's price collar "
                                        f"(max_slippage_bps {fmt(policy.max_slippage_bps)}): "
                                        "there is no reference price; add bars_path with "
-                                       "bars that cover the order")]
+                                       "bars that cover the order"
+                                       f"{policy.origin('max_slippage_bps')}")]
     if plan.kind == "sanity-cancel" and o.side == "SELL":
         return [Reason(("order", "side"), f"sanity-cancel SELL limit {px(o.limit)} cannot be "
                                           "shown to be above the market: there is no "
@@ -251,13 +261,15 @@ def _collars(plan: Plan, policy: Policy, ref: float, source: str = "") -> list[R
     cap = policy.max_slippage_bps
     if plan.kind == "one-shot" and cap is not None and through > cap:
         out.append(Reason(("order", "limit"), f"{head}; the policy allows {fmt(cap)} bps "
-                                              "(max_slippage_bps)"))
+                                              "(max_slippage_bps)"
+                                              f"{policy.origin('max_slippage_bps')}"))
     need = policy.min_sanity_distance_bps
     if plan.kind == "sanity-cancel" and -through < need:
         side = ", on the side that fills" if through > 0 else ""
         out.append(Reason(("order", "limit"), f"sanity-cancel {head}{side}; it must be at least "
                                               f"{fmt(need)} bps {passive} so it cannot fill "
-                                              "(min_sanity_distance_bps)"))
+                                              "(min_sanity_distance_bps)"
+                                              f"{policy.origin('min_sanity_distance_bps')}"))
     return out
 
 
@@ -285,7 +297,8 @@ def _day_caps(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     if cap is not None and ctx.day_orders is not None and ctx.day_orders + 1 > cap:
         n = ctx.day_orders
         out.append(Reason((), f"{n} order{'s' if n != 1 else ''} placed today + this one "
-                              f"exceeds the policy's max_day_orders {cap}"))
+                              f"exceeds the policy's max_day_orders {cap}"
+                              f"{policy.origin('max_day_orders')}"))
     limit = policy.max_day_notional
     price, _ = _price(plan, ctx)
     if limit is not None and ctx.day_notional is not None and price is not None:
@@ -293,7 +306,8 @@ def _day_caps(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
         if total > limit:
             out.append(Reason((), f"notional placed today {fmt(ctx.day_notional)} + this order "
                                   f"{fmt(o.qty * price)} = {fmt(total)} exceeds the policy's "
-                                  f"max_day_notional {fmt(limit)}"))
+                                  f"max_day_notional {fmt(limit)}"
+                                  f"{policy.origin('max_day_notional')}"))
     return out
 
 

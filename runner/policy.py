@@ -1,9 +1,17 @@
-"""The repository's pre-trade policy: `runner-policy.yaml`, found upward from a spec.
+"""The repository's pre-trade policy: every `runner-policy.yaml` on the way up from a spec.
 
-Read with the spec loader's machinery (safe YAML, marks, `file:line:col` errors),
-checked against `schemas/policy.schema.json`, frozen into a `Policy`. Without a
-policy file runner uses `DEFAULT`, which keeps the behaviour runner had before
-policies: only the sanity-cancel distance (5%) is enforced.
+Each file is read with the spec loader's machinery (safe YAML, marks, `file:line:col`
+errors), checked against `schemas/policy.schema.json` and frozen into a `Policy`. The
+policy that governs a spec is the cascade of every file from the spec's folder (for
+a spec built in memory: the working directory) up to the filesystem root, plus
+`--policy FILE`: each file is a whole policy with its own defaults, and the cascade is
+the narrowest of them (allowlists intersect, caps take the minimum, `allow_*` need every
+file, any `require_reference` or kill switch holds). Nothing stops the search: not a
+`.git` folder, not a file that cannot be read — a policy path that exists but is not a
+readable regular file refuses every run it would govern. Each limit remembers the file
+(and line) it came from, for messages. Without any policy file runner uses `DEFAULT`,
+which keeps the behaviour runner had before policies: only the sanity-cancel distance
+(5%) is enforced.
 
 A spec's `limits` can only tighten the policy; a key that loosens it is an error
 naming both files and lines. Cheap to import: `validate` and `plan` use it.
@@ -12,7 +20,7 @@ naming both files and lines. Cheap to import: `validate` and `plan` use it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,25 +28,33 @@ from typing import Any
 from runner.errors import SpecError, UsageError
 from runner.spec import (
     Mark,
+    NotRegular,
     Path_,
     Spec,
+    TooBig,
     _Doc,
     _parse,
     _read_text,
+    decode,
+    read_bounded,
     schema_checked,
 )
 
 POLICY_FILE = "runner-policy.yaml"
+MAX_POLICY_BYTES = 64 << 10  # a policy is a dozen lines; 64 KiB is a mistake or an attack
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "policy.schema.json"
 SANITY_MIN_DISTANCE_BPS = 500.0  # a sanity-cancel limit 5% through the market cannot fill
 PAPER_PORTS = (7497, 4002)  # paper TWS, paper IB Gateway
 LIVE_PORTS = (7496, 4001)  # live TWS, live IB Gateway
 TIGHTEN_ONLY = ("max_qty", "max_notional")  # spec `limits` keys the policy also caps
+CAPS = ("max_qty", "max_notional", "max_day_notional", "max_day_orders", "max_slippage_bps",
+        "max_reference_age_sec")  # the smallest of the cascade holds
+_NO_ITEM = object()
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    source: str | None  # the file as runner shows it; None: the built-in default
+    source: str | None  # the file(s) as runner shows them; None: the built-in default
     symbols: tuple[str, ...] | None = None  # None: any
     sec_types: tuple[str, ...] | None = None
     max_qty: float | None = None
@@ -51,19 +67,49 @@ class Policy:
     min_sanity_distance_bps: float = SANITY_MIN_DISTANCE_BPS
     allow_market: bool = True
     allow_live: bool = True
-    kill_switch: str | None = None  # resolved against the policy file's folder
+    kill_switch: str | None = None  # resolved against the policy file's folder; the first
     paper_ports: tuple[int, ...] = PAPER_PORTS
     live_ports: tuple[int, ...] = LIVE_PORTS
     marks: Mapping[str, Mark] = field(default_factory=dict, compare=False)  # key -> value
+    kill_switches: tuple[str, ...] = ()  # every kill switch of the cascade; any one stops
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)  # key -> where
+    layers: tuple[Policy, ...] = field(default=(), compare=False)  # the files, outermost first
+
+    def __post_init__(self) -> None:
+        if self.kill_switch is not None and not self.kill_switches:
+            object.__setattr__(self, "kill_switches", (self.kill_switch,))
 
     @property
     def name(self) -> str:
         return self.source or "the built-in policy"
 
+    @property
+    def files(self) -> tuple[Policy, ...]:
+        """The single-file policies this one is made of, outermost first."""
+        return self.layers or ((self,) if self.origins else ())
+
     def where(self, key: str) -> str:
-        """`runner-policy.yaml:5:10` for a key's value, for messages."""
+        """`runner-policy.yaml:5:10` for the value of a key that binds, for messages."""
+        if key in self.origins:
+            return self.origins[key]
         mark = self.marks.get(key, Mark(1, 1))
         return f"{self.name}:{mark.line}:{mark.col}"
+
+    def origin(self, key: str, item: Any = _NO_ITEM) -> str:
+        """` (from runner-policy.yaml:5:10)`: where the limit behind a refusal was set ("" for
+        a policy that was not read from files). With `item`: for an allowlist, the file whose
+        list leaves the item out; for the ports, the file that lists the port."""
+        files = self.files
+        if not files:
+            return ""
+        if item is not _NO_ITEM:
+            for layer in files:
+                listed = getattr(layer, key)
+                if key.endswith("_ports") and item in listed:
+                    return f" (from {layer.where(key)})"
+                if not key.endswith("_ports") and listed is not None and item not in listed:
+                    return f" (from {layer.where(key)})"
+        return f" (from {self.where(key)})"
 
     @property
     def needs_day_totals(self) -> bool:
@@ -75,38 +121,55 @@ class Policy:
 DEFAULT = Policy(source=None)
 
 
-
-
 # --- finding -----------------------------------------------------------------------
 
 
+def find_all(start: Path) -> list[Path]:
+    """Every runner-policy.yaml (or anything by that name) in `start` and every folder
+    above it up to the filesystem root, outermost first. The folders are walked both as
+    named and with symbolic links resolved, so a linked folder cannot hide a policy;
+    a file reached both ways counts once. Nothing stops the walk (a `.git` does not)."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for first in (Path(os.path.abspath(start)), start.resolve()):
+        for folder in (first, *first.parents):
+            candidate = folder / POLICY_FILE
+            try:
+                os.lstat(candidate)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError:
+                pass  # it cannot be examined: the reader refuses it, naming the cause
+            real = os.path.realpath(candidate)
+            if real not in seen:
+                seen.add(real)
+                found.append(candidate)
+    return found[::-1]
+
+
 def find(start: Path) -> Path | None:
-    """The nearest runner-policy.yaml in `start` or above it, stopping at the repository
-    root (a folder with .git), so a stray file far above a project is never picked up."""
-    folder = start.resolve()
-    for candidate in (folder, *folder.parents):
-        if (candidate / POLICY_FILE).is_file():
-            return candidate / POLICY_FILE
-        if (candidate / ".git").exists():
-            return None
-    return None
+    """The nearest runner-policy.yaml in `start` or above it (one of `find_all`)."""
+    found = find_all(start)
+    return found[-1] if found else None
+
+
+def locate_all(source: str, explicit: str | None = None) -> list[str]:
+    """The policy files that govern a spec, as the user would type them, outermost first;
+    `--policy FILE` comes last (one more policy: it can only narrow)."""
+    folder = Path.cwd() if source.startswith("<") else Path(source).parent
+    paths = [_shown(p) for p in find_all(folder)]
+    if explicit:
+        if not os.path.lexists(explicit):
+            raise UsageError(f"--policy {explicit}: no such file")
+        if os.path.realpath(explicit) not in {os.path.realpath(p) for p in paths}:
+            paths.append(explicit)
+    return paths
 
 
 def for_spec(source: str, explicit: str | None = None) -> Policy:
     """The policy that governs a spec file (or, for a spec built in memory, the working
-    directory): `--policy` if given, else the nearest file upward, else DEFAULT."""
-    path = locate(source, explicit)
-    return load(path) if path else DEFAULT
-
-
-def locate(source: str, explicit: str | None = None) -> str | None:
-    """The policy file for a spec, as the user would type it; None: no policy file."""
-    if explicit:
-        if not Path(explicit).is_file():
-            raise UsageError(f"--policy {explicit}: no such file")
-        return explicit
-    found = find(Path.cwd() if source.startswith("<") else Path(source).parent)
-    return _shown(found) if found else None
+    directory): the cascade of every file found upward, plus `--policy`; else DEFAULT."""
+    return Policies(explicit).for_spec(source)
 
 
 def governing(spec: Spec, explicit: str | None = None) -> Policy:
@@ -124,37 +187,121 @@ class Policies:
     def __init__(self, explicit: str | None = None) -> None:
         self.explicit = explicit
         self.broken: set[str] = set()  # policy files that failed to load
+        self._files: dict[str, Policy | SpecError] = {}
         self._by_folder: dict[str, Policy | SpecError] = {}
 
     def for_spec(self, source: str) -> Policy:
         folder = "<cwd>" if source.startswith("<") else str(Path(source).parent)
         if folder not in self._by_folder:
-            path = locate(source, self.explicit)
             try:
-                self._by_folder[folder] = load(path) if path else DEFAULT
+                self._by_folder[folder] = self._cascade(locate_all(source, self.explicit))
             except SpecError as e:
-                self.broken.add(str(path))
                 self._by_folder[folder] = e
         found = self._by_folder[folder]
         if isinstance(found, SpecError):
             raise found
         return found
 
+    def _cascade(self, paths: list[str]) -> Policy:
+        layers: list[Policy] = []
+        lines: list[str] = []
+        for path in paths:
+            if path not in self._files:
+                try:
+                    self._files[path] = load(path)
+                except SpecError as e:
+                    self._files[path] = e
+            got = self._files[path]
+            if isinstance(got, SpecError):
+                self.broken.add(path)
+                lines += got.lines
+            else:
+                layers.append(got)
+        if lines:
+            raise SpecError(lines)
+        return merge(layers)
+
 
 def _shown(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """A path as the user would type it: relative to the working directory when inside it.
+    The path is not resolved: a link is named as the link."""
+    absolute, cwd = os.path.abspath(path), os.getcwd()
+    if absolute == cwd or absolute.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(absolute, cwd)
+    return absolute
+
+
+# --- the cascade ---------------------------------------------------------------------
+
+
+def merge(layers: Sequence[Policy]) -> Policy:
+    """The narrowest of several policies (outermost first): what every one of them allows.
+    Allowlists intersect, caps take the minimum, the sanity distance the maximum,
+    `allow_*` need every file, `require_reference` any file, every kill switch counts and
+    the port lists add up (a port one file calls paper and another live is an error)."""
+    if not layers:
+        return DEFAULT
+    if len(layers) == 1:
+        return layers[0]
+    origins: dict[str, str] = {}
+
+    def binding(key: str, pick: Callable[[list[Any]], Any]) -> Any:
+        values = [(getattr(p, key), p) for p in layers if getattr(p, key) is not None]
+        if not values:
+            return None
+        best = pick([v for v, _ in values])
+        origins[key] = next(p.where(key) for v, p in values if v == best)
+        return best
+
+    caps = {key: binding(key, min) for key in CAPS}
+    symbols = _intersect(layers, "symbols", binding)
+    sec_types = _intersect(layers, "sec_types", binding)
+    sanity = binding("min_sanity_distance_bps", max)
+    allow_market = binding("allow_market", all)
+    allow_live = binding("allow_live", all)
+    require_reference = binding("require_reference", any)
+    kills = tuple(dict.fromkeys(k for p in layers for k in p.kill_switches))
+    for key in ("kill_switch", "paper_ports", "live_ports"):
+        origins[key] = " + ".join(p.where(key) for p in layers)
+    paper = tuple(dict.fromkeys(port for p in layers for port in p.paper_ports))
+    live = tuple(dict.fromkeys(port for p in layers for port in p.live_ports))
+    conflicts = [_port_conflict(layers, port) for port in paper if port in live]
+    if conflicts:
+        raise SpecError(conflicts)
+    return Policy(
+        source=" + ".join(p.name for p in layers), symbols=symbols, sec_types=sec_types,
+        require_reference=require_reference, min_sanity_distance_bps=sanity,
+        allow_market=allow_market, allow_live=allow_live,
+        kill_switch=kills[0] if kills else None, kill_switches=kills,
+        paper_ports=paper, live_ports=live, origins=origins, layers=tuple(layers), **caps,
+    )
+
+
+def _intersect(layers: Sequence[Policy], key: str,
+               binding: Callable[[str, Callable[[list[Any]], Any]], Any]) -> Any:
+    def pick(lists: list[tuple[str, ...]]) -> tuple[str, ...]:
+        return lists[0]  # the outermost list names the allowlist; the values intersect
+
+    if binding(key, pick) is None:
+        return None
+    lists = [getattr(p, key) for p in layers if getattr(p, key) is not None]
+    return tuple(item for item in lists[0] if all(item in other for other in lists[1:]))
+
+
+def _port_conflict(layers: Sequence[Policy], port: int) -> str:
+    paper = next(p for p in layers if port in p.paper_ports)
+    live = next(p for p in layers if port in p.live_ports)
+    return (f"{paper.where('paper_ports')}: port {port} is a paper port here but a live port "
+            f"in {live.where('live_ports')}; the policies must agree (fix one of them)")
 
 
 # --- loading -----------------------------------------------------------------------
 
 
 def load(path: str) -> Policy:
-    """One policy file, or SpecError listing every problem in it as `file:line:col: ...`."""
-    docs, errors = _parse(_read_text(path), path)
+    """One policy file, or SpecError: one line when the path is not a readable regular
+    file (named, with the cause and the fix), else every problem as `file:line:col: ...`."""
+    docs, errors = _parse(decode(_read_policy(path), path), path)
     errors = [(m, _policy_words(msg)) for m, msg in errors]
     if not errors and len(docs) > 1:
         errors = [(docs[1].mark(()), "a policy file holds one document; remove the '---'")]
@@ -168,6 +315,29 @@ def load(path: str) -> Policy:
     return policy
 
 
+def _read_policy(path: str) -> bytes:
+    """The file's bytes, bounded, never opening a FIFO or a device for reading."""
+    try:
+        return read_bounded(path, MAX_POLICY_BYTES)
+    except NotRegular as e:
+        cause, fix = e.cause, _FIXES.get(e.cause.split(",")[0].split(" (")[0],
+                                           "replace it with a policy file, or remove it")
+    except TooBig as e:
+        cause, fix = f"is {e.size:,} bytes, over the 64 KiB a policy may be", "shorten it"
+    except FileNotFoundError:
+        cause, fix = "does not exist", "give the path of a policy file"
+    except OSError as e:
+        cause = f"cannot be read ({e.strerror or e})"
+        fix = "make it readable for this user, or remove it"
+    raise SpecError([f"{path}: policy file {cause}: every run it governs is refused ({fix})"])
+
+
+_FIXES = {
+    "is a dangling symbolic link": "point the link at a policy file, or remove the link",
+    "is a folder": "a policy is a file: rename or remove the folder",
+}
+
+
 def _policy_words(message: str) -> str:
     if message.startswith("empty file"):
         return "empty file: no policy in it (start with `version: 1`)"
@@ -175,6 +345,8 @@ def _policy_words(message: str) -> str:
 
 
 def _check(doc: _Doc, path: str) -> Policy | None:
+    if not doc.constructed:
+        return None
     if not isinstance(doc.data, dict):
         doc.error((), "a policy must be a mapping of keys (`version: 1`, `max_qty: ...`)")
         return None
@@ -194,6 +366,8 @@ def _build(doc: _Doc, data: dict[str, Any], path: str) -> Policy:
     if kill is not None:
         kill = os.path.normpath(os.path.join(os.path.dirname(path), kill))
     marks = {str(p[0]): m for p, m in doc.marks.items() if len(p) == 1}
+    origins = {key: f"{path}:{marks[key].line}:{marks[key].col}" if key in marks
+               else f"{path}, by default" for key in _KEYS}
     return Policy(
         source=path, symbols=_tuple(data.get("symbols")), sec_types=_tuple(data.get("sec_types")),
         max_qty=opt("max_qty"), max_notional=opt("max_notional"),
@@ -204,8 +378,12 @@ def _build(doc: _Doc, data: dict[str, Any], path: str) -> Policy:
         min_sanity_distance_bps=float(data["min_sanity_distance_bps"]),
         allow_market=data["allow_market"], allow_live=data["allow_live"], kill_switch=kill,
         paper_ports=tuple(data["paper_ports"]), live_ports=tuple(data["live_ports"]),
-        marks=marks,
+        marks=marks, origins=origins,
     )
+
+
+_KEYS = (*CAPS, "symbols", "sec_types", "require_reference", "min_sanity_distance_bps",
+         "allow_market", "allow_live", "kill_switch", "paper_ports", "live_ports")
 
 
 def _tuple(items: list[Any] | None) -> tuple[Any, ...] | None:
@@ -216,7 +394,19 @@ def _tuple(items: list[Any] | None) -> tuple[Any, ...] | None:
 
 
 def kill_switch_on(policy: Policy) -> bool:
-    return policy.kill_switch is not None and os.path.exists(policy.kill_switch)
+    """Is any kill switch of the cascade there? A dangling link counts, and so does a path
+    that cannot be examined: the switch fails closed."""
+    return any(_present(path) for path in policy.kill_switches)
+
+
+def _present(path: str) -> bool:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def loosening_errors(spec: Spec, policy: Policy) -> list[str]:

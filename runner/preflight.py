@@ -16,6 +16,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +99,11 @@ class Guard:
 
     def watch(self) -> str | None:
         """Polled while the order works: a reason to cancel it now (the kill switch)."""
-        if kill_switch_on(self.policy):
-            return f"kill switch {self.policy.kill_switch} turned on while the order worked"
-        return None
+        if not kill_switch_on(self.policy):
+            return None
+        on = [k for k in self.policy.kill_switches
+              if kill_switch_on(replace(self.policy, kill_switches=(k,)))]
+        return f"kill switch {' and '.join(on)} turned on while the order worked"
 
     def before_connect(self) -> None:
         self._enforce(self.context(self.plan.at_ns))

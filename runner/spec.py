@@ -10,9 +10,13 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
+import stat
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -93,6 +97,8 @@ class _Doc:
     marks: dict[Path_, Mark] = field(default_factory=dict)  # value positions
     key_marks: dict[Path_, Mark] = field(default_factory=dict)  # key positions
     errors: list[tuple[Mark, str]] = field(default_factory=list)
+    bad: set[Path_] = field(default_factory=set)  # values already reported (numbers, text)
+    constructed: bool = False  # the YAML became Python data (no syntax-level errors)
 
     def mark(self, path: Path_, key: bool = False) -> Mark:
         table = self.key_marks if key else self.marks
@@ -135,7 +141,9 @@ def spec_files(paths: Sequence[str]) -> list[str]:
             found += sorted(
                 str(f)
                 for f in path.rglob("*")
-                if f.suffix in (".yaml", ".yml") and f.is_file() and not _hidden(f, path)
+                # not only regular files: a FIFO or a dangling link named *.yaml is
+                # reported (and refused unread), never silently left out
+                if f.suffix in (".yaml", ".yml") and not f.is_dir() and not _hidden(f, path)
             )
         else:
             found.append(p)
@@ -177,7 +185,7 @@ def from_mapping(
     allow_outside: bool = False,
 ) -> Spec:
     """A spec built in memory (the classic commands): the same checks, no file marks."""
-    doc = _Doc(source, 0, _plain(data))
+    doc = _Doc(source, 0, _plain(data), constructed=True)
     spec = _check(doc, root or Path.cwd(), allow_outside)
     if doc.errors or spec is None:
         raise SpecError([f"{source}: {msg}" for _, msg in doc.errors])
@@ -191,14 +199,85 @@ def _plain(data: Any) -> Any:
 
 
 def _read_text(path: str) -> str:
-    p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise _file_error(path, f"file is {size:,} bytes; specs are limited to 1 MiB")
-        raw = p.read_bytes()
+        raw = read_bounded(path, MAX_BYTES)
+    except NotRegular as e:
+        raise SpecError([f"{path}: {e.cause}; runner reads a spec only from a regular file "
+                         "(name the .yaml file itself)"]) from None
+    except TooBig as e:
+        raise _file_error(path, f"file is {e.size:,} bytes; specs are limited to 1 MiB") from None
     except OSError as e:
         raise _file_error(path, f"cannot read file: {e.strerror or e}") from None
+    return decode(raw, path)
+
+
+class NotRegular(Exception):
+    """The path exists but is not a regular file (a folder, a FIFO, a device, a dangling
+    link): it is refused without being read."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+class TooBig(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a FIFO (named pipe)"); "" for a regular file."""
+    if stat.S_ISREG(mode):
+        return ""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_bounded(path: str, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. The path is examined before it
+    is opened, and opened non-blocking, so a FIFO, a device or a folder is never read (and
+    never blocks): NotRegular. Larger than `limit`: TooBig. Anything else: OSError."""
+    try:
+        info = os.stat(path)  # follows symlinks: a link to a regular file is fine
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise NotRegular(f"is a dangling symbolic link (to {os.readlink(path)})") from None
+        raise
+    _check_regular(info, limit)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        _check_regular(os.fstat(fd), limit)  # what was opened, not what was examined
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    raw = b"".join(chunks)
+    if len(raw) > limit:  # it grew while being read
+        raise TooBig(len(raw))
+    return raw
+
+
+def _check_regular(info: os.stat_result, limit: int) -> None:
+    kind = file_kind(info.st_mode)
+    if kind:
+        raise NotRegular(f"is {kind}, not a regular file")
+    if info.st_size > limit:
+        raise TooBig(info.st_size)
+
+
+def decode(raw: bytes, path: str) -> str:
+    """A file's bytes as text, or SpecError: binary (NUL bytes) or not UTF-8."""
     if b"\0" in raw:
         raise _file_error(path, "binary file, not YAML (contains NUL bytes)")
     try:
@@ -257,6 +336,7 @@ class _Walk:
     def __init__(self, doc: _Doc) -> None:
         self.doc = doc
         self.nodes = 0
+        self.soft = 0  # errors that still let the document be built (numbers)
 
     def node(self, node: yaml.Node, path: Path_, depth: int) -> bool:
         self.nodes += 1
@@ -268,15 +348,29 @@ class _Walk:
             self.doc.error(path, f"nesting deeper than {MAX_DEPTH} levels")
             return False
         self.doc.marks.setdefault(path, _mark(node))
+        if isinstance(node, yaml.ScalarNode):
+            self.number(node, path)
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return all(self.node(n, path + (i,), depth + 1) for i, n in enumerate(node.value))
         return True
 
+    def number(self, node: yaml.ScalarNode, path: Path_) -> None:
+        """A number that does not fit is an error at its own mark, and the node becomes a
+        string so that the rest of the document can still be built and checked."""
+        problem = _number_problem(node)
+        if problem:
+            self.doc.error(path, problem)
+            self.doc.bad.add(path)
+            self.soft += 1
+            node.tag = "tag:yaml.org,2002:str"
+
     def mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> bool:
         seen: set[str] = set()
         for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and _number_problem(key_node):
+                key_node.tag = "tag:yaml.org,2002:str"  # an unknown key all the same
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
             if key in seen:
                 self.doc.errors.append(
@@ -299,20 +393,103 @@ def _document(node: yaml.Node | None, source: str, index: int) -> _Doc:
         doc.error((), f"document {index + 1} is empty")
         return doc
     doc.marks[()] = _mark(node)
-    if not _Walk(doc).node(node, (), 0) or doc.errors:
+    walk = _Walk(doc)
+    if not walk.node(node, (), 0) or len(doc.errors) > walk.soft:
         return doc
     try:
         doc.data = yaml.constructor.SafeConstructor().construct_document(node)
     except yaml.MarkedYAMLError as e:
         doc.errors.append(_yaml_error(e))
+    except (ValueError, OverflowError) as e:  # a scalar no check above foresaw
+        doc.errors.append((Mark(1, 1), f"a value cannot be read: {e}"))
+    else:
+        doc.constructed = True
     return doc
+
+
+# --- numbers and text that do not fit ------------------------------------------------
+
+MAX_INT = 2**53  # every whole number up to this is exact as a 64-bit float
+MAX_NUMBER_CHARS = 64  # the text of any number a spec needs is far shorter
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_SCALARS = yaml.constructor.SafeConstructor()  # builds one scalar at a time; keeps no state
+_BAD_TEXT = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # control, format (bidi), surrogates, separators
+
+
+def _number_problem(node: yaml.ScalarNode) -> str:
+    """Why a YAML number does not fit runner's numbers (64-bit floats; whole numbers
+    exact up to 2**53), judged from its text before it is built; "" when it fits."""
+    if node.tag not in (_INT, _FLOAT):
+        return ""
+    text = str(node.value)
+    build = _SCALARS
+    try:
+        if node.tag == _INT:  # not built when long: int() of 4,300+ digits raises
+            if len(text) > MAX_NUMBER_CHARS or abs(build.construct_yaml_int(node)) > MAX_INT:
+                return f"{_short(text)} is too large a number (whole numbers up to " \
+                       f"{MAX_INT:,})"
+            return ""
+        if len(text) > MAX_NUMBER_CHARS:
+            return f"{_short(text)} is too long a number (at most {MAX_NUMBER_CHARS} characters)"
+        number = build.construct_yaml_float(node)
+    except (ValueError, OverflowError, yaml.YAMLError):
+        return f"{_short(text)} is not a number runner can read"
+    if math.isinf(number) and "inf" not in text.lower():
+        return f"{_short(text)} is too large a number: it does not fit a 64-bit float"
+    if number == 0 and _nonzero(text):
+        return f"{_short(text)} is too small a number: it does not fit a 64-bit float " \
+               "(it would be 0)"
+    return ""
+
+
+def _nonzero(text: str) -> bool:
+    mantissa = re.split("[eE]", text.replace("_", ""), maxsplit=1)[0]
+    return any(c in "123456789" for c in mantissa)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:20]}... ({len(text):,} characters)"
+
+
+def _check_values(doc: _Doc, value: Any, path: Path_) -> None:
+    """Every value that does not fit, anywhere in a document (also one built in memory):
+    non-finite or too large numbers, and text with a control character or a line break."""
+    if path in doc.bad:
+        return
+    problem = ""
+    if isinstance(value, float) and not math.isfinite(value):
+        problem = f"{value} is not a finite number"
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        problem = f"{_short(str(value))} is too large a number (whole numbers up to " \
+                  f"{MAX_INT:,})"
+    elif isinstance(value, str):
+        problem = _text_problem(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_values(doc, v, path + (str(k),))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_values(doc, v, path + (i,))
+    if problem:
+        doc.error(path, problem)
+        doc.bad.add(path)
+
+
+def _text_problem(value: str) -> str:
+    bad = next((c for c in value if unicodedata.category(c) in _BAD_TEXT), None)
+    if bad is None:
+        return ""
+    what = "a line break" if bad in "\n\r\x85\u2028\u2029" else "a control character"
+    trailing = " at the end" if value.endswith(bad) else ""
+    return f"{_show(value)} contains {what} ({ascii(bad)}){trailing}; text must be one line " \
+           "without control characters"
 
 
 # --- checking ----------------------------------------------------------------------
 
 
 def _check(doc: _Doc, root: Path, allow_outside: bool) -> Spec | None:
-    if doc.errors:
+    if not doc.constructed:
         return None
     if not isinstance(doc.data, dict):
         if doc.data is None:
@@ -334,21 +511,12 @@ def _check(doc: _Doc, root: Path, allow_outside: bool) -> Spec | None:
 def schema_checked(doc: _Doc, schema_path: Path) -> dict[str, Any] | None:
     """A document (a mapping) checked against one of runner's schemas: non-finite numbers
     and every schema error recorded on `doc`; the data with its defaults, or None."""
-    _check_finite(doc, doc.data, ())
+    _check_values(doc, doc.data, ())
     for error in validator_for(schema_path).iter_errors(doc.data):
-        _schema_error(doc, error)
+        path = tuple(error.absolute_path)
+        if not any(path[:n] in doc.bad for n in range(len(path) + 1)):  # said already
+            _schema_error(doc, error)
     return None if doc.errors else _with_defaults(doc.data, load_schema(schema_path))
-
-
-def _check_finite(doc: _Doc, value: Any, path: Path_) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        doc.error(path, f"{value} is not a finite number")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(doc, v, path + (str(k),))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(doc, v, path + (i,))
 
 
 def _schema_error(doc: _Doc, error: Any) -> None:
@@ -364,7 +532,8 @@ def _schema_error(doc: _Doc, error: Any) -> None:
                 doc.error(path, f"missing required key '{key}'")
     elif kind == "type":
         shown = "" if isinstance(value, (dict, list)) else f" {_show(value)}"
-        doc.error(path, f"expected {_a(expected)}, got {_type_name(value)}{shown}")
+        doc.error(path, f"expected {_a(expected)}, got {_type_name(value)}{shown}"
+                        f"{_yaml11_hint(value, expected)}")
     elif kind == "enum":
         choices = [str(c) for c in expected]
         close = _suggest(str(value), choices)
@@ -381,6 +550,24 @@ def _schema_error(doc: _Doc, error: Any) -> None:
         doc.error(path, "must not be empty")
     else:
         doc.error(path, error.message)
+
+
+def _yaml11_hint(value: Any, expected: Any) -> str:
+    """YAML 1.1 reads 1e-5 (no dot, or no exponent sign) as text; say how to write it."""
+    if not isinstance(value, str) or "number" not in str(expected):
+        return ""
+    m = _EXPONENT.match(value)
+    if not m:
+        return ""
+    number = float(value.replace("_", ""))
+    if math.isinf(number) or (number == 0 and _nonzero(value)):
+        return f" (YAML reads {value} as text; as a number it would not fit a 64-bit float)"
+    mantissa = m[1] if "." in m[1] else f"{m[1]}.0"
+    sign = m[2] if m[2][:1] in "+-" else f"+{m[2]}"
+    return f" (YAML reads {value} as text; write {mantissa}e{sign})"
+
+
+_EXPONENT = re.compile(r"^([-+]?[0-9][0-9_]*(?:\.[0-9_]*)?)[eE]([-+]?[0-9]+)\Z")
 
 
 _BOUNDS = {"exclusiveMinimum": ">", "minimum": ">=", "maximum": "<=", "exclusiveMaximum": "<"}
@@ -467,18 +654,38 @@ def _check_order(doc: _Doc, data: dict[str, Any]) -> None:
         elif not order["allow_market"]:
             doc.error(("order",), "no limit: a market order needs `allow_market: true` "
                                   "(or add order.limit)")
-    elif order["sec_type"] == "STK" and not _on_tick(limit):
-        tick, places = (0.01, 2) if limit >= 1 else (0.0001, 4)
-        doc.error(("order", "limit"), f"{limit} is not on the tick grid ({tick}); "
-                                      f"use {round(limit / tick) * tick:.{places}f}")
+    elif order["sec_type"] == "STK":
+        problem = tick_problem(limit)
+        if problem:
+            doc.error(("order", "limit"), problem)
     if data["kind"] == "sanity-cancel" and order["tif"] == "IOC":
         doc.error(("order", "tif"), "sanity-cancel needs a resting order: use DAY or GTC")
     _check_limits(doc, data, qty, limit)
 
 
-def _on_tick(price: float) -> bool:
-    tick = 0.01 if price >= 1 else 0.0001
-    return abs(round(price / tick) * tick - price) < 1e-9
+def tick_problem(price: float) -> str:
+    """Why a stock limit price is not on IB's tick grid ($0.01 at $1 and above, $0.0001
+    below); "" when it is. Judged in decimal on the shortest text that gives the same
+    float (what the user wrote), so neither rounding nor underflow can fool it: 1e-300
+    is below one tick, 10.005 is between two."""
+    value = Decimal(repr(float(price)))
+    tick = TICK if value >= 1 else SUB_DOLLAR_TICK
+    if value < tick:
+        return f"{price} is below one tick ({tick}); the smallest limit is {tick}"
+    exponent = value.normalize().as_tuple().exponent  # an int: the value is finite
+    if isinstance(exponent, int) and exponent >= _places(tick):
+        return ""
+    nearest = value.quantize(tick, rounding=ROUND_HALF_UP)
+    return f"{price} is not on the tick grid ({tick}); use {nearest}"
+
+
+def _places(tick: Decimal) -> int:
+    exponent = tick.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return exponent
+
+
+TICK, SUB_DOLLAR_TICK = Decimal("0.01"), Decimal("0.0001")
 
 
 def _check_limits(doc: _Doc, data: dict[str, Any], qty: float, limit: float | None) -> None:
@@ -549,7 +756,7 @@ def _dotted(path: Path_) -> str:
     return out
 
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\Z")  # not "$": it matches before a final \n
 
 
 def _unique(items: list[tuple[Mark, str]]) -> Iterator[tuple[Mark, str]]:

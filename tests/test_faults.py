@@ -3,7 +3,9 @@ after the INTENT, and hostile spec input (a hypothesis property test)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import math
 import os
 import re
 import resource
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 
 from runner.cli import main
 from runner.ledger import read_ledger
+from runner.spec import load as load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 PLACE, CANCEL = "3", "4"
@@ -115,6 +118,10 @@ SCALARS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
     st.sampled_from(["SPY", "BUY", "SELL", "one-shot", "handshake", "sanity-cancel", "DAY",
                      "IOC", "live", "paper", "../../etc", "/tmp/x", ".nan", "1e999"]),
+    # hostile: numbers that do not fit, text with a line break or a control character
+    st.integers(-10**420, 10**420), st.sampled_from([2**53 + 1, 10**400, 1e-300, 5e-324]),
+    st.sampled_from(["t67\n", "SPY\n", "a\tb", "x\u202ey", "data\x01", "\r"]),
+    st.text(max_size=5).map(lambda t: t + "\n"),
 )
 KEYS = st.one_of(st.text(max_size=12), st.sampled_from(
     ["version", "kind", "order", "symbol", "side", "qty", "limit", "tif", "tag", "ttl_sec",
@@ -163,6 +170,18 @@ INPUTS = st.one_of(
 )
 
 
+BAD_TEXT = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e]")
+
+
+def _values(node: Any) -> list[Any]:
+    """Every leaf value of a frozen spec (dataclasses, tuples)."""
+    if dataclasses.is_dataclass(node):
+        return [v for f in dataclasses.fields(node) for v in _values(getattr(node, f.name))]
+    if isinstance(node, tuple):
+        return [v for item in node for v in _values(item)]
+    return [node]
+
+
 @pytest.fixture(scope="module")
 def listener() -> Listener:
     return Listener()
@@ -186,6 +205,14 @@ def test_hostile_spec_validates_or_exits_2_in_one_line(text, tmp_path_factory, l
         code = main(["validate", "x.yaml"])
     assert code in (0, 2), err.getvalue()
     assert "Traceback" not in err.getvalue() + out.getvalue()
+    if code == 0:  # what passes holds only values that fit: no control text, no huge number
+        for spec in load_spec("x.yaml"):
+            for value in _values(spec):
+                assert not (isinstance(value, str) and BAD_TEXT.search(value)), value
+                assert not isinstance(value, float) or math.isfinite(value), value
+                assert type(value) is not int or abs(value) <= 2**53, value
+                if spec.order and spec.order.limit is not None and spec.order.sec_type == "STK":
+                    assert spec.order.limit >= 0.0001, spec.order.limit
     if code == 2:
         lines = err.getvalue().splitlines()
         assert lines and all(re.match(r"x\.yaml:\d+:\d+: \S", line) for line in lines), lines

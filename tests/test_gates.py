@@ -275,7 +275,7 @@ def test_account_port_disagreement_blocks_after_connect_with_no_place(make_gatew
     assert (code, out) == (2, "")
     assert err == ("runner: live.yaml: refused by runner-policy.yaml; nothing was sent:\n"
                    f"  - account DU****567 is a paper account but port {gw.port} is a live "
-                   "port\n"
+                   "port (from runner-policy.yaml:3:13)\n"
                    "  - account DU****567 is a paper account but the spec says mode: live\n")
     assert gw.received and placed(gw) == []  # it connected, asked, and placed nothing
     assert not (tmp_path / "data").exists()  # no ledger row
@@ -286,7 +286,8 @@ def test_live_port_and_paper_spec_refused_before_connecting(gateway, cli, tmp_pa
     code, _, err = cli(gateway.port, "sanity-cancel")
     assert code == 2
     assert err == ("runner: <command line>: refused by runner-policy.yaml; nothing was sent:\n"
-                   f"  - port {gateway.port} is a live port but the spec says mode: paper\n")
+                   f"  - port {gateway.port} is a live port but the spec says mode: paper "
+                   "(from runner-policy.yaml:2:13)\n")
     assert gateway.received == []
 
 
@@ -313,12 +314,13 @@ def test_day_caps_count_earlier_runs_in_the_ledger(gateway, cli, tmp_path):
                        "--tag", "d-3")
     assert code == 2
     assert err.endswith("  - notional placed today 20 + this order 10 = 30 exceeds the "
-                        "policy's max_day_notional 25\n")
+                        "policy's max_day_notional 25 (from runner-policy.yaml:3:19)\n")
     code, _, err = cli(gateway.port, "sanity-cancel", "--tag", "d-4")  # 0.01: fits
     assert code == 0, err
     code, _, err = cli(gateway.port, "sanity-cancel", "--tag", "d-5")
     assert code == 2 and err.endswith("  - 3 orders placed today + this one exceeds the "
-                                      "policy's max_day_orders 3\n")
+                                      "policy's max_day_orders 3 "
+                                      "(from runner-policy.yaml:2:17)\n")
     assert len(placed(gateway)) == 3
 
 
@@ -346,11 +348,13 @@ def test_run_json_prints_one_refusal_object(gateway, cli, tmp_path):
     assert json.loads(out) == {
         "version": 1, "spec": "s.yaml", "kind": "sanity-cancel", "tag": "j-1",
         "state": "REFUSED", "exit_code": 2,
-        "reasons": ["symbol SPY is not in the policy's symbols (QQQ)",
-                    "qty 10 exceeds the policy's max_qty 5"],
+        "reasons": ["symbol SPY is not in the policy's symbols (QQQ) "
+                    "(from runner-policy.yaml:2:10)",
+                    "qty 10 exceeds the policy's max_qty 5 (from runner-policy.yaml:3:10)"],
         "message": "s.yaml: refused by runner-policy.yaml; nothing was sent:\n"
-                   "  - symbol SPY is not in the policy's symbols (QQQ)\n"
-                   "  - qty 10 exceeds the policy's max_qty 5",
+                   "  - symbol SPY is not in the policy's symbols (QQQ) "
+                   "(from runner-policy.yaml:2:10)\n"
+                   "  - qty 10 exceeds the policy's max_qty 5 (from runner-policy.yaml:3:10)",
     }
     assert gateway.received == []
 
@@ -440,7 +444,7 @@ def test_collar_without_bars_refuses_a_buy_at_99999(gateway, cli, tmp_path):
         code, out, err = cli(gateway.port, *args, *flags)
         assert (code, out) == (2, ""), err
         assert err == ("runner: <command line>: refused by runner-policy.yaml; nothing was "
-                       "sent:\n" + COLLAR_NO_REFERENCE)
+                       "sent:\n" + COLLAR_NO_REFERENCE[:-1] + " (from runner-policy.yaml:2:19)\n")
     assert gateway.received == [] and not (tmp_path / "data").exists()
 
 
@@ -461,7 +465,7 @@ def test_collar_and_sanity_side_judged_on_the_bars(tmp_path, monkeypatch, capsys
     through = (99_999 - 472.92) / 472.92 * 1e4  # 2,104,501.4 bps
     assert capsys.readouterr().err.endswith(
         f"  - BUY limit 99,999.00 is {through:,.1f} bps above the reference 472.92; the policy "
-        "allows 50 bps (max_slippage_bps)\n")
+        "allows 50 bps (max_slippage_bps) (from runner-policy.yaml:2:19)\n")
     assert main(["run", spec("ok.yaml", "one-shot", "BUY", "473.00"), *at]) == 0  # 1.7 bps
     capsys.readouterr()
     assert main(["run", spec("cent.yaml", "sanity-cancel", "SELL", "0.01"), *at]) == 2
@@ -469,7 +473,7 @@ def test_collar_and_sanity_side_judged_on_the_bars(tmp_path, monkeypatch, capsys
     assert capsys.readouterr().err.endswith(
         f"  - sanity-cancel SELL limit 0.01 is {through:,.1f} bps below the reference 472.92, "
         "on the side that fills; it must be at least 500 bps above so it cannot fill "
-        "(min_sanity_distance_bps)\n")
+        "(min_sanity_distance_bps) (from runner-policy.yaml, by default)\n")
     assert main(["run", spec("near.yaml", "sanity-cancel", "SELL", "480.00"), *at]) == 2
     assert "SELL limit 480.00 is 149.7 bps above the reference 472.92; it must be at least " \
            "500 bps above" in capsys.readouterr().err  # (480 - 472.92) / 472.92 x 1e4

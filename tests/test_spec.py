@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,29 @@ CASES = {
  "empty_second_doc": V + "kind: handshake\n---\n",
  "name_bad": V + "kind: handshake\nname: 'has spaces'\n",
  "tag_bad": OS + order(tag="'a b'"),
+ # hostile input: numbers that do not fit, text with control characters, sub-tick limits
+ "qty_400_digits": OS + order(qty="1" + "0" * 399),
+ "qty_5000_digits": OS + order(qty="1" + "0" * 4999),
+ "qty_2_pow_53_plus_1": OS + order(qty=str(2**53 + 1)),
+ "qty_overflow": OS + order(qty="1.0e+400"),
+ "limit_underflow": OS + order(limit="1.0e-400"),
+ "limit_1e_300": OS + order(limit="1.0e-300"),
+ "limit_1e_300_text": OS + order(limit="1e-300"),
+ "limit_subnormal": OS + order(limit="5.0e-324"),
+ "limit_below_tick": OS + order(limit="0.00005"),
+ "limit_float_noise": OS + order(limit="0.30000000000000004"),
+ "limit_huge_int": OS + order(limit="9" * 30),
+ "sim_huge_int": OS + order() + "sim:\n  ack_ms: " + "9" * 20 + "\n",
+ "huge_int_key": OS + order() + "9" * 30 + ": 1\n",
+ "tag_newline": OS + order(tag='"t67\\n"'),
+ "tag_block_newline": OS + order() + "  tag: |\n    t67\n",
+ "symbol_newline": OS + order(symbol='"SPY\\n"'),
+ "name_tab": V + 'kind: handshake\nname: "a\\tb"\n',
+ "bars_path_bidi": OS + order() + 'bars_path: "x\\u202e.parquet"\n',
+ "out_dir_control": OS + order() + 'out_dir: "data\\x01"\n',
+ "expect_message_newline": OS + order() + 'expect:\n  message: "a\\nb"\n',
+ "all_errors_with_a_huge_number": OS + order(qty="9" * 30, side="buy"),
+ "key_newline": V + 'kind: handshake\n"x\\n": 1\n',
 }
 
 EXPECTED = {
@@ -100,7 +124,7 @@ EXPECTED = {
     'limit_off_tick': ['7:10: order.limit: 10.005 is not on the tick grid (0.01); use 10.01'],
     'limit_nan': ['7:10: order.limit: nan is not a finite number'],
     'limit_inf': ['7:10: order.limit: inf is not a finite number'],
-    'qty_huge_inf': ["6:8: order.qty: expected a number, got string '1e999'"],
+    'qty_huge_inf': ["6:8: order.qty: expected a number, got string '1e999' (YAML reads 1e999 as text; as a number it would not fit a 64-bit float)"],
     'side_lower': ["5:9: order.side: 'buy' is not one of BUY, SELL (did you mean BUY?)"],
     'side_bad': ["5:9: order.side: 'HOLD' is not one of BUY, SELL"],
     'tif_bad': ["8:8: order.tif: 'FOK' is not one of DAY, IOC, GTC"],
@@ -148,6 +172,28 @@ EXPECTED = {
     'empty_second_doc': ["4:1: document 2 is empty (remove the extra '---' or write a spec in it)"],
     'name_bad': ["3:7: name: 'has spaces' does not match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$ (letters, digits, '_', '.', ':', '-'; no spaces)"],
     'tag_bad': ["8:8: order.tag: 'a b' does not match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$ (letters, digits, '_', '.', ':', '-'; no spaces)"],
+    'qty_400_digits': ['6:8: order.qty: 10000000000000000000... (400 characters) is too large a number (whole numbers up to 9,007,199,254,740,992)'],
+    'qty_5000_digits': ['6:8: order.qty: 10000000000000000000... (5,000 characters) is too large a number (whole numbers up to 9,007,199,254,740,992)'],
+    'qty_2_pow_53_plus_1': ['6:8: order.qty: 9007199254740993 is too large a number (whole numbers up to 9,007,199,254,740,992)'],
+    'qty_overflow': ['6:8: order.qty: 1.0e+400 is too large a number: it does not fit a 64-bit float'],
+    'limit_underflow': ['7:10: order.limit: 1.0e-400 is too small a number: it does not fit a 64-bit float (it would be 0)'],
+    'limit_1e_300': ['7:10: order.limit: 1e-300 is below one tick (0.0001); the smallest limit is 0.0001'],
+    'limit_1e_300_text': ["7:10: order.limit: expected a number, got string '1e-300' (YAML reads 1e-300 as text; write 1.0e-300)"],
+    'limit_subnormal': ['7:10: order.limit: 5e-324 is below one tick (0.0001); the smallest limit is 0.0001'],
+    'limit_below_tick': ['7:10: order.limit: 5e-05 is below one tick (0.0001); the smallest limit is 0.0001'],
+    'limit_float_noise': ['7:10: order.limit: 0.30000000000000004 is not on the tick grid (0.0001); use 0.3000'],
+    'limit_huge_int': ['7:10: order.limit: 99999999999999999999... (30 characters) is too large a number (whole numbers up to 9,007,199,254,740,992)'],
+    'sim_huge_int': ['9:11: sim.ack_ms: 99999999999999999999 is too large a number (whole numbers up to 9,007,199,254,740,992)'],
+    'huge_int_key': ['8:1: "999999999999999999999999999999": unknown key (expected one of: bars_path, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
+    'tag_newline': ["8:8: order.tag: 't67\\n' contains a line break ('\\n') at the end; text must be one line without control characters"],
+    'tag_block_newline': ["8:8: order.tag: 't67\\n' contains a line break ('\\n') at the end; text must be one line without control characters"],
+    'symbol_newline': ["4:11: order.symbol: 'SPY\\n' contains a line break ('\\n') at the end; text must be one line without control characters"],
+    'name_tab': ["3:7: name: 'a\\tb' contains a control character ('\\t'); text must be one line without control characters"],
+    'bars_path_bidi': ["8:12: bars_path: 'x\\u202e.parquet' contains a control character ('\\u202e'); text must be one line without control characters"],
+    'out_dir_control': ["8:10: out_dir: 'data\\u0001' contains a control character ('\\x01') at the end; text must be one line without control characters"],
+    'expect_message_newline': ["9:12: expect.message: 'a\\nb' contains a line break ('\\n'); text must be one line without control characters"],
+    'key_newline': ['3:1: "x\\n": unknown key (expected one of: bars_path, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
+    'all_errors_with_a_huge_number': ["5:9: order.side: 'buy' is not one of BUY, SELL (did you mean BUY?)", '6:8: order.qty: 99999999999999999999... (30 characters) is too large a number (whole numbers up to 9,007,199,254,740,992)'],
 }
 
 
@@ -287,3 +333,134 @@ def test_validate_and_plan_do_not_import_heavy_modules():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert out == "\n"
+
+
+# --- hostile input: tick grid, a folder with one hostile file, paths that are not files ----
+
+
+@pytest.mark.parametrize(("price", "problem"), [
+    (10.01, ""), (0.9999, ""), (0.0001, ""), (1.0, ""), (123456.78, ""), (1e15, ""),
+    (10, ""), (1e-300, "below one tick"), (5e-324, "below one tick"),
+    (0.00009999, "below one tick"), (10.005, "not on the tick grid (0.01); use 10.01"),
+    (0.00015, "not on the tick grid (0.0001); use 0.0002"),
+    (0.1 + 0.2, "not on the tick grid (0.0001); use 0.3000"),
+    (1.0000000000000002, "not on the tick grid (0.01); use 1.00"),
+])
+def test_tick_check_is_not_fooled_by_underflow_or_rounding(price, problem):
+    from runner.spec import tick_problem
+
+    got = tick_problem(price)
+    assert (problem in got) if problem else got == "", got
+
+
+def test_validate_folder_reports_every_file_and_names_the_hostile_one(tmp_path, monkeypatch,
+                                                                     capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("specs").mkdir()
+    Path("specs/a_ok.yaml").write_text("version: 1\nkind: handshake\n")
+    Path("specs/b_huge.yaml").write_text(OS + order(qty="1" + "0" * 399))
+    Path("specs/c_tag.yaml").write_text(OS + order(tag='"t67\\n"'))
+    Path("specs/d_typo.yaml").write_text("version: 1\nkind: handshake\nkindd: x\n")
+    Path("specs/e_ok.yaml").write_text(SC + order(limit="0.01"))
+    assert main(["validate", "specs"]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "specs/b_huge.yaml:6:8: order.qty: 10000000000000000000... (400 characters) is too "
+        "large a number (whole numbers up to 9,007,199,254,740,992)",
+        "specs/c_tag.yaml:8:8: order.tag: 't67\\n' contains a line break ('\\n') at the end; "
+        "text must be one line without control characters",
+        "specs/d_typo.yaml:3:1: kindd: unknown key (did you mean kind?)",
+    ]
+    assert out == "3 of 5 specs invalid\n" and "Traceback" not in out + err
+
+
+def test_run_and_plan_of_a_hostile_number_exit_2_with_file_line_col(tmp_path, monkeypatch,
+                                                                   capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("x.yaml").write_text(OS + order(qty="1" + "0" * 399))
+    for command in (["run", "x.yaml", "--dry-run"], ["plan", "x.yaml"], ["run", "x.yaml"]):
+        assert main(command) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("x.yaml:6:8: order.qty: 1000"), (command, err)
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [tmp_path / "x.yaml"]  # no ledger, nothing else
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--qty", "1e400"], "argument --qty: '1e400' is not a finite number"),
+    (["--limit", "nan"], "argument --limit: 'nan' is not a finite number"),
+    (["--limit", "1e-300"], "<command line>: order.limit: 1e-300 is below one tick (0.0001); "
+                            "the smallest limit is 0.0001"),
+    (["--tag", "t67\n"], "<command line>: order.tag: 't67\\n' contains a line break ('\\n') "
+                         "at the end; text must be one line without control characters"),
+    (["--symbol", "SPY\n"], "<command line>: order.symbol: 'SPY\\n' contains a line break "
+                            "('\\n') at the end; text must be one line without control "
+                            "characters"),
+])
+def test_classic_command_hostile_flags_exit_2(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["one-shot", "--dry-run", *args])
+    except SystemExit as e:  # argparse refuses the flag itself
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def cli_subprocess(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`runner ...` in a child with a timeout: a test of a FIFO or a device must not hang."""
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.parametrize("command", [["validate"], ["plan"], ["run", "--dry-run"]])
+def test_fifo_spec_is_refused_unread_and_never_blocks(tmp_path, command):
+    os.mkfifo(tmp_path / "x.yaml")
+    done = cli_subprocess(tmp_path, *command, "x.yaml")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("x.yaml: is a FIFO (named pipe), not a regular file; runner reads "
+                           "a spec only from a regular file (name the .yaml file itself)\n")
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_fifo_in_a_folder_is_reported_and_the_others_still_checked(tmp_path):
+    (tmp_path / "specs").mkdir()
+    os.mkfifo(tmp_path / "specs" / "a_pipe.yaml")
+    (tmp_path / "specs" / "b_ok.yaml").write_text("version: 1\nkind: handshake\n")
+    (tmp_path / "specs" / "c_bad.yaml").write_text("version: 1\nkind: handshake\nkindd: x\n")
+    done = cli_subprocess(tmp_path, "validate", "specs")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "specs/a_pipe.yaml: is a FIFO (named pipe), not a regular file; runner reads a spec "
+        "only from a regular file (name the .yaml file itself)",
+        "specs/c_bad.yaml:3:1: kindd: unknown key (did you mean kind?)"]
+    assert done.stdout == "2 of 3 specs invalid\n"
+
+
+@pytest.mark.parametrize(("make", "cause"), [
+    (lambda p: Path("/dev/zero"), "/dev/zero: is a character device, not a regular file"),
+    (lambda p: (p / "folder.yaml").mkdir() or p / "folder.yaml",
+     "folder.yaml: is a folder, not a regular file"),
+    (lambda p: (p / "gone.yaml").symlink_to(p / "nowhere.yaml") or p / "gone.yaml",
+     "gone.yaml: is a dangling symbolic link (to "),
+])
+def test_spec_path_that_is_not_a_regular_file_is_refused_in_one_line(tmp_path, make, cause):
+    path = make(tmp_path)
+    shown = str(path.relative_to(tmp_path)) if path.is_relative_to(tmp_path) else str(path)
+    commands = [["plan"], ["run", "--dry-run"]] + ([] if path.is_dir() else [["validate"]])
+    for command in commands:  # (validate of a folder checks the specs in it)
+        done = cli_subprocess(tmp_path, *command, shown)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(cause) and len(done.stderr.splitlines()) == 1
+        assert done.stderr.rstrip().endswith("(name the .yaml file itself)")
+
+
+def test_a_link_to_a_regular_spec_is_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("real.yaml").write_text("version: 1\nkind: handshake\n")
+    Path("link.yaml").symlink_to("real.yaml")
+    assert main(["validate", "link.yaml"]) == 0
+    assert capsys.readouterr().out == "1 spec valid\n"
