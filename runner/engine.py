@@ -133,7 +133,7 @@ class Engine:
 
     def __init__(self, plan: Plan, broker: Broker, journal: Journal, bars: BarsLike | None,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 pre_place: Callable[[SessionInfo], None] | None = None,
+                 pre_place: Callable[[SessionInfo], Callable[[], None] | None] | None = None,
                  on_note: Callable[[str], None] | None = None,
                  watch: Callable[[], str | None] | None = None) -> None:
         self.pre_place = pre_place  # last gates, with the broker's facts; raises to refuse
@@ -151,6 +151,7 @@ class Engine:
         self.stop_signal: int | None = None  # set by a signal handler: stop, cancel, record
         self.unjournaled: list[dict[str, Any]] = []  # events the ledger could not take
         self.ledger_error: LedgerError | None = None
+        self._release: Callable[[], None] | None = None  # the caps lock, while held
 
     def interrupt(self, signum: int) -> None:
         """Ask the run to stop. The wait loop sees it even if the task's cancellation is
@@ -167,8 +168,8 @@ class Engine:
             return self.outcome
         self._check_account(session)
         await self.broker.qualify(self.plan.order)
-        if self.pre_place is not None:
-            self.pre_place(session)
+        # the last gates; under day caps they hold a lock until the INTENT is durable
+        self._release = self.pre_place(session) if self.pre_place is not None else None
         try:
             await self._place_and_wait()
         except Stopped as e:
@@ -177,6 +178,8 @@ class Engine:
         except BaseException as e:  # noqa: BLE001 - cancel on *any* way out, then re-raise
             await self._cancel_on_the_way_out(e)
             raise
+        finally:
+            self._unlock()
         if self.order is not None and self.order.done:
             await self._settle()
         self._snapshot()
@@ -211,6 +214,7 @@ class Engine:
         # durable before the order leaves; the deadline tells `runner recover` when to cancel
         self._record(Ev.INTENT, now, arrival_px=arrival, deadline=deadline,
                      good_till=req.good_till_ns)
+        self._unlock()  # counted and durable: the next run's count sees this INTENT
         self.order.placed = True  # from here on, a way out must cancel it
         await self.broker.place(req)
         if sanity:
@@ -316,6 +320,11 @@ class Engine:
             f"{text}; it may still be working at IB: cancel it in TWS or run `runner recover` "
             f"once IB lets it be cancelled. New orders under {self.plan.out_dir} are refused "
             "until it is settled (--allow-unsettled overrides)")
+
+    def _unlock(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
     def fate(self) -> str:
         """What became of the order, in a few words (for a run that broke off)."""

@@ -67,6 +67,7 @@ class Policy:
     min_sanity_distance_bps: float = SANITY_MIN_DISTANCE_BPS
     allow_market: bool = True
     allow_live: bool = True
+    ledger_root: str | None = None  # the ledger this file's day caps count (see ledger_roots)
     kill_switch: str | None = None  # resolved against the policy file's folder; the first
     paper_ports: tuple[int, ...] = PAPER_PORTS
     live_ports: tuple[int, ...] = LIVE_PORTS
@@ -114,6 +115,14 @@ class Policy:
     @property
     def needs_day_totals(self) -> bool:
         return self.max_day_orders is not None or self.max_day_notional is not None
+
+    @property
+    def ledger_roots(self) -> tuple[str, ...]:
+        """The ledger roots whose INTENTs the day caps count: of each file with a day cap,
+        its `ledger_root` (default data/exec beside the file). A run under day caps writes
+        its ledger there and nowhere else, so --out-dir cannot escape the count."""
+        return tuple(dict.fromkeys(p.ledger_root for p in self.files
+                                   if p.needs_day_totals and p.ledger_root))
 
 
 # No file: what runner did before policies. Market and live orders stay behind
@@ -365,6 +374,8 @@ def _build(doc: _Doc, data: dict[str, Any], path: str) -> Policy:
     kill = data.get("kill_switch")
     if kill is not None:
         kill = os.path.normpath(os.path.join(os.path.dirname(path), kill))
+    root = os.path.normpath(os.path.join(os.path.dirname(path),
+                                         data.get("ledger_root") or DEFAULT_LEDGER_ROOT))
     marks = {str(p[0]): m for p, m in doc.marks.items() if len(p) == 1}
     origins = {key: f"{path}:{marks[key].line}:{marks[key].col}" if key in marks
                else f"{path}, by default" for key in _KEYS}
@@ -377,13 +388,16 @@ def _build(doc: _Doc, data: dict[str, Any], path: str) -> Policy:
         require_reference=data["require_reference"],
         min_sanity_distance_bps=float(data["min_sanity_distance_bps"]),
         allow_market=data["allow_market"], allow_live=data["allow_live"], kill_switch=kill,
+        ledger_root=root,
         paper_ports=tuple(data["paper_ports"]), live_ports=tuple(data["live_ports"]),
         marks=marks, origins=origins,
     )
 
 
-_KEYS = (*CAPS, "symbols", "sec_types", "require_reference", "min_sanity_distance_bps",
-         "allow_market", "allow_live", "kill_switch", "paper_ports", "live_ports")
+DEFAULT_LEDGER_ROOT = "data/exec"
+_KEYS = (*CAPS, "ledger_root", "symbols", "sec_types", "require_reference",
+         "min_sanity_distance_bps", "allow_market", "allow_live", "kill_switch", "paper_ports",
+         "live_ports")
 
 
 def _tuple(items: list[Any] | None) -> tuple[Any, ...] | None:

@@ -15,7 +15,8 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -106,16 +107,43 @@ class Guard:
         return f"kill switch {' and '.join(on)} turned on while the order worked"
 
     def before_connect(self) -> None:
+        self._check_root()
         self._enforce(self.context(self.plan.at_ns))
 
-    def pre_place(self, session: SessionInfo) -> None:
-        """After connect and qualify, before the INTENT: again, with the broker's facts."""
+    def _check_root(self) -> None:
+        """Under day caps the run writes where the caps count: --out-dir cannot escape."""
+        if self.dry_run:
+            return
+        mine = os.path.realpath(self.plan.out_dir)
+        for root in self.policy.ledger_roots:
+            if os.path.realpath(root) != mine:
+                raise UsageError(
+                    f"out_dir {self.plan.out_dir} is not {root}, the ledger whose orders the "
+                    f"day caps of {self.policy.name} count; nothing was sent",
+                    "drop --out-dir/out_dir, or set ledger_root in that policy")
+
+    def pre_place(self, session: SessionInfo) -> Callable[[], None] | None:
+        """After connect and qualify, right before the INTENT: the gates again, with the
+        broker's facts. Under day caps, the count and the INTENT happen under one lock per
+        ledger root: the engine calls the returned release once the INTENT is durable."""
         if self.broker is None:  # the simulator: its clock and the bars are the facts
             self.before_connect()
-            return
-        account = session.accounts[0] if session.accounts else None
-        now = self.broker.now_ns()
-        self._enforce(self.context(now, account, in_sessions(self.broker.sessions, now)))
+            return None
+        release = self._caps_lock() if self.policy.needs_day_totals else None
+        try:
+            account = session.accounts[0] if session.accounts else None
+            now = self.broker.now_ns()
+            self._enforce(self.context(now, account, in_sessions(self.broker.sessions, now)))
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        return release
+
+    def _caps_lock(self) -> Callable[[], None]:
+        stack = contextlib.ExitStack()
+        stack.enter_context(_flock(self.plan.out_dir, "caps", self.plan.day, wait_sec=30.0))
+        return stack.close
 
     def _enforce(self, ctx: Context) -> None:
         reasons = check(self.plan, self.policy, ctx)
@@ -192,15 +220,17 @@ def run_lock(plan: Plan) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _flock(out_dir: str, kind: str, key: str) -> Iterator[None]:
-    digest = hashlib.sha256(f"{os.path.abspath(out_dir)}\0{kind}\0{key}".encode()).hexdigest()
+def _flock(out_dir: str, kind: str, key: str, wait_sec: float = 0.0) -> Iterator[None]:
+    """An exclusive flock for (ledger root, kind, key); with `wait_sec`, wait that long for
+    it (the caps lock is held for milliseconds: a count and one fsynced INTENT)."""
+    digest = hashlib.sha256(f"{os.path.realpath(out_dir)}\0{kind}\0{key}".encode()).hexdigest()
     folder = Path(tempfile.gettempdir()) / LOCK_DIR
     folder.mkdir(exist_ok=True)
     path = folder / f"{kind}-{digest[:24]}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(fd, wait_sec)
         except BlockingIOError:
             shown = Path(key).name if kind == "spec" else key
             raise UsageError(f"another run of {kind} {shown} is in progress for {out_dir} "
@@ -210,3 +240,15 @@ def _flock(out_dir: str, kind: str, key: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _lock(fd: int, wait_sec: float) -> None:
+    give_up = time.monotonic() + wait_sec
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= give_up:
+                raise
+            time.sleep(0.002)  # another run is between its count and its INTENT

@@ -250,7 +250,7 @@ class _Journal:
 
 
 def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
-            pre_place: Callable[[SessionInfo], None] | None = None,
+            pre_place: Callable[[SessionInfo], Callable[[], None] | None] | None = None,
             watch: Callable[[], str | None] | None = None) -> tuple[Outcome, Path]:
     """Run the plan; whatever happens, what was journaled is merged into the ledger."""
     from runner.errors import LedgerError

@@ -8,6 +8,9 @@ holds afterwards: no working order that runner does not know of.
 from __future__ import annotations
 
 import calendar
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -398,3 +401,34 @@ def test_recover_cancels_with_the_client_id_that_placed_the_order(gateway, cli, 
     last_cancel = [(cid, f) for cid, f in gateway.received if f[0] == str(CANCEL)][-1]
     assert last_cancel[0] == 7  # only the client that placed it can cancel it
     assert gateway.live_orders() == []
+
+
+# --- day caps hold under concurrency and cannot be escaped --------------------------------
+
+
+def test_ten_concurrent_runs_under_max_day_orders_3_place_exactly_three(gateway, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nmax_day_orders: 3\n")
+    env = dict(os.environ, IB_GATEWAY_PORT=str(gateway.port), IB_CONNECT_TIMEOUT="5")
+    procs = [subprocess.Popen([sys.executable, "-m", "runner", "one-shot", "--qty", "1",
+                               "--limit", "10.00", "--ttl_sec", "0.3", "--tag", f"cap-{i}"],
+                              cwd=tmp_path, env=dict(env, IB_CLIENT_ID=str(20 + i)),
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(10)]
+    results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+    for p in procs:
+        for stream in (p.stdout, p.stderr):
+            if stream:
+                stream.close()
+    placed = [f[26] for f in sent(gateway, PLACE)]
+    assert len(placed) == 3 and len(set(placed)) == 3
+    assert sorted(code for code, _ in results) == [0, 0, 0] + [2] * 7
+    refused = [err for code, err in results if code == 2]
+    assert all("max_day_orders 3" in err for err in refused), refused
+    # a fourth cannot get out through another ledger root, or the same tag again
+    cli_env = dict(env)
+    for extra in (["--tag", "cap-x", "--out_dir", "exec2"], ["--tag", placed[0]]):
+        run = subprocess.run([sys.executable, "-m", "runner", "one-shot", "--qty", "1",
+                              "--limit", "10.00", "--ttl_sec", "0.3", *extra], cwd=tmp_path,
+                             env=cli_env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, run.stderr
+    assert len(sent(gateway, PLACE)) == 3 and not (tmp_path / "exec2").exists()
