@@ -77,18 +77,25 @@ def day_totals(out_dir: str, day: str) -> tuple[int, float]:
 class Guard:
     """The gates of one run: `before_connect()`, then the engine's `pre_place` hook."""
 
-    def __init__(self, plan: Plan, policy: Policy, bars: Any, dry_run: bool) -> None:
+    def __init__(self, plan: Plan, policy: Policy, bars: Any, dry_run: bool,
+                 earlier: tuple[int, float] = (0, 0.0)) -> None:
         self.plan = plan
         self.policy = policy
         self.bars = bars
         self.dry_run = dry_run
         self.broker: _WithHours | None = None
+        # orders (and notional) of earlier documents of the same file, not placed yet:
+        # a file is all or nothing, so its documents are capped together
+        self.earlier = earlier
 
     def context(self, now_ns: int, account: str | None = None,
                 market_open: bool | None = None) -> Context:
         ref = reference(self.bars, now_ns)
-        orders, notional = (day_totals(self.plan.out_dir, self.plan.day)
-                            if self.policy.needs_day_totals else (None, None))
+        orders: int | None = None
+        notional: float | None = None
+        if self.policy.needs_day_totals:
+            orders, notional = day_totals(self.plan.out_dir, self.plan.day)
+            orders, notional = orders + self.earlier[0], notional + self.earlier[1]
         if self.dry_run:
             market_open = bars_open(self.bars, now_ns)
         return Context(

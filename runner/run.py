@@ -67,17 +67,56 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             raise UsageError("the classic commands are paper-only",
                              "write a spec with mode: live and use `runner run SPEC --live`")
         specs = [classic_spec(args)]
-    code = 0
+    # All or nothing: every document is validated, planned and gated (every check that
+    # needs no broker) before the first order is sent.
+    ready: list[_Ready] = []
     for spec in specs:
         try:
-            code = run_spec(spec, opts, environ)
+            ready.append(_prepare(spec, opts, environ, ready))
+        except RunnerError as e:
+            if opts.as_json:
+                print(json.dumps(failure_object(spec, e), sort_keys=True))
+            if len(specs) > 1:
+                _say(f"{spec.source}: document #{spec.index + 1} of {len(specs)} refused; "
+                     "none of them was run (a file is all or nothing)")
+            raise
+    code = 0
+    for k, r in enumerate(ready):
+        try:
+            code = _run_ready(r, opts, environ)
         except RunnerError as e:
             if opts.as_json and not _reported(e):
-                print(json.dumps(failure_object(spec, e), sort_keys=True))
+                print(json.dumps(failure_object(r.spec, e), sort_keys=True))
+            _summary(ready, k)
             raise
         if code:
+            _summary(ready, k)
             return code
     return code
+
+
+@dataclass
+class _Ready:
+    """One document, checked and planned, waiting for its turn."""
+
+    spec: Spec
+    plan: Plan
+    policy: Any
+    bars: Any
+
+
+def _where(spec: Spec) -> str:
+    return spec.source if spec.index == 0 else f"{spec.source}#{spec.index + 1}"
+
+
+def _summary(ready: list[_Ready], failed: int) -> None:
+    """A file of several documents broke off: say exactly which ran."""
+    if len(ready) < 2:
+        return
+    ran = [f"#{k + 1}" for k in range(failed)]
+    left = [f"#{k + 1}" for k in range(failed + 1, len(ready))]
+    _say(f"{ready[0].spec.source}: documents run: {', '.join(ran) or 'none'}; "
+         f"#{failed + 1} did not succeed; not run: {', '.join(left) or 'none'}")
 
 
 def _reported(e: RunnerError) -> bool:
@@ -123,6 +162,14 @@ def _num(x: float) -> float | int:
 
 
 def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
+    """One document, on its own."""
+    return _run_ready(_prepare(spec, opts, environ, []), opts, environ)
+
+
+def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
+             earlier: list[_Ready]) -> _Ready:
+    """Every check that needs no broker and changes nothing: usage, policy, bars, plan,
+    gates (the file's earlier documents counted against the day caps), duplicate tags."""
     if opts.at and not opts.dry_run and spec.kind != "handshake":
         raise UsageError(f"--at {opts.at}: a run that reaches a broker runs on the broker's "
                          "clock; nothing was sent",
@@ -134,7 +181,7 @@ def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
         raise UsageError(f"--live given but {spec.source} says mode: paper",
                          "set mode: live in the spec for a live run")
     from runner.policy import governing
-    from runner.preflight import Guard, run_lock
+    from runner.preflight import Guard
 
     policy = governing(spec, opts.policy)
     bars = _load_bars(spec.bars_path) if spec.bars_path else None
@@ -143,18 +190,42 @@ def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
         _check_bars_cover(plan, bars)
     if opts.out_dir:
         plan = replace(plan, out_dir=opts.out_dir)
+    ready = _Ready(spec, plan, policy, bars)
+    if plan.order is None:
+        return ready
+    mine = [r.plan for r in earlier if r.plan.order is not None
+            and r.plan.out_dir == plan.out_dir and r.plan.day == plan.day]
+    if plan.order.tag in {p.order.tag for p in mine if p.order is not None}:
+        raise UsageError(f"{_where(spec)}: tag {plan.order.tag} is also an earlier document's "
+                         "tag; nothing was sent", "give each document its own tag")
+    placed = (0, 0.0) if opts.dry_run else (len(mine), sum(_notional(p) for p in mine))
+    Guard(plan, policy, bars, opts.dry_run, earlier=placed).before_connect()
+    if not opts.dry_run:
+        _check_duplicate(plan, opts)
+    return ready
+
+
+def _notional(plan: Plan) -> float:
+    o = plan.order
+    return o.qty * o.limit if o is not None and o.limit is not None else 0.0
+
+
+def _run_ready(r: _Ready, opts: RunOptions, environ: Mapping[str, str]) -> int:
+    from runner.preflight import Guard, run_lock
+
+    plan, bars = r.plan, r.bars
     if plan.order is None:
         return _handshake(plan, opts)
-    guard = Guard(plan, policy, bars, opts.dry_run)
+    guard = Guard(plan, r.policy, bars, opts.dry_run)
     with run_lock(plan):  # one run per tag and per spec; the duplicate check needs it
-        guard.before_connect()  # the gates: every reason at once, before connecting
+        guard.before_connect()  # the gates again: every reason at once, before connecting
         if not opts.dry_run:
             _recover_first(plan, opts)
             _check_duplicate(plan, opts)
-        broker = guard.wrap(_broker(plan, spec, opts, bars))
+        broker = guard.wrap(_broker(plan, r.spec, opts, bars))
         outcome, ledger_path = execute(plan, broker, bars, opts, guard.pre_place, guard.watch)
     _report(plan, outcome, ledger_path, opts)
-    return _verdict(spec, outcome, opts)
+    return _verdict(r.spec, outcome, opts)
 
 
 def _start_ns(opts: RunOptions, bars: Any) -> int:

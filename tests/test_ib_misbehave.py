@@ -432,3 +432,36 @@ def test_ten_concurrent_runs_under_max_day_orders_3_place_exactly_three(gateway,
                              env=cli_env, capture_output=True, text=True, timeout=60)
         assert run.returncode == 2, run.stderr
     assert len(sent(gateway, PLACE)) == 3 and not (tmp_path / "exec2").exists()
+
+
+# --- a file of several specs is all or nothing ------------------------------------------
+
+TWO_DOCS = """version: 1
+kind: one-shot
+order: {{symbol: SPY, side: BUY, qty: 1, limit: 10.00, tag: doc-1}}
+ttl_sec: 0.2
+---
+version: 1
+kind: one-shot
+order: {{symbol: {symbol}, side: BUY, qty: {qty}, limit: 10.00, tag: doc-2}}
+ttl_sec: 0.2
+"""
+
+
+def test_a_two_document_file_whose_second_is_refused_sends_nothing(gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nmax_qty: 5\n")
+    (tmp_path / "two.yaml").write_text(TWO_DOCS.format(symbol="SPY", qty=50))
+    code, out, err = cli(gateway.port, "run", "two.yaml")
+    assert code == 2 and out == ""
+    assert "two.yaml: document #2 of 2 refused; none of them was run" in err
+    assert "qty 50 exceeds the policy's max_qty 5" in err
+    assert gateway.received == [] and not (tmp_path / "data").exists()
+
+
+def test_a_later_document_failing_at_the_broker_says_which_ran(gateway, cli, tmp_path):
+    (tmp_path / "two.yaml").write_text(TWO_DOCS.format(symbol="ZZZZ", qty=1))
+    code, out, err = cli(gateway.port, "run", "two.yaml")
+    assert code == 3 and "tag=doc-1 state=CANCEL" in out
+    assert "two.yaml: documents run: #1; #2 did not succeed; not run: none" in err
+    assert "unknown contract ZZZZ" in err
+    assert [f[26] for f in sent(gateway, PLACE)] == ["doc-1"]
