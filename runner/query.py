@@ -4,6 +4,11 @@ The day folders `OUT_DIR/YYYY-MM-DD/ledger*.parquet` are one dataset. A query se
 the view `ledger`: every column of LEDGER_SCHEMA plus `date`, the day folder's trading date
 (DATE). Times come back in UTC whatever the machine's zone. Rows a live run has only
 journaled so far appear once it ends (`runner ledger show` reads journals too).
+
+The view `executions` is the broker's executions in force, one row per execution: its rows
+(PARTIAL/FILL, then any CORRECTION that replaced it — same exec id up to the last period)
+folded into the shares and price that stand. SUM(shares) per tag is the true filled
+quantity, however many corrections came.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from runner.errors import UsageError
 
 JSON_VERSION = 1
 VIEW = "ledger"
+EXECUTIONS = "executions"
 # Only folders named like a date: a stray folder in out_dir is not a day of the ledger.
 DAY_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
 _D = "—"  # NULL in the text table, as in `runner tca`
@@ -48,6 +54,24 @@ def view_sql(out_dir: Path) -> str:
     )
 
 
+def executions_sql() -> str:
+    """The executions in force: an execution's rows fold into the shares (original plus each
+    correction's change) and the price of its latest revision."""
+    base = r"regexp_replace(exec_id, '\.[^.]*$', '')"
+    priced = "last_px IS NOT NULL"
+    return (
+        f"CREATE VIEW {EXECUTIONS} AS SELECT date, tag, any_value(run_id) AS run_id, "
+        f"{base} AS execution, arg_max(exec_id, ts) FILTER (WHERE {priced}) AS exec_id, "
+        "any_value(symbol) AS symbol, any_value(side) AS side, "
+        "sum(coalesce(last_qty, 0)) AS shares, "
+        f"arg_max(last_px, ts) FILTER (WHERE {priced}) AS price, "
+        "min(ts) AS first_ts, max(ts) AS ts, "
+        "count(*) FILTER (WHERE event = 'CORRECTION' AND corrects <> exec_id) AS corrections "
+        f"FROM {VIEW} WHERE event IN ('PARTIAL', 'FILL', 'CORRECTION') AND exec_id IS NOT NULL "
+        f"GROUP BY date, tag, {base}"
+    )
+
+
 def _has_days(out_dir: Path) -> bool:
     return any(out_dir.glob(f"{DAY_GLOB}/ledger*.parquet"))
 
@@ -66,6 +90,7 @@ def run_query(sql: str, out_dir: Path) -> Result:
     try:
         con.execute("SET TimeZone = 'UTC'")  # ts is UTC in the ledger; print it so
         con.execute(view_sql(out_dir))
+        con.execute(executions_sql())
         cursor = con.execute(sql)
         if cursor.description is None:  # a statement without a result (SET, CREATE ...)
             return Result((), [])

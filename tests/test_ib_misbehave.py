@@ -8,6 +8,7 @@ holds afterwards: no working order that runner does not know of.
 from __future__ import annotations
 
 import calendar
+import json
 import os
 import subprocess
 import sys
@@ -465,3 +466,22 @@ def test_a_later_document_failing_at_the_broker_says_which_ran(gateway, cli, tmp
     assert "two.yaml: documents run: #1; #2 did not succeed; not run: none" in err
     assert "unknown contract ZZZZ" in err
     assert [f[26] for f in sent(gateway, PLACE)] == ["doc-1"]
+
+
+def test_the_executions_in_force_view_folds_corrections(gateway, cli, tmp_path):
+    gateway.script("xv", [Ack(), Fill(4, 100.0), Fill(6, 101.0),
+                          Correct(qty=3, px=99.5, index=0, delay=0.1)])
+    code, out, err = one_shot(cli, gateway, "xv")
+    assert code == 0, err
+    r = rows(tmp_path, "xv")
+    assert [x["fill_qty"] for x in r if x["event"] == "CORRECTION"] == [9]
+    assert sum(x["last_qty"] or 0 for x in r if x["event"] != "PNL_SNAPSHOT") == 9
+    code, out, err = cli(gateway.port, "ledger", "query", "SELECT exec_id, shares, price, "
+                         "corrections FROM executions WHERE tag = 'xv' ORDER BY first_ts",
+                         "--json")
+    assert code == 0, err
+    got = json.loads(out)["rows"]
+    ex = sorted(gateway.executions, key=lambda e: e.time_ns)  # as IB has them, both revisions
+    first, second, corrected = ex[0], ex[1], ex[2]
+    assert corrected.exec_id.rsplit(".", 1)[0] == first.exec_id.rsplit(".", 1)[0]
+    assert got == [[corrected.exec_id, 3.0, 99.5, 1], [second.exec_id, 6.0, 101.0, 0]]
