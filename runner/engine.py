@@ -94,6 +94,7 @@ class Outcome:
     snapshot: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)  # what the broker said on the way
     alarm: str = ""  # something that must not pass quietly (an over-fill)
+    missing_commissions: list[str] = field(default_factory=list)  # exec ids, for recover
     order_id: int | None = None
 
 
@@ -359,10 +360,11 @@ class Engine:
             event = await self.broker.next_event(min(until, now + int(POLL_SEC * NS)))
             if event is not None:
                 self._take(event)
+        self.outcome.missing_commissions = list(self.broker.missing_commissions())
         if self.broker.pending() and order.fill_qty > 0:
             self._note(Note(NoteKind.INFO, self.broker.now_ns(), "a commission was not "
-                            f"reported within {SETTLE_SEC:g} s of the end; the ledger has "
-                            "the order without it"))
+                            f"reported within {SETTLE_SEC:g} s of the end; `runner recover` "
+                            "fills it in once the gateway's executions have it"))
 
     def _apply(self, ev: BrokerEvent) -> None:
         order = self.order

@@ -202,6 +202,9 @@ class _WithHours:
     def reconnecting_now(self) -> bool:
         return bool(self.inner.reconnecting_now())
 
+    def missing_commissions(self) -> list[str]:
+        return list(self.inner.missing_commissions())
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -32,6 +32,7 @@ TERMINAL = frozenset({"FILL", "CANCEL", "REJ"})
 CARRIED = ("spec", "tag", "broker", "account", "order_id", "perm_id", "client_id", "symbol",
            "side", "qty", "order_type", "limit", "tif")  # copied onto every recovered row
 MARKERS = ".unsettled"  # OUT_DIR/.unsettled/<day>.<hash>.json: orders left for recover
+INCOMPLETE = ".incomplete"  # OUT_DIR/.incomplete/<day>.<hash>.json: commissions to complete
 POLL_SEC = 0.1
 
 
@@ -310,9 +311,63 @@ async def recover_day(out_dir: Path, day: str, connection: Connection, cancel_al
 # --- markers: which days hold an order left for recover ---------------------------------
 
 
-def _marker(out_dir: Path, day: str, tag: str) -> Path:
+def _marker(out_dir: Path, day: str, tag: str, folder: str = MARKERS) -> Path:
     digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
-    return Path(out_dir) / MARKERS / f"{day}.{digest}.json"
+    return Path(out_dir) / folder / f"{day}.{digest}.json"
+
+
+def note_missing_commissions(out_dir: Path, day: str, tag: str, exec_ids: list[str]) -> None:
+    """An ended order whose executions' commissions did not all come: recover asks for
+    them (not a reason to refuse new orders)."""
+    path = _marker(out_dir, day, tag, INCOMPLETE)
+    if not exec_ids:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"day": day, "tag": tag, "exec_ids": exec_ids}) + "\n")
+
+
+async def complete_commissions(out_dir: Path, connection: Connection,
+                               verbose: int = 0) -> list[str]:
+    """Ask the gateway's executions for the commissions runs ended without; record each
+    as a CORRECTION of its execution. Lines to print."""
+    from runner import ledger
+    from runner.ib import IBBroker, Identity
+
+    notes = sorted((Path(out_dir) / INCOMPLETE).glob("*.json")) \
+        if (Path(out_dir) / INCOMPLETE).is_dir() else []
+    if not notes:
+        return []
+    broker = IBBroker(connection, verbose=verbose)
+    lines = []
+    try:
+        await broker.connect()
+        for path in notes:
+            note = json.loads(path.read_text())
+            day, tag, wanted = note["day"], note["tag"], list(note["exec_ids"])
+            rows = [r for r in ledger.table_to_rows(ledger.read_ledger(Path(out_dir) / day))
+                    if r["tag"] == tag]
+            last = [r for r in rows if r["event"] != "PNL_SNAPSHOT"][-1]
+            who = Identity(tag, last.get("perm_id"), last.get("client_id"), last.get("order_id"))
+            found = {f.exec_id: f.commission for f in await broker.find_executions(who)}
+            got = [(e, found[e]) for e in wanted if found.get(e) is not None]
+            o = Orphan(rows[0], last_ts=max(r["ts"] for r in rows))
+            total = last.get("commission") or 0.0
+            new = []
+            for exec_id, commission in got:
+                total += commission or 0.0
+                new.append(_row(o, "CORRECTION", time.time_ns(), exec_id=exec_id,
+                                corrects=exec_id, commission=total,
+                                fill_qty=last.get("fill_qty"), avg_px=last.get("avg_px"),
+                                message=f"commission of {exec_id} completed by recover"))
+            record(out_dir, day, [Settled(tag, new, "")])
+            left = [e for e in wanted if e not in dict(got)]
+            note_missing_commissions(out_dir, day, tag, left)
+            lines.append(f"recover {day} {tag}: commission of {len(got)} execution(s) "
+                         f"recorded" + (f"; {len(left)} still not reported" if left else ""))
+    finally:
+        await broker.close()
+    return lines
 
 
 def mark(out_dir: Path, day: str, tag: str, unsettled: bool) -> None:
@@ -349,7 +404,10 @@ def recover(out_dir: str, date: str | None, cancel_all: bool, connection: Connec
                for s in asyncio.run(recover_day(root, d, connection, cancel_all, verbose))]
     for day, s in results:
         print(f"recover {day} {s.tag}: {s.summary}")
-    if not results:
+    completed = asyncio.run(complete_commissions(root, connection, verbose))
+    for line in completed:
+        print(line)
+    if not results and not completed:
         print(f"recover: nothing to recover in {out_dir} ({', '.join(days)})")
     unsettled = [s.tag for _, s in results if not s.settled]
     if unsettled:

@@ -346,10 +346,14 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
         raise
     _keep(engine, ledger)
     path = ledger.commit() if journal.opened else ledger.ledger_path
-    if outcome.state in ("UNSETTLED", "UNKNOWN") and outcome.tag:
-        from runner.recover import mark
+    if outcome.tag and (outcome.state in ("UNSETTLED", "UNKNOWN")
+                        or outcome.missing_commissions):
+        from runner.recover import mark, note_missing_commissions
 
-        mark(Path(plan.out_dir), plan.day, outcome.tag, unsettled=True)
+        if outcome.state in ("UNSETTLED", "UNKNOWN"):
+            mark(Path(plan.out_dir), plan.day, outcome.tag, unsettled=True)
+        note_missing_commissions(Path(plan.out_dir), plan.day, outcome.tag,
+                                 outcome.missing_commissions)
     return outcome, path
 
 

@@ -234,6 +234,9 @@ class SimBroker:
     def reconnecting_now(self) -> bool:
         return False
 
+    def missing_commissions(self) -> list[str]:
+        return []
+
     async def next_event(self, deadline_ns: int) -> BrokerEvent | None:
         while self._queue and self._queue[0].ts_ns <= deadline_ns:
             item = heapq.heappop(self._queue)

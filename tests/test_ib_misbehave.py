@@ -485,3 +485,22 @@ def test_the_executions_in_force_view_folds_corrections(gateway, cli, tmp_path):
     first, second, corrected = ex[0], ex[1], ex[2]
     assert corrected.exec_id.rsplit(".", 1)[0] == first.exec_id.rsplit(".", 1)[0]
     assert got == [[corrected.exec_id, 3.0, 99.5, 1], [second.exec_id, 6.0, 101.0, 0]]
+
+
+def test_recover_completes_a_commission_the_run_ended_without(gateway, cli, tmp_path):
+    gateway.script("cm", [Ack(), Fill(10, 100.0, commission=1.4, commission_mode="never")])
+    # the run's own look at the executions comes too late for its settle window
+    after(gateway, PLACE, lambda: gateway.set_sync_delay(executions=4.0))
+    code, out, err = one_shot(cli, gateway, "cm")
+    assert code == 0 and "state=FILL" in out
+    assert "a commission was not reported" in err and "runner recover" in err
+    assert rows(tmp_path, "cm")[-1]["commission"] is None
+    gateway.set_sync_delay(executions=0.0)
+    code, out, err = cli(gateway.port, "recover")
+    assert code == 0 and "cm: commission of 1 execution(s) recorded" in out, out + err
+    r = rows(tmp_path, "cm")
+    fill_exec = [x for x in r if x["event"] == "FILL"][0]["exec_id"]
+    assert r[-1]["event"] == "CORRECTION" and r[-1]["corrects"] == fill_exec
+    assert r[-1]["commission"] == 1.4 and r[-1]["fill_qty"] == 10
+    code, out, _ = cli(gateway.port, "recover")  # twice: nothing new
+    assert code == 0 and out.startswith("recover: nothing to recover") and rows(tmp_path, "cm") == r

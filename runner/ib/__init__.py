@@ -329,6 +329,13 @@ class IBBroker:
     async def find(self, who: Identity) -> Found:
         return await queries.find(self.session, who)
 
+    async def find_executions(self, who: Identity) -> list[queries.FillView]:
+        return await queries.executions(self.session, who)
+
+    def missing_commissions(self) -> list[str]:
+        """Executions of the order whose commission never came (after the end)."""
+        return self.tracker.missing_commissions if self.tracker is not None else []
+
     def cancel_found(self, found: Found) -> None:
         """Send a cancel for an order found at the gateway (this session's client id)."""
         assert found.order_id is not None
