@@ -159,6 +159,10 @@ class Broker(Protocol):
         """Check that the contract exists; raise GatewayError if not."""
         ...
 
+    def next_order_id(self) -> int | None:
+        """The broker's id for the order about to be placed (recorded on the INTENT)."""
+        ...
+
     async def place(self, order: OrderRequest) -> None:
         """Send the order. Its fate arrives through `next_event`."""
         ...

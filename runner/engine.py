@@ -10,6 +10,7 @@ recorded before the exception goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -175,9 +176,11 @@ class Engine:
             await self._place_and_wait()
         except Stopped as e:
             await self._cancel_on_the_way_out(e)
+            self._left_open(e)
             raise Stopped(f"{e.message}; {self.fate()}", e.hint) from None
         except BaseException as e:  # noqa: BLE001 - cancel on *any* way out, then re-raise
             await self._cancel_on_the_way_out(e)
+            self._left_open(e)
             raise
         finally:
             self._unlock()
@@ -205,7 +208,8 @@ class Engine:
                              f" -> {trading_day(now)}); nothing was sent", "run it again")
         if req.backstop_sec is not None:
             req = replace(req, good_till_ns=-(-(now + int(req.backstop_sec * NS)) // NS) * NS)
-        self.order = _Order(req, intent_ns=now, client_id=self.client_id)
+        self.order = _Order(req, intent_ns=now, client_id=self.client_id,
+                            order_id=self.broker.next_order_id())
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
         self.outcome.arrival_px = arrival
         sanity = self.plan.kind == "sanity-cancel"
@@ -315,12 +319,25 @@ class Engine:
         oid = f" (order id {order.order_id})" if order.order_id else ""
         text = (f"cancel of {order.req.tag}{oid} {refused} after {CANCEL_ATTEMPTS} attempts "
                 f"in {waited:.1f} s; the broker shows it {shows}{why}")
+        order.state = Ev.UNSETTLED
         self._record(Ev.UNSETTLED, self.broker.now_ns(), message=text)
-        self.outcome.state = Ev.UNSETTLED.value
         self.outcome.message = (
             f"{text}; it may still be working at IB: cancel it in TWS or run `runner recover` "
             f"once IB lets it be cancelled. New orders under {self.plan.out_dir} are refused "
             "until it is settled (--allow-unsettled overrides)")
+
+    def _left_open(self, cause: BaseException) -> None:
+        """Leaving while the order has no end the broker confirmed: say so in the ledger
+        (UNSETTLED), so later runs and `runner recover` know it may still be working."""
+        order = self.order
+        if order is None or not order.placed or order.stopped:
+            return
+        why = type(cause).__name__ if not isinstance(cause, RunnerError) else cause.message
+        order.state = Ev.UNSETTLED
+        with contextlib.suppress(LedgerError):
+            self._record(Ev.UNSETTLED, self.broker.now_ns(),
+                         message=f"the run stopped ({why}) before the broker confirmed an end "
+                                 "for the order; it may still be working at IB")
 
     def _unlock(self) -> None:
         release, self._release = self._release, None

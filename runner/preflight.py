@@ -184,6 +184,10 @@ class _WithHours:
         await self.inner.qualify(order)
         self.sessions = await self.inner.liquid_sessions()
 
+    def next_order_id(self) -> int | None:
+        found = self.inner.next_order_id()
+        return int(found) if found is not None else None
+
     async def place(self, order: OrderRequest) -> None:
         await self.inner.place(order)
 

@@ -48,6 +48,7 @@ class Orphan:
     acked: bool = False
     last_event: str = "INTENT"
     ids: dict[str, Any] = field(default_factory=dict)  # perm_id, client_id, order_id
+    avg_px: float | None = None
 
     @property
     def tag(self) -> str:
@@ -56,6 +57,16 @@ class Orphan:
     @property
     def deadline_ns(self) -> int | None:
         return self.intent.get("deadline")
+
+    @property
+    def key(self) -> tuple[str, Any, Any]:
+        return _key(self.intent)
+
+
+def _key(row: dict[str, Any]) -> tuple[str, Any, Any]:
+    """Which order a row is about: its tag and the (client id, order id) the INTENT
+    recorded — a tag placed twice (--allow-duplicate) is two orders."""
+    return (row["tag"], row.get("client_id"), row.get("order_id"))
 
 
 def find_orphans(out_dir: Path, day: str) -> list[Orphan]:
@@ -68,36 +79,51 @@ def find_orphans(out_dir: Path, day: str) -> list[Orphan]:
     ledger.merge_leftovers(Path(out_dir), day)
     alive = ledger.live_runs(Path(out_dir), day)
     rows = ledger.table_to_rows(ledger.read_ledger(day_dir))
-    orders: dict[str, Orphan] = {}
+    orders: dict[tuple[str, Any, Any], Orphan] = {}
+    by_run: dict[tuple[str, str], tuple[str, Any, Any]] = {}  # (run, tag) -> its order
+    latest: dict[str, tuple[str, Any, Any]] = {}  # tag -> its latest order (old ledgers)
     for row in rows:  # in (ts, run_id, seq) order
         tag, event = row["tag"], row["event"]
         if event == "INTENT":
-            orders[tag] = Orphan(row, last_ts=row["ts"])
+            key = _key(row) if row.get("order_id") is not None else (tag, row["run_id"], None)
+            orders[key] = Orphan(row, last_ts=row["ts"])
+            by_run[(row["run_id"], tag)] = latest[tag] = key
             continue
-        order = orders.get(tag)
+        found = by_run.get((row["run_id"], tag)) or (
+            _key(row) if _key(row) in orders else latest.get(tag))
+        order = orders.get(found) if found is not None else None
         if order is None:
             continue
         _note_row(order, row)
         if event in TERMINAL:
-            del orders[tag]
+            del orders[order_key(order)]
     return [o for o in orders.values()
             if o.intent["run_id"] not in alive or o.last_event in ("UNSETTLED", "UNKNOWN")]
 
 
+def order_key(o: Orphan) -> tuple[str, Any, Any]:
+    i = o.intent
+    return _key(i) if i.get("order_id") is not None else (i["tag"], i["run_id"], None)
+
+
 def _note_row(o: Orphan, row: dict[str, Any]) -> None:
     o.last_ts = max(o.last_ts, row["ts"])
-    if row["event"] != "PNL_SNAPSHOT":
-        o.last_event = row["event"]
-    o.acked = o.acked or row["event"] in ("ACK", "PARTIAL", "FILL") or bool(row.get("perm_id"))
+    event = row["event"]
+    if event != "PNL_SNAPSHOT":
+        o.last_event = event
+    # an order its run reported UNKNOWN or UNSETTLED was placed, acknowledged or not
+    o.acked = o.acked or event in ("ACK", "PARTIAL", "FILL", "UNKNOWN", "UNSETTLED") \
+        or bool(row.get("perm_id"))
     for key in ("perm_id", "client_id", "order_id"):
         if row.get(key) is not None:
             o.ids[key] = row[key]
-    if row["event"] in ("PARTIAL", "FILL", "CORRECTION"):
+    if event in ("PARTIAL", "FILL", "CORRECTION"):
         if row.get("exec_id"):
             o.exec_ids.add(row["exec_id"])
         o.fill_qty = max(o.fill_qty, row.get("fill_qty") or 0.0) \
-            if row["event"] != "CORRECTION" else (row.get("fill_qty") or o.fill_qty)
+            if event != "CORRECTION" else (row.get("fill_qty") or o.fill_qty)
         o.commission = max(o.commission, row.get("commission") or 0.0)
+        o.avg_px = row.get("avg_px") if row.get("avg_px") is not None else o.avg_px
 
 
 @dataclass
@@ -109,12 +135,18 @@ class Settled:
     summary: str
     settled: bool = True  # False: still working at (or not shown by) the broker
     day: str = ""
+    order_id: int | None = None  # the INTENT's, for the marker
 
 
 async def settle_ib(orphans: list[Orphan], broker: Any, cancel_all: bool,
                     now_ns: Any = time.time_ns) -> list[Settled]:
     """Ask the gateway about each orphan and decide; `broker` is a connected IBBroker."""
-    return [await _settle_one(o, broker, cancel_all, now_ns) for o in orphans]
+    out = []
+    for o in orphans:
+        settled = await _settle_one(o, broker, cancel_all, now_ns)
+        settled.order_id = o.intent.get("order_id")
+        out.append(settled)
+    return out
 
 
 def _identity(o: Orphan) -> Any:
@@ -137,7 +169,8 @@ async def _settle_one(o: Orphan, broker: Any, cancel_all: bool, now_ns: Any) -> 
     rows = _fill_rows(o, found.fills)
     if found.state == Lookup.WORKING:
         deadline = o.deadline_ns
-        if not cancel_all and deadline is not None and now_ns() < deadline:
+        wanted_out = o.last_event in ("UNSETTLED", "UNKNOWN")  # its run tried to cancel it
+        if not cancel_all and not wanted_out and deadline is not None and now_ns() < deadline:
             return Settled(o.tag, rows, f"still working until its deadline; left alone "
                            f"(filled {o.fill_qty:g}); run recover again after it")
         return await _cancel(o, broker, found, rows, now_ns)
@@ -147,10 +180,22 @@ async def _settle_one(o: Orphan, broker: Any, cancel_all: bool, now_ns: Any) -> 
 
 
 def _unknown(o: Orphan, broker: Any, rows: list[dict[str, Any]], now_ns: Any) -> Settled:
+    from runner.plan import iso
+
     if not o.acked:
-        message = "never reached the broker (recover): the runner stopped before sending it"
-        rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty, message=message))
-        return Settled(o.tag, rows, message.replace(" (recover)", ""))
+        # No word from the broker ever, and it shows nothing: either it never got there,
+        # or it is dead by its time in force — or it got there and may still work until
+        # its GTD backstop. Only the first two are an end.
+        gtd = o.intent.get("good_till")
+        if o.intent.get("tif") == "IOC" or (gtd is not None and now_ns() >= gtd):
+            message = ("never reached the broker (recover): not at the gateway, and past "
+                       "its time in force")
+            rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty, message=message))
+            return Settled(o.tag, rows, message.replace(" (recover)", ""))
+        until = f" until its GTD backstop {iso(gtd)}" if gtd is not None else ""
+        return Settled(o.tag, rows, f"not shown by the gateway at {broker.where}; if it was "
+                       f"sent before the run stopped it may work at IB{until}; run recover "
+                       "again after that, or check TWS", settled=False)
     text = (f"acknowledged, but the gateway at {broker.where} does not show it: it may "
             "still be working at IB (another gateway? a restart?); left UNKNOWN")
     if o.last_event != "UNKNOWN":
@@ -195,8 +240,12 @@ async def _cancel(o: Orphan, broker: Any, found: Any, rows: list[dict[str, Any]]
         waited = owner.conn.cancel_timeout_sec
         return Settled(o.tag, rows, f"cancel not confirmed within {waited:g} s; still live "
                        "at the broker", settled=False)
-    if o.fill_qty >= o.intent["qty"] - 1e-9:
-        return Settled(o.tag, rows, "filled before the cancel reached it")
+    if later.state == Lookup.UNKNOWN:
+        return _unknown(o, broker, rows, now_ns)
+    from runner.broker import Ev
+
+    if later.end != Ev.CANCEL or o.fill_qty >= o.intent["qty"] - 1e-9:
+        return _ended(o, later, rows, now_ns)  # it ended otherwise meanwhile: as IB says
     rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty, message="cancelled by recover"))
     return Settled(o.tag, rows, f"cancelled (filled {o.fill_qty:g})")
 
@@ -260,6 +309,9 @@ def _row(o: Orphan, event: str, ts_ns: int, **values: Any) -> dict[str, Any]:
     event: IB's execution times have 1 s resolution, and the ledger is in time order."""
     o.last_ts = max(ts_ns, o.last_ts + 1)
     row = {k: o.intent.get(k) for k in CARRIED}
+    row.update({k: v for k, v in o.ids.items() if v is not None})  # what the broker said
+    if event in ("FILL", "CANCEL", "REJ", "UNKNOWN"):  # the order's totals so far
+        row.update(commission=o.commission or None, avg_px=o.avg_px)
     row.update(event=event, ts=o.last_ts)
     row.update({k: v for k, v in values.items() if v is not None})
     return row
@@ -269,7 +321,8 @@ def settle_sim(orphans: list[Orphan], now_ns: int) -> list[Settled]:
     """A dry run has no broker to ask: its order ended with its process."""
     return [Settled(o.tag, [_row(o, "CANCEL", now_ns, fill_qty=o.fill_qty,
                                  message="dry run ended without a final event (recover)")],
-                    "dry run ended without a final event") for o in orphans]
+                    "dry run ended without a final event", order_id=o.intent.get("order_id"))
+            for o in orphans]
 
 
 def record(out_dir: Path, day: str, settled: list[Settled]) -> None:
@@ -304,15 +357,16 @@ async def recover_day(out_dir: Path, day: str, connection: Connection, cancel_al
         record(out_dir, day, settled)
     for s in settled:
         s.day = day
-        mark(out_dir, day, s.tag, unsettled=not s.settled)
+        mark(out_dir, day, s.tag, unsettled=not s.settled, order_id=s.order_id)
     return settled
 
 
 # --- markers: which days hold an order left for recover ---------------------------------
 
 
-def _marker(out_dir: Path, day: str, tag: str, folder: str = MARKERS) -> Path:
-    digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
+def _marker(out_dir: Path, day: str, tag: str, folder: str = MARKERS,
+            order_id: int | None = None) -> Path:
+    digest = hashlib.sha256(f"{tag}\0{order_id}".encode()).hexdigest()[:16]
     return Path(out_dir) / folder / f"{day}.{digest}.json"
 
 
@@ -370,9 +424,11 @@ async def complete_commissions(out_dir: Path, connection: Connection,
     return lines
 
 
-def mark(out_dir: Path, day: str, tag: str, unsettled: bool) -> None:
-    """Note (or clear) that `tag` of `day` is left for recover: later runs look there."""
-    path = _marker(out_dir, day, tag)
+def mark(out_dir: Path, day: str, tag: str, unsettled: bool,
+         order_id: int | None = None) -> None:
+    """Note (or clear) that an order (tag, order id) of `day` is left for recover: later
+    runs look there."""
+    path = _marker(out_dir, day, tag, order_id=order_id)
     if unsettled:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"day": day, "tag": tag}) + "\n")

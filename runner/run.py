@@ -343,18 +343,27 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
         if journal.opened:
             with contextlib.suppress(LedgerError):
                 ledger.commit()
+        _note_for_recover(plan, engine)
         raise
     _keep(engine, ledger)
     path = ledger.commit() if journal.opened else ledger.ledger_path
-    if outcome.tag and (outcome.state in ("UNSETTLED", "UNKNOWN")
-                        or outcome.missing_commissions):
-        from runner.recover import mark, note_missing_commissions
-
-        if outcome.state in ("UNSETTLED", "UNKNOWN"):
-            mark(Path(plan.out_dir), plan.day, outcome.tag, unsettled=True)
-        note_missing_commissions(Path(plan.out_dir), plan.day, outcome.tag,
-                                 outcome.missing_commissions)
+    _note_for_recover(plan, engine)
     return outcome, path
+
+
+def _note_for_recover(plan: Plan, engine: Engine) -> None:
+    """An order the run leaves without a confirmed end, or without all its commissions,
+    is noted where later runs and `runner recover` look (any way the run ends)."""
+    order, out = engine.order, engine.outcome
+    if order is None or not order.placed:
+        return
+    from runner.recover import mark, note_missing_commissions
+
+    root = Path(plan.out_dir)
+    if not order.done:
+        mark(root, plan.day, order.req.tag, unsettled=True, order_id=order.order_id)
+    if out.missing_commissions:
+        note_missing_commissions(root, plan.day, order.req.tag, out.missing_commissions)
 
 
 def _say(line: str) -> None:

@@ -202,6 +202,9 @@ class SimBroker:
     async def close(self) -> None:
         return None
 
+    def next_order_id(self) -> int | None:
+        return len(self._orders) + 1
+
     async def place(self, order: OrderRequest) -> None:
         if order.tag in self._orders:
             raise ValueError(f"sim: order tag {order.tag!r} was already placed")

@@ -19,7 +19,17 @@ from typing import Any
 
 import pytest
 
-from runner.gateway import Ack, Correct, Error, Fill, Inactive, Outage, Reject, Restart
+from runner.gateway import (
+    Ack,
+    Correct,
+    DropBeforeAck,
+    Error,
+    Fill,
+    Inactive,
+    Outage,
+    Reject,
+    Restart,
+)
 from runner.ledger import read_ledger
 
 PLACE, CANCEL = 3, 4
@@ -364,6 +374,9 @@ def test_order_ids_rolled_back_by_a_restart_get_103_and_nothing_works(gateway, c
     assert code == 4 and "103 Duplicate order id" in err
     assert events(tmp_path, "id-2") == ["INTENT", "REJ"]
     assert gateway.live_orders() == []
+    # the refused id is id-1's: runner never sends a cancel by it
+    cancels = [f for f in sent(gateway, CANCEL)]
+    assert [f[2] for f in cancels] == [str(rows(tmp_path, "id-1")[0]["order_id"])]
 
 
 def test_a_slow_sync_does_not_shift_the_gtd(gateway, cli, tmp_path):
@@ -504,3 +517,64 @@ def test_recover_completes_a_commission_the_run_ended_without(gateway, cli, tmp_
     assert r[-1]["commission"] == 1.4 and r[-1]["fill_qty"] == 10
     code, out, _ = cli(gateway.port, "recover")  # twice: nothing new
     assert code == 0 and out.startswith("recover: nothing to recover") and rows(tmp_path, "cm") == r
+
+
+
+# --- what the review found (each reproduced first) -----------------------------------------
+
+
+def test_a_placed_order_the_gateway_lost_before_its_ack_is_never_called_cancelled(
+        gateway, cli, tmp_path):
+    gateway.script("pu", [DropBeforeAck()])
+    after(gateway, PLACE, lambda: gateway.restart(down=0.3, lose_orders=True))
+    code, out, err = one_shot(cli, gateway, "pu", 1, 5)
+    assert code == 1 and events(tmp_path, "pu") == ["INTENT", "UNKNOWN"]
+    code, out, _ = cli(gateway.port, "recover", "--cancel-all")
+    assert code == 3 and "pu: acknowledged, but the gateway" in out  # no end written
+    assert events(tmp_path, "pu") == ["INTENT", "UNKNOWN"]
+    code, _, err = one_shot(cli, gateway, "pu-next", 1, 0.2)
+    assert code == 2 and "not placing" in err  # the next run refuses while it may work
+    gateway.restore_orders()
+    code, out, _ = cli(gateway.port, "recover", "--cancel-all")
+    assert code == 0 and "pu: cancelled (filled 0)" in out
+    assert gateway.live_orders() == []
+
+
+def test_a_tag_placed_twice_does_not_hide_the_unsettled_first(gateway, cli, tmp_path):
+    gateway.script("tw", [Ack()], on_cancel="refuse", refuse_code=161)
+    assert one_shot(cli, gateway, "tw", 1, 0.2)[0] == 1
+    gateway.script("tw", [Ack(), Fill(1, 100.0)])
+    assert one_shot(cli, gateway, "tw", 1, 0.5, "--allow-duplicate",
+                    "--allow-unsettled")[0] == 0
+    code, _, err = one_shot(cli, gateway, "tw-2", 1, 0.2)
+    assert code == 2 and "tw" in err and "not placing" in err
+    code, out, _ = cli(gateway.port, "recover", "--cancel-all")
+    assert code == 3 and "tw: cancel not confirmed" in out
+    assert len(working(gateway, "tw")) == 1
+
+
+def test_leaving_early_with_a_refused_cancel_still_blocks_later_runs(gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nkill_switch: KILL\n")
+    gateway.script("ks", [Ack()], on_cancel="refuse", refuse_code=161)
+    after(gateway, PLACE, lambda: (tmp_path / "KILL").touch())
+    code, out, err = one_shot(cli, gateway, "ks", 1, 30)
+    assert code == 1 and events(tmp_path, "ks") == ["INTENT", "ACK", "UNSETTLED"]
+    (tmp_path / "KILL").unlink()
+    marker = list((tmp_path / "data" / "exec" / ".unsettled").glob("*.json"))
+    assert len(marker) == 1 and json.loads(marker[0].read_text())["tag"] == "ks"
+    # a later day: the run still refuses (the marker names the day to look at)
+    code, _, err = one_shot(cli, gateway, "ks-2", 1, 0.2)
+    assert code == 2 and "ks" in err
+
+
+def test_recover_records_the_end_ib_reports_after_its_cancel(gateway, cli, tmp_path):
+    gateway.script("re", [Ack(), Fill(1, 100.0, commission=0.7), Reject("margin", delay=3.0)],
+                   on_cancel="ignore")
+    assert one_shot(cli, gateway, "re", 5, 0.2)[0] == 1
+    code, out, _ = cli(gateway.port, "recover", "--cancel-all")
+    r = rows(tmp_path, "re")
+    assert code == 0 and "re: rejected at the broker" in out, out
+    assert [x["event"] for x in r][-1] == "REJ"
+    last = r[-1]  # the order's identity and its totals on the row recover wrote
+    assert (last["order_id"], last["client_id"]) == (r[1]["order_id"], 7) and last["perm_id"]
+    assert last["commission"] == 0.7 and last["fill_qty"] == 1 and last["avg_px"] == 100.0

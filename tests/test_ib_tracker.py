@@ -88,7 +88,7 @@ def test_status_filled_without_executions_ends_after_the_wait_with_its_quantity(
     assert kinds(out) == ["FILL"]
     end = out[0]
     assert isinstance(end, BrokerEvent) and end.fill_qty == 10 and end.last_qty is None
-    assert "runner recover completes them" in end.message
+    assert "sent executions for 0 only" in end.message
 
 
 def test_partial_then_inactive_keeps_the_filled_quantity_and_the_reason() -> None:
@@ -184,3 +184,30 @@ def test_an_error_code_alone_ends_nothing() -> None:
     clock.pass_(60)
     t.pump()
     assert kinds(out) == ["ACK"] and t.ended is None
+
+
+def test_a_status_echo_after_the_end_status_changes_nothing() -> None:
+    t, out, clock = tracker()
+    t.on_status("Submitted", 0, None, 55)
+    t.on_status("Filled", 10, 100.0, 55)
+    t.on_status("PendingCancel", 10, 100.0, 55)  # an echo of our own cancel, late
+    t.on_execution(ex("e.01", 10, 100.0))
+    t.on_commission("e.01", 1.0)
+    clock.pass_(EXEC_WAIT_SEC)
+    t.pump()
+    assert kinds(out) == ["ACK", "FILL"] and t.ended == Ev.FILL
+
+
+def test_a_downward_correction_then_cancel_ends_with_the_corrected_quantity() -> None:
+    t, out, _ = tracker()
+    t.on_status("Submitted", 0, None, 55)
+    t.on_execution(ex("d.01", 4, 100.0))
+    t.on_commission("d.01", 1.0)
+    t.on_status("Submitted", 4, 100.0, 55)
+    t.on_execution(ex("d.02", 2, 100.0))
+    t.on_commission("d.02", 0.5)
+    t.on_status("Submitted", 2, 100.0, 55)
+    t.on_status("Cancelled", 2, 100.0, 55)
+    assert kinds(out) == ["ACK", "PARTIAL", "CORRECTION", "CANCEL"]
+    end = out[-1]
+    assert isinstance(end, BrokerEvent) and end.fill_qty == 2 and end.message == ""

@@ -104,9 +104,22 @@ def test_kill_after_intent_before_send(gateway, tmp_path, recover):
     proc.communicate(timeout=20)
     assert proc.returncode == -9
     assert events(tmp_path, "k-intent") == ["INTENT"] and sent(gateway, PLACE) == []
+    # the gateway shows nothing, but the ledger cannot tell "never sent" from "sent, and
+    # the gateway lost it": possibly live until its GTD backstop, so not settled yet
     code, out, _ = recover(gateway.port)
-    assert code == 0 and "k-intent: never reached the broker" in out
-    assert events(tmp_path, "k-intent") == ["INTENT", "CANCEL"]
+    gtd = ledger(tmp_path, "k-intent")[0]["good_till"]
+    assert code == 3 and "k-intent: not shown by the gateway" in out
+    assert f"until its GTD backstop {gtd.strftime('%Y-%m-%dT%H:%M:%S')}Z" in out
+    assert events(tmp_path, "k-intent") == ["INTENT"]
+    # an IOC is past its time in force at once: never reached the broker, settled
+    proc = run_bg(gateway.port, tmp_path, "one-shot", "--qty", "1", "--limit", "10.00",
+                  "--tif", "IOC", "--tag", "k-ioc", "--allow-unsettled",
+                  RUNNER_FAILPOINT="after-intent")
+    proc.communicate(timeout=20)
+    code, out, _ = recover(gateway.port, "--date", ledger(tmp_path, "k-ioc")[0]["ts"]
+                           .tz_convert("America/New_York").strftime("%Y-%m-%d"))
+    assert "k-ioc: never reached the broker" in out
+    assert events(tmp_path, "k-ioc") == ["INTENT", "CANCEL"]
 
 
 def test_kill_after_send_before_ack(gateway, tmp_path, recover):
@@ -254,7 +267,8 @@ def test_cut_for_good_exits_3_and_recover_settles(gateway, proxy, tmp_path, reco
     assert proc.returncode == 3
     assert err.startswith(f"runner: connection to 127.0.0.1:{proxy.port} lost and not restored "
                           "within 1 s; order cut-c may still be live at IB")
-    assert events(tmp_path, "cut-c") == ["INTENT", "ACK"]
+    # the run says it left the order without a confirmed end (later runs refuse for it)
+    assert events(tmp_path, "cut-c") == ["INTENT", "ACK", "UNSETTLED"]
     code, out, _ = recover(gateway.port, "--cancel-all")
     assert code == 0 and "cut-c: cancelled (filled 0)" in out
     assert_ledger_matches_gateway(tmp_path, gateway, "cut-c")

@@ -20,7 +20,7 @@ from runner.broker import BrokerEvent, Ev, Lookup, Note, NoteKind, OrderRequest,
 from runner.broker import WhatIf as WhatIf
 from runner.errors import GatewayError
 from runner.ib import queries
-from runner.ib.codes import CANCEL_TOO_LATE, Kind, classify, refused_state
+from runner.ib.codes import CANCEL_TOO_LATE, DUPLICATE_ORDER_ID, Kind, classify, refused_state
 from runner.ib.orders import END_OF_STATUS, Execution, Tracker
 from runner.ib.queries import Found, Identity, gtd_string, parse_hours
 from runner.ib.session import READ_ONLY_HINT, Session
@@ -50,6 +50,8 @@ class IBBroker:
         self.reconnecting: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._commission_query: asyncio.Task[None] | None = None
+        self._order_id: int | None = None
+        self._id_refused = False  # 103: the id belongs to another order; never cancel by it
 
     def now_ns(self) -> int:
         return time.time_ns()
@@ -129,9 +131,17 @@ class IBBroker:
     async def qualify(self, order: OrderRequest) -> None:
         self.contract = await queries.qualify(self.session, order)
 
+    def next_order_id(self) -> int | None:
+        """The id the order will go out with, taken now so the INTENT can carry it."""
+        if self._order_id is None:
+            self._order_id = int(self.session.ib.client.getReqId())
+        return self._order_id
+
     async def place(self, order: OrderRequest) -> None:
         self.tracker = Tracker(order, self.client_id, self._put, self.now_ns)
-        trade = self.session.ib.placeOrder(self.contract, queries.ib_order(order))
+        ib_order = queries.ib_order(order)
+        ib_order.orderId = self.next_order_id()
+        trade = self.session.ib.placeOrder(self.contract, ib_order)
         self.tracker.order_id = trade.order.orderId or None
 
     async def cancel(self, tag: str) -> None:
@@ -146,6 +156,8 @@ class IBBroker:
 
     def _send_cancel(self) -> None:
         assert self.tracker is not None and self.tracker.order_id is not None
+        if self._id_refused:
+            return  # IB refused the id (103): a cancel by it would hit another order
         self.session.cancel(self.tracker.order_id)
 
     async def lookup(self, tag: str) -> Lookup:
@@ -208,7 +220,13 @@ class IBBroker:
         t = self.tracker
         assert t is not None
         who = Identity(t.req.tag, t.perm_id, t.client_id, t.order_id)
-        for f in await queries.executions(self.session, who):
+        try:
+            fills = await queries.executions(self.session, who)
+        except GatewayError as e:  # after the end: a note, not the run's failure
+            self._put(Note(NoteKind.INFO, self.now_ns(), f"asking for the commissions: "
+                           f"{e.message}"))
+            return
+        for f in fills:
             if f.commission is not None:
                 t.on_commission(f.exec_id, f.commission)
         self._arm()
@@ -229,9 +247,15 @@ class IBBroker:
 
     def _tick(self) -> None:
         self._timer = None
-        if self.tracker is not None:
-            self.tracker.pump()
-        self._arm()
+        try:
+            if self.tracker is not None:
+                self.tracker.pump()
+            self._arm()
+        except Exception as e:  # noqa: BLE001 - a timer callback: hand it to the engine
+            self._put_error(e)
+
+    def _put_error(self, error: BaseException) -> None:
+        self.queue.put_nowait(error)
 
     # --- taps: every decoded order message, before ib_async's bookkeeping ------------
 
@@ -293,6 +317,8 @@ class IBBroker:
             else:
                 self._put(Note(NoteKind.CANCEL_REFUSED, self.now_ns(), f"IB {said}", code))
         elif c.kind in (Kind.REJECTED, Kind.CLIENT):
+            if code == DUPLICATE_ORDER_ID and not t.acked:
+                self._id_refused = True
             hint = f" ({READ_ONLY_HINT})" if code == 321 else ""
             t.on_reason(said + hint)
             self.session.spawn(self._confirm_reject())

@@ -69,6 +69,7 @@ class Tracker:
     order_id: int | None = None
     perm_id: int | None = None
     status: str | None = None  # the broker's last orderStatus
+    end_status: str | None = None  # the first orderStatus that ends it (Filled, Cancelled, …)
     status_filled: float = 0.0
     status_avg: float | None = None
     acked: bool = False
@@ -90,13 +91,14 @@ class Tracker:
                   perm_id: int | None = None) -> None:
         self.perm_id = perm_id or self.perm_id
         self.status = status
-        if filled > self.status_filled or status in END_OF_STATUS:
-            self.status_filled = max(self.status_filled, filled)
+        if self.end_status is None:  # the end's own numbers stand against later echoes
+            self.status_filled = filled  # the broker's latest (a correction may lower it)
             self.status_avg = avg_px if avg_px else self.status_avg
         if status in ACK_STATUSES and not self.acked and self.ended is None:
             self.acked = True
             self._out(Ev.ACK)
-        if status in END_OF_STATUS and self.end_since_ns is None:
+        if status in END_OF_STATUS and self.end_status is None:
+            self.end_status = status
             self.end_since_ns = self.clock()
         self.pump()
 
@@ -176,7 +178,7 @@ class Tracker:
             h = self.held[0]
             if h.execution.commission is None and now < h.until_ns:
                 return
-            if self._completes(h) and self.status not in END_OF_STATUS and now < h.until_ns:
+            if self._completes(h) and self.end_status is None and now < h.until_ns:
                 return  # the status that makes it the end is likely on its way
             self.held.pop(0)
             self._release(h)
@@ -201,7 +203,7 @@ class Tracker:
                       message=f"execution {h.replaces} corrected by {e.exec_id}")
             return
         self.journaled_qty += e.qty
-        last = (self.ended is None and END_OF_STATUS.get(self.status or "") == Ev.FILL
+        last = (self.ended is None and END_OF_STATUS.get(self.end_status or "") == Ev.FILL
                 and not any(not x.replaces for x in self.held)
                 and self.journaled_qty >= self.req.qty - EPS)
         if self.ended is not None:
@@ -214,15 +216,16 @@ class Tracker:
             self._out(Ev.PARTIAL, last_qty=e.qty, last_px=e.px, exec_id=e.exec_id)
 
     def _end(self) -> None:
-        kind = END_OF_STATUS[self.status or ""]
+        status = self.end_status or ""
+        kind = END_OF_STATUS[status]
         self.ended = kind
         message = ""
         if self.journaled_qty < self.status_filled - EPS:
             message = (f"the broker reports {self.status_filled:g} filled but sent executions "
-                       f"for {self.journaled_qty:g}; runner recover completes them")
+                       f"for {self.journaled_qty:g} only")
         if kind == Ev.REJ:
-            message = self.reason or f"{self.status} at the broker (no reason given)"
-        elif kind == Ev.CANCEL and self.status == "Cancelled" and self.reason:
+            message = self.reason or f"{status} at the broker (no reason given)"
+        elif kind == Ev.CANCEL and status == "Cancelled" and self.reason:
             message = self.reason
         self._out(kind, message=message)
 
@@ -235,8 +238,9 @@ class Tracker:
 
     def _out(self, kind: Ev, *, last_qty: float | None = None, last_px: float | None = None,
              exec_id: str = "", corrects: str = "", message: str = "") -> None:
-        filled = max(self.journaled_qty, self.status_filled if kind in END_OF_STATUS.values()
-                     else 0.0)
+        filled = self.journaled_qty
+        if kind in END_OF_STATUS.values() and self.status_filled > filled + EPS:
+            filled = self.status_filled  # executions missing: the broker's own count
         avg = self.avg_px if self.fill_qty > EPS else self.status_avg
         self.emit(BrokerEvent(
             kind=kind, ts_ns=self.clock(), tag=self.req.tag, order_id=self.order_id,
