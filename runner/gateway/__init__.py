@@ -5,8 +5,9 @@ end to end over 127.0.0.1 without IB. Modules: `wire` (framing and message
 layouts), `server` (FakeGateway: sessions and requests), `orders` (the order
 engine running per-order scripts), `book` (state that survives disconnects),
 `steps` (script steps), `scenario` (YAML scenario files), `barclock` (bars
-mode), `thread` (GatewayThread), `cli` (`runner gateway`). How to make it
-misbehave like a real gateway: docs/gateway-scripts.md.
+mode), `marketdata` (quotes and 1 s historical bars, from the bars or
+`set_quote`), `thread` (GatewayThread), `cli` (`runner gateway`). How to make
+it misbehave like a real gateway: docs/gateway-scripts.md.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (nothing here is authenticated)")
-    p.add_argument("--bars", metavar="FILE", help="1 s bars Parquet: fill orders against them")
+    p.add_argument("--bars", metavar="FILE",
+                   help="1 s bars Parquet: fill orders against them and serve market data "
+                   "(snapshots, 1 s historical bars) from them")
     p.add_argument("--account", action="append", metavar="ACCT",
                    help="managed account, repeatable (default DU1234567; U… is a live one)")
     p.add_argument("--speed", type=float, default=1.0,

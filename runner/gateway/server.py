@@ -13,6 +13,10 @@ It can also misbehave the way real gateways do (TWS_PROTOCOL.md §7): refused
 cancels, duplicated messages, late or missing commissions, execution
 corrections, connectivity outages that hold messages, restarts that roll
 nextValidId back or forget orders, slow sync answers. See docs/gateway-scripts.md.
+
+With bars (or a quote a test sets with `set_quote`) it answers market-data
+snapshots and 1-second historical bars; without, 354 / 162 (docs/gateway-scripts.md,
+"Market data").
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ from runner.gateway import wire
 from runner.gateway.barclock import BarClock
 from runner.gateway.book import Book, OrderRecord
 from runner.gateway.contracts import HOURS_MODES, find_stock, trading_hours
+from runner.gateway.marketdata import (
+    ONE_SECOND_BARS,
+    QUOTE_SIZE,
+    STK_TICK,
+    Quote,
+    bars_between,
+    check_price,
+    duration_ns,
+    quote_from_bars,
+)
 from runner.gateway.orders import OrderEngine
 from runner.gateway.steps import CancelPolicy, Step, make_script
 from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
@@ -148,6 +162,7 @@ class FakeGateway:
         self._bars_start_ns = bars_start_ns
         self._speed = speed
         self.engine = OrderEngine(self.book, self, clock, participation=participation)
+        self.quotes: dict[str, Quote] = {}  # set_quote: a symbol's quote, before the bars'
         self._sessions: dict[int, Session] = {}  # live sessions by clientId
         self._conns: set[Session] = set()
         self._handlers: set[asyncio.Task[None]] = set()
@@ -220,6 +235,28 @@ class FakeGateway:
         policy = CancelPolicy(on_cancel, refuse_code, refuse_state,  # type: ignore[arg-type]
                               refusals)
         self.engine.set_cancel(order_ref, policy)
+
+    def set_quote(self, symbol: str, last: float | None, bid: float | None = None,
+                  ask: float | None = None, close: float | None = None) -> None:
+        """The quote reqMktData shows for `symbol` from now on (before any from the bars):
+        tickPrice LAST / BID / ASK / CLOSE for each one given. All None: no quote of its
+        own again (the bars' if any, else 354). Prices are sent as given, IB's "no value"
+        ones (-1, nan, 1.7976931348623157E308) included."""
+        quote = Quote(last=check_price("last", last), bid=check_price("bid", bid),
+                      ask=check_price("ask", ask), close=check_price("close", close))
+        key = symbol.upper()
+        if quote == Quote():
+            self.quotes.pop(key, None)
+            return
+        self.quotes[key] = quote
+
+    def quote(self, symbol: str) -> Quote | None:
+        """What a market-data snapshot of `symbol` shows now (None: 354)."""
+        own = self.quotes.get(symbol.upper())
+        if own is not None:
+            return own
+        clock = self.engine.bar_clock
+        return None if clock is None else quote_from_bars(clock, self.clock())
 
     def set_sync_delay(self, open_orders: float = 0.0, completed_orders: float = 0.0,
                        executions: float = 0.0, positions: float = 0.0) -> None:
@@ -618,14 +655,56 @@ class FakeGateway:
         session.send(wire.user_info(int(fields[1])))
 
     def _market_data(self, session: Session, fields: list[str]) -> None:
-        # 354: no market data subscription; ends ib_async's wait at once.
-        session.send(wire.error(int(fields[2]), 354, "Requested market data is not subscribed."))
+        """reqMktData: the quote (a test's, else from the bars) as tickPrice LAST, BID,
+        ASK, CLOSE, then tickSnapshotEnd for a snapshot; a streaming request gets the
+        ticks once. No quote: 354, which ends ib_async's wait at once."""
+        req = wire.parse_market_data(fields)
+        if find_stock(req.con_id, req.symbol, req.sec_type, req.currency) is None:
+            session.send(wire.ib_error(req.req_id, wire.NO_SECURITY))
+            return
+        quote = self.quote(req.symbol)
+        if quote is None:
+            session.send(wire.error(req.req_id, wire.NO_MARKET_DATA, wire.NO_MARKET_DATA_TEXT))
+            return
+        session.send(wire.tick_req_params(req.req_id, STK_TICK))
+        session.send(wire.market_data_type(req.req_id))
+        for tick_type, price, size in ((wire.TICK_LAST, quote.last, quote.last_size),
+                                       (wire.TICK_BID, quote.bid, QUOTE_SIZE),
+                                       (wire.TICK_ASK, quote.ask, QUOTE_SIZE),
+                                       (wire.TICK_CLOSE, quote.close, 0.0)):
+            if price is not None:
+                session.send(wire.tick_price(req.req_id, tick_type, price, size))
+        if req.snapshot:
+            session.send(wire.tick_snapshot_end(req.req_id))
 
     def _historical_data(self, session: Session, fields: list[str]) -> None:
-        # 162: HMDS returned nothing; ib_async's reqHistoricalData returns [] at once.
-        session.send(wire.error(int(fields[1]), 162,
-                                "Historical Market Data Service error message:"
-                                "HMDS query returned no data"))
+        """reqHistoricalData of 1-second TRADES bars (not kept up to date): the bars that
+        ended at or before min(endDateTime, now) within the duration, and the end.
+        Anything else, or no such bar: 162 (ib_async's request returns [] at once)."""
+        req = wire.parse_historical(fields)
+        if find_stock(req.con_id, req.symbol, req.sec_type, req.currency) is None:
+            session.send(wire.ib_error(req.req_id, wire.NO_SECURITY))
+            return
+        clock, window = self.engine.bar_clock, self._window(req)
+        found = [] if clock is None or window is None else bars_between(clock, *window)
+        if window is None or not found:
+            session.send(wire.error(req.req_id, wire.NO_HISTORICAL_DATA,
+                                    wire.NO_HISTORICAL_DATA_TEXT))
+            return
+        session.send(wire.historical_data(req.req_id, *window, req.format_date, found))
+
+    def _window(self, req: wire.HistoricalRequest) -> tuple[int, int] | None:
+        """The wall-clock window [start, end] a historical request asks for, if served."""
+        if self.engine.bar_clock is None or req.bar_size != ONE_SECOND_BARS \
+                or req.what_to_show != "TRADES" or req.keep_up_to_date:
+            return None
+        span = duration_ns(req.duration)
+        now = self.clock()
+        end = now if not req.end.strip() else wire.parse_ib_time(req.end)
+        if span is None or end is None:
+            return None
+        end = min(end, now)  # nothing from the future
+        return end - span, end
 
 
 def _send_about(session: Session, record: OrderRecord, fields: list[str]) -> None:

@@ -152,6 +152,10 @@ class GatewayThread:
         self.call(self._gw().set_sync_delay, open_orders, completed_orders, executions,
                   positions)
 
+    def set_quote(self, symbol: str, last: float | None, bid: float | None = None,
+                  ask: float | None = None, close: float | None = None) -> None:
+        self.call(self._gw().set_quote, symbol, last, bid, ask, close)
+
     def outage(self, seconds: float, restored: int = 1102) -> None:
         self.run(self._gw().outage(seconds, restored))
 

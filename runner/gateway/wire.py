@@ -15,10 +15,12 @@ import asyncio
 import re
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.gateway.contracts import TZ_ID, Stock
+from runner.gateway.marketdata import Bar
 from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
 from runner.gateway.whatif import WhatIfReply
 
@@ -403,3 +405,106 @@ def market_rule(rule_id: int) -> list[str]:
 
 def user_info(req_id: int) -> list[str]:
     return ["107", str(req_id), ""]
+
+
+# ---------------------------------------------------------------- market data
+
+# reqMktData (1) as ib_async sends it at 178:
+# `1,11,reqId,<12 contract fields>,deltaNeutral(0|1[,conId,delta,price]),genericTicks,
+#  snapshot,regulatorySnapshot,mktDataOptions`; BAG contracts add legs after the contract.
+_M_REQ_ID, _M_CONTRACT, _M_DNC = 2, 3, 15
+# reqHistoricalData (20), no version field: `20,reqId,<12 contract fields>,includeExpired,
+# endDateTime,barSizeSetting,durationStr,useRTH,whatToShow,formatDate,[BAG legs,]
+# keepUpToDate,chartOptions`.
+_H_REQ_ID, _H_CONTRACT = 1, 2
+_H_END, _H_BAR_SIZE, _H_DURATION, _H_WHAT, _H_FORMAT, _H_KEEP = 15, 16, 17, 19, 20, 21
+
+TICK_BID, TICK_ASK, TICK_LAST, TICK_CLOSE = 1, 2, 4, 9
+NO_MARKET_DATA = 354  # "Requested market data is not subscribed."
+NO_HISTORICAL_DATA = 162  # "Historical Market Data Service error message:..."
+NO_MARKET_DATA_TEXT = "Requested market data is not subscribed."
+NO_HISTORICAL_DATA_TEXT = ("Historical Market Data Service error message:"
+                           "HMDS query returned no data")
+
+
+@dataclass(frozen=True, slots=True)
+class MarketDataRequest:
+    req_id: int
+    con_id: int
+    symbol: str
+    sec_type: str
+    currency: str
+    snapshot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoricalRequest:
+    req_id: int
+    con_id: int
+    symbol: str
+    sec_type: str
+    currency: str
+    end: str  # endDateTime as sent; "" means now
+    bar_size: str
+    duration: str
+    what_to_show: str
+    format_date: int  # 1: `yyyyMMdd HH:mm:ss zone`, 2: epoch seconds
+    keep_up_to_date: bool
+
+
+def parse_market_data(fields: Sequence[str]) -> MarketDataRequest:
+    """Read a reqMktData frame; ValueError/IndexError if malformed."""
+    f = list(fields)
+    c = _M_CONTRACT
+    sec_type = f[c + 2]
+    at = _M_DNC
+    if sec_type == "BAG":
+        at += 1 + 4 * int(f[at])
+    at += 4 if f[at] == "1" else 1  # the delta-neutral flag, and its 3 fields if set
+    return MarketDataRequest(int(f[_M_REQ_ID]), opt_int(f[c]), f[c + 1].upper(), sec_type,
+                             f[c + 9] or "USD", snapshot=f[at + 1] == "1")
+
+
+def parse_historical(fields: Sequence[str]) -> HistoricalRequest:
+    """Read a reqHistoricalData frame; ValueError/IndexError if malformed."""
+    f = list(fields)
+    c = _H_CONTRACT
+    sec_type = f[c + 2]
+    keep = _H_KEEP + (1 + 4 * int(f[_H_KEEP]) if sec_type == "BAG" else 0)
+    return HistoricalRequest(
+        int(f[_H_REQ_ID]), opt_int(f[c]), f[c + 1].upper(), sec_type, f[c + 9] or "USD",
+        end=f[_H_END], bar_size=" ".join(f[_H_BAR_SIZE].split()), duration=f[_H_DURATION],
+        what_to_show=f[_H_WHAT].upper(), format_date=opt_int(f[_H_FORMAT], 1),
+        keep_up_to_date=len(f) > keep and f[keep] == "1")
+
+
+def tick_price(req_id: int, tick_type: int, price: float, size: float) -> list[str]:
+    # Exactly 7 fields (ib_async's priceSizeTick unpacks them): version 6, attrMask last.
+    # The size rides along (ib_async takes a bid or ask of size 0 for no bid / ask).
+    return ["1", "6", str(req_id), str(tick_type), num(price), num(size), "0"]
+
+
+def tick_snapshot_end(req_id: int) -> list[str]:
+    return ["57", "1", str(req_id)]
+
+
+def market_data_type(req_id: int, kind: int = 1) -> list[str]:
+    """1 real-time, 2 frozen, 3 delayed, 4 delayed frozen."""
+    return ["58", "1", str(req_id), str(kind)]
+
+
+def tick_req_params(req_id: int, min_tick: float) -> list[str]:
+    # No version field: reqId, minTick, bboExchange, snapshotPermissions.
+    return ["81", str(req_id), num(min_tick), "9c0001", "3"]
+
+
+def historical_data(req_id: int, start_ns: int, end_ns: int, format_date: int,
+                    bars: Sequence[Bar]) -> list[str]:
+    """historicalData (17) at 178: no version field; `reqId,start,end,count`, then per bar
+    `date,open,high,low,close,volume,WAP,barCount`; its end comes in the same message."""
+    f = ["17", str(req_id), ib_time(start_ns), ib_time(end_ns), str(len(bars))]
+    for b in bars:
+        date = str(b.start_wall_ns // NS) if format_date == 2 else ib_time(b.start_wall_ns)
+        f += [date, num(b.open), num(b.high), num(b.low), num(b.close), num(b.volume),
+              num(b.wap), "1" if b.volume > 0 else "0"]
+    return f

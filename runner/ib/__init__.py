@@ -347,6 +347,14 @@ class IBBroker:
     async def liquid_sessions(self) -> tuple[tuple[int, int], ...] | None:
         return await queries.liquid_sessions(self.session, self.contract)
 
+    async def reference_price(self) -> tuple[float, int] | None:
+        """The broker's reference price of the qualified contract and the instant it was
+        known (ns, UTC), or None if the gateway has none (see `queries.reference`).
+        GatewayError only for a connection problem."""
+        if self.contract is None:
+            raise RuntimeError("reference_price() needs qualify() first")
+        return await queries.reference(self.session, self.contract)
+
     # --- for runner recover -------------------------------------------------------------
 
     def accounts(self) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Asking the gateway: contracts, what it knows of an order, executions, what-if, hours.
+"""Asking the gateway: contracts, what it knows of an order, executions, what-if, hours,
+the broker's reference price.
 
 Orders are found by permId, then (client id, order id) with the same orderRef, then
 orderRef alone (DESIGN §5). Answers are runner's own values (`Found`, `FillView`,
@@ -8,6 +9,8 @@ orderRef alone (DESIGN §5). Answers are runner's own values (`Found`, `FillView
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +23,9 @@ from runner.ib.orders import END_OF_STATUS
 from runner.ib.session import READ_ONLY_HINT, Session
 
 IB_UNSET = 1.7976931348623157e308  # IB's "no value" double (e.g. an unknown margin figure)
+NS = 1_000_000_000
+BAR_NS = NS  # a 1-second bar is known once it has ended, at its start + 1 s
+REFERENCE_BARS = "60 S"  # how far back the last 1-second bar is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,3 +279,88 @@ def parse_hours(text: str, tz_id: str) -> tuple[tuple[int, int], ...] | None:
 def _ib_local_ns(text: str, tz: ZoneInfo) -> int:
     local = datetime.strptime(text, "%Y%m%d:%H%M").replace(tzinfo=tz)
     return int(local.timestamp()) * 1_000_000_000
+
+
+# --- the broker's reference price ----------------------------------------------------------
+
+
+async def reference(s: Session, contract: Any) -> tuple[float, int] | None:
+    """The broker's reference price of a qualified contract and the instant it was known
+    (ns since the epoch, UTC): a market-data snapshot (last, else the bid/ask midpoint,
+    else the close), else the close of the last 1-second TRADES bar of the past minute
+    (known at the bar's end). IB's "no value" prices (-1, 0, nan, 1.79e308) are none.
+
+    None when the gateway has no such data (354 / 162 end each wait at once; a request
+    the gateway leaves unanswered costs the connection's timeout). GatewayError only when
+    the connection is not there or breaks meanwhile."""
+    if not s.connected:
+        raise GatewayError(f"cannot ask {s.where} for a reference price: not connected",
+                           "is the gateway running and logged in?")
+    try:
+        return await _snapshot_price(s, contract) or await _last_bar_price(s, contract)
+    except ConnectionError as e:  # ib_async: "Not connected" / "Socket disconnect"
+        raise GatewayError(f"connection to {s.where} lost while asking for a reference "
+                           f"price ({e})", "is the gateway running and logged in?") from None
+
+
+async def _snapshot_price(s: Session, contract: Any) -> tuple[float, int] | None:
+    """reqMktData snapshot=1 until tickSnapshotEnd (57) or an error for it (354 ...)."""
+    ib = s.ib
+    req_id = ib.client.getReqId()
+    done = ib.wrapper.startReq(req_id, contract)  # type: ignore[no-untyped-call]
+    ticker = ib.wrapper.startTicker(req_id, contract, "snapshot")
+    _forget_prices(ticker)  # ib_async keeps one Ticker per contract: no stale price
+    try:
+        ib.client.reqMktData(req_id, contract, "", True, False, [])  # type: ignore[no-untyped-call]
+        await asyncio.wait_for(done, s.conn.timeout_sec)
+    except TimeoutError:
+        if s.connected:
+            ib.client.cancelMktData(req_id)  # type: ignore[no-untyped-call]
+        return None
+    finally:
+        ib.wrapper.endTicker(ticker, "snapshot")
+        ib.wrapper.reqId2Ticker.pop(req_id, None)  # a late tick goes nowhere
+    price = _ib_price(ticker.last) or _midpoint(ticker.bid, ticker.ask) \
+        or _ib_price(ticker.close)
+    if price is None:
+        return None
+    seen = ticker.time
+    return price, int(seen.timestamp() * NS) if seen is not None else time.time_ns()
+
+
+async def _last_bar_price(s: Session, contract: Any) -> tuple[float, int] | None:
+    """The last 1-second bar with a price from historical data (epoch-second dates)."""
+    timeout = s.conn.timeout_sec
+    try:
+        bars = await asyncio.wait_for(s.ib.reqHistoricalDataAsync(
+            contract, "", REFERENCE_BARS, "1 secs", "TRADES", useRTH=False, formatDate=2,
+            timeout=timeout), timeout + 1.0)
+    except TimeoutError:
+        return None
+    for bar in reversed(list(bars or ())):
+        price, start = _ib_price(bar.close), bar.date
+        if price is not None and isinstance(start, datetime):
+            return price, int(start.timestamp()) * NS + BAR_NS
+    return None
+
+
+def _forget_prices(ticker: Any) -> None:
+    for name in ("last", "bid", "ask", "close"):
+        setattr(ticker, name, math.nan)
+    ticker.time = None
+
+
+def _midpoint(bid: Any, ask: Any) -> float | None:
+    b, a = _ib_price(bid), _ib_price(ask)
+    if b is None or a is None or b > a:  # a crossed quote is no reference
+        return None
+    return round((b + a) / 2, 10)
+
+
+def _ib_price(value: Any) -> float | None:
+    """A price IB sent, or None for its "no value" (-1, 0, nan, inf, 1.79e308)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and 0 < x < IB_UNSET else None
