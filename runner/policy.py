@@ -64,6 +64,7 @@ class Policy:
     max_slippage_bps: float | None = None
     max_reference_age_sec: float | None = None
     require_reference: bool = False
+    broker_reference: bool = False  # live runs: the reference is the broker's, never bars
     min_sanity_distance_bps: float = SANITY_MIN_DISTANCE_BPS
     allow_market: bool = True
     allow_live: bool = True
@@ -269,6 +270,7 @@ def merge(layers: Sequence[Policy]) -> Policy:
     allow_market = binding("allow_market", all)
     allow_live = binding("allow_live", all)
     require_reference = binding("require_reference", any)
+    broker_reference = binding("broker_reference", any)
     kills = tuple(dict.fromkeys(k for p in layers for k in p.kill_switches))
     for key in ("kill_switch", "paper_ports", "live_ports"):
         origins[key] = " + ".join(p.where(key) for p in layers)
@@ -279,7 +281,8 @@ def merge(layers: Sequence[Policy]) -> Policy:
         raise SpecError(conflicts)
     return Policy(
         source=" + ".join(p.name for p in layers), symbols=symbols, sec_types=sec_types,
-        require_reference=require_reference, min_sanity_distance_bps=sanity,
+        require_reference=require_reference, broker_reference=broker_reference,
+        min_sanity_distance_bps=sanity,
         allow_market=allow_market, allow_live=allow_live,
         kill_switch=kills[0] if kills else None, kill_switches=kills,
         paper_ports=paper, live_ports=live, origins=origins, layers=tuple(layers), **caps,
@@ -386,6 +389,7 @@ def _build(doc: _Doc, data: dict[str, Any], path: str) -> Policy:
         max_slippage_bps=opt("max_slippage_bps"),
         max_reference_age_sec=opt("max_reference_age_sec"),
         require_reference=data["require_reference"],
+        broker_reference=data.get("broker_reference", False),
         min_sanity_distance_bps=float(data["min_sanity_distance_bps"]),
         allow_market=data["allow_market"], allow_live=data["allow_live"], kill_switch=kill,
         ledger_root=root,
@@ -395,7 +399,7 @@ def _build(doc: _Doc, data: dict[str, Any], path: str) -> Policy:
 
 
 DEFAULT_LEDGER_ROOT = "data/exec"
-_KEYS = (*CAPS, "ledger_root", "symbols", "sec_types", "require_reference",
+_KEYS = (*CAPS, "ledger_root", "symbols", "sec_types", "require_reference", "broker_reference",
          "min_sanity_distance_bps", "allow_market", "allow_live", "kill_switch", "paper_ports",
          "live_ports")
 

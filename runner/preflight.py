@@ -35,8 +35,12 @@ LOCK_DIR = f"runner-locks-{os.getuid()}"  # in the temp folder: never inside out
 
 def reference(bars: Any, at_ns: int) -> tuple[float, int] | None:
     """The market price known at `at_ns` and when it became known: the close of the last
-    bar that ended by then, else (nothing ended yet) the next bar's open, known now."""
+    bar that ended by then, else (nothing ended yet) the first bar's open, known now.
+    None unless the bars cover `at_ns` (a file that ended more than a bar ago, or starts
+    later, has no price for it: DESIGN §7 asks for bars covering the INTENT)."""
     if bars is None or not len(bars):
+        return None
+    if not bars.first_ns <= at_ns < bars.last_end_ns + NS:
         return None
     n = int(np.searchsorted(bars.ts, at_ns - NS, side="right"))
     if n:
@@ -89,8 +93,12 @@ class Guard:
         self.earlier = earlier
 
     def context(self, now_ns: int, account: str | None = None,
-                market_open: bool | None = None) -> Context:
-        ref = reference(self.bars, now_ns)
+                market_open: bool | None = None,
+                broker_ref: tuple[float, int] | None = None) -> Context:
+        """The facts for the gates. The reference price: the bars covering `now_ns`, else
+        the broker's; only the broker's where the policy says broker_reference."""
+        bars_ref = None if self._broker_only() else reference(self.bars, now_ns)
+        ref, source = (bars_ref, "bars") if bars_ref is not None else (broker_ref, "broker")
         orders: int | None = None
         notional: float | None = None
         if self.policy.needs_day_totals:
@@ -101,9 +109,17 @@ class Guard:
         return Context(
             now_ns=now_ns, port=None if self.dry_run else self.plan.connection.port,
             account=account, priced=True, reference_px=ref[0] if ref else None,
-            reference_ns=ref[1] if ref else None, day_orders=orders, day_notional=notional,
+            reference_ns=ref[1] if ref else None, reference_source=source if ref else None,
+            day_orders=orders, day_notional=notional,
             kill_switch=kill_switch_on(self.policy), market_open=market_open,
         )
+
+    def _broker_only(self) -> bool:
+        return self.policy.broker_reference and not self.dry_run
+
+    def wants_broker_reference(self, now_ns: int) -> bool:
+        """Ask the broker for a price: the policy says so, or the bars do not cover now."""
+        return self._broker_only() or reference(self.bars, now_ns) is None
 
     def watch(self) -> str | None:
         """Polled while the order works: a reason to cancel it now (the kill switch)."""
@@ -115,7 +131,10 @@ class Guard:
 
     def before_connect(self) -> None:
         self._check_root()
-        self._enforce(self.context(self.plan.at_ns))
+        ctx = self.context(self.plan.at_ns)
+        if not self.dry_run and self.wants_broker_reference(self.plan.at_ns):
+            ctx = replace(ctx, priced=False)  # the broker's price comes after connecting
+        self._enforce(ctx)
 
     def _check_root(self) -> None:
         """Under day caps the run writes where the caps count: --out-dir cannot escape."""
@@ -140,7 +159,8 @@ class Guard:
         try:
             account = session.accounts[0] if session.accounts else None
             now = self.broker.now_ns()
-            self._enforce(self.context(now, account, in_sessions(self.broker.sessions, now)))
+            self._enforce(self.context(now, account, in_sessions(self.broker.sessions, now),
+                                       self.broker.reference))
         except BaseException:
             if release is not None:
                 release()
@@ -161,18 +181,21 @@ class Guard:
         """The IB broker learns the contract's liquid hours as it qualifies it."""
         if self.dry_run or broker.name != "ib":
             return broker
-        self.broker = _WithHours(broker)
+        self.broker = _WithHours(broker, self.wants_broker_reference)
         return self.broker
 
 
 class _WithHours:
-    """A broker that, right after qualifying the contract, asks for its liquid hours.
+    """A broker that, right after qualifying the contract, asks for its liquid hours (and,
+    when the gates need it, its reference price: a snapshot, else its last 1-second bar).
     Everything else goes straight to the broker it wraps."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, wants_reference: Callable[[int], bool]) -> None:
         self.inner = inner
         self.name = inner.name
         self.sessions: tuple[tuple[int, int], ...] | None = None
+        self.reference: tuple[float, int] | None = None  # the broker's price, if asked
+        self.wants_reference = wants_reference
 
     def now_ns(self) -> int:
         return int(self.inner.now_ns())
@@ -183,6 +206,8 @@ class _WithHours:
     async def qualify(self, order: OrderRequest) -> None:
         await self.inner.qualify(order)
         self.sessions = await self.inner.liquid_sessions()
+        if self.wants_reference(self.now_ns()):
+            self.reference = await self.inner.reference_price()
 
     def next_order_id(self) -> int | None:
         found = self.inner.next_order_id()

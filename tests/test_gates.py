@@ -395,7 +395,8 @@ def test_dry_run_sanity_cancel_too_close_to_the_market(tmp_path, monkeypatch, ca
     assert main(["run", "s.yaml", "--dry-run", "--allow-outside"]) == 2
     through = (472.92 - 460.00) / 472.92 * 1e4
     assert capsys.readouterr().err.endswith(
-        f"  - sanity-cancel BUY limit 460.00 is {through:.1f} bps below the reference 472.92; "
+        f"  - sanity-cancel BUY limit 460.00 is {through:.1f} bps below the reference 472.92 "
+        "(from the bars); "
         "it must be at least 500 bps below so it cannot fill (min_sanity_distance_bps)\n")
     assert not (tmp_path / "data").exists()
 
@@ -434,7 +435,8 @@ def test_sell_sanity_cancel_without_reference_never_reaches_the_gateway(gateway,
     code, out, err = cli(gateway.port, "sanity-cancel", "--side", "SELL", "--tag", "s-1")
     assert (code, out) == (2, "")
     assert err.endswith(SELL_NO_REFERENCE)
-    assert gateway.received == [] and not (tmp_path / "data").exists()
+    # it connected to ask the broker for a price (the fake has none): no order, no row
+    assert placed(gateway) == [] and not (tmp_path / "data").exists()
 
 
 def test_collar_without_bars_refuses_a_buy_at_99999(gateway, cli, tmp_path):
@@ -445,7 +447,7 @@ def test_collar_without_bars_refuses_a_buy_at_99999(gateway, cli, tmp_path):
         assert (code, out) == (2, ""), err
         assert err == ("runner: <command line>: refused by runner-policy.yaml; nothing was "
                        "sent:\n" + COLLAR_NO_REFERENCE[:-1] + " (from runner-policy.yaml:2:19)\n")
-    assert gateway.received == [] and not (tmp_path / "data").exists()
+    assert placed(gateway) == [] and not (tmp_path / "data").exists()
 
 
 def test_collar_and_sanity_side_judged_on_the_bars(tmp_path, monkeypatch, capsys):
@@ -464,18 +466,21 @@ def test_collar_and_sanity_side_judged_on_the_bars(tmp_path, monkeypatch, capsys
     assert main(["run", spec("hi.yaml", "one-shot", "BUY", "99999"), *at]) == 2
     through = (99_999 - 472.92) / 472.92 * 1e4  # 2,104,501.4 bps
     assert capsys.readouterr().err.endswith(
-        f"  - BUY limit 99,999.00 is {through:,.1f} bps above the reference 472.92; the policy "
+        f"  - BUY limit 99,999.00 is {through:,.1f} bps above the reference 472.92 "
+        "(from the bars); the policy "
         "allows 50 bps (max_slippage_bps) (from runner-policy.yaml:2:19)\n")
     assert main(["run", spec("ok.yaml", "one-shot", "BUY", "473.00"), *at]) == 0  # 1.7 bps
     capsys.readouterr()
     assert main(["run", spec("cent.yaml", "sanity-cancel", "SELL", "0.01"), *at]) == 2
     through = (472.92 - 0.01) / 472.92 * 1e4  # 9,999.8 bps below: a SELL there fills
     assert capsys.readouterr().err.endswith(
-        f"  - sanity-cancel SELL limit 0.01 is {through:,.1f} bps below the reference 472.92, "
+        f"  - sanity-cancel SELL limit 0.01 is {through:,.1f} bps below the reference 472.92 "
+        "(from the bars), "
         "on the side that fills; it must be at least 500 bps above so it cannot fill "
         "(min_sanity_distance_bps) (from runner-policy.yaml, by default)\n")
     assert main(["run", spec("near.yaml", "sanity-cancel", "SELL", "480.00"), *at]) == 2
-    assert "SELL limit 480.00 is 149.7 bps above the reference 472.92; it must be at least " \
+    assert "SELL limit 480.00 is 149.7 bps above the reference 472.92 (from the bars); " \
+        "it must be at least " \
            "500 bps above" in capsys.readouterr().err  # (480 - 472.92) / 472.92 x 1e4
     assert main(["run", spec("far.yaml", "sanity-cancel", "SELL", "500.00"), *at]) == 0
     assert "ACK+Cancel recorded" in capsys.readouterr().out  # 572.6 bps above

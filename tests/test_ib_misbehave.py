@@ -578,3 +578,49 @@ def test_recover_records_the_end_ib_reports_after_its_cancel(gateway, cli, tmp_p
     last = r[-1]  # the order's identity and its totals on the row recover wrote
     assert (last["order_id"], last["client_id"]) == (r[1]["order_id"], 7) and last["perm_id"]
     assert last["commission"] == 0.7 and last["fill_qty"] == 1 and last["avg_px"] == 100.0
+
+
+# --- the broker's reference price for the gates ---------------------------------------------
+
+
+def test_without_bars_the_collar_is_judged_on_the_brokers_quote(gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nmax_slippage_bps: 50\n")
+    gateway.set_quote("SPY", 100.0)
+    code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "110.00",
+                         "--ttl_sec", "0.2", "--tag", "br-hi")
+    through = (110.0 - 100.0) / 100.0 * 1e4  # 1,000 bps, by hand
+    assert code == 2 and f"is {through:,.1f} bps above the reference 100.00 (from the " \
+                         "broker); the policy allows 50 bps" in err
+    assert sent(gateway, PLACE) == [] and events(tmp_path, "br-hi") == []
+    code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "100.20",
+                         "--ttl_sec", "0.2", "--tag", "br-ok")  # 20 bps: inside the collar
+    assert code == 0 and "state=CANCEL" in out, err
+    assert [f[26] for f in sent(gateway, PLACE)] == ["br-ok"]
+
+
+def test_a_policy_can_demand_the_brokers_price_over_a_bars_file(gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text(
+        "version: 1\nmax_slippage_bps: 50\nbroker_reference: true\n")
+    _bars_at(tmp_path / "bars.parquet", close=100.0)  # the bars say 100, the broker 90
+    gateway.set_quote("SPY", 90.0)
+    code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "100.00",
+                         "--ttl_sec", "0.2", "--tag", "bro", "--bars_path", "bars.parquet")
+    assert code == 2 and "above the reference 90.00 (from the broker)" in err
+    assert sent(gateway, PLACE) == []
+    gateway.set_quote("SPY", None)  # no broker price: refused, never judged on the bars
+    code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "100.00",
+                         "--ttl_sec", "0.2", "--tag", "bro", "--bars_path", "bars.parquet")
+    assert code == 2 and "no reference price" in err and sent(gateway, PLACE) == []
+
+
+def _bars_at(path: Path, close: float) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    first = (time.time_ns() // NS - 60) * NS
+    ts = first + np.arange(120, dtype=np.int64) * NS
+    c = np.full(120, close)
+    pq.write_table(pa.table({"ts": pa.array(ts, pa.timestamp("ns", tz="UTC")), "open": c,
+                             "high": c + 0.05, "low": c - 0.05, "close": c,
+                             "volume": np.full(120, 1000.0)}), path)
