@@ -39,8 +39,8 @@ from runner.errors import (
 from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, trading_day
 
 NS = 1_000_000_000
-SETTLE_SEC = 3.0  # after the end: how long late commissions and corrections are waited for
-LINGER_SEC = 0.5  # after the end of an order that filled: listen at least this long
+SETTLE_SEC = 2.0  # after the end: how long late commissions and corrections are waited for
+LINGER_SEC = 0.25  # after the end of an order that filled: listen at least this long
 POLL_SEC = 0.25  # how often a wait re-checks what no event announces (reconnects)
 
 # The order FSM. A state is the last event that changed it. An end (FILL, CANCEL, REJ)
