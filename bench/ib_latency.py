@@ -68,7 +68,7 @@ class _TimedJournal:
 def runner_once(port: int, client_id: int, tag: str) -> tuple[float, float]:
     """Seconds from the INTENT row to the ACK row of one sanity-cancel run, and the
     seconds of that path spent journaling the INTENT (write + fsync)."""
-    from runner.engine import run_plan
+    from runner.engine import Engine
     from runner.ib import IBBroker
     from runner.ledger import Ledger
     from runner.plan import compile_plan
@@ -83,11 +83,19 @@ def runner_once(port: int, client_id: int, tag: str) -> tuple[float, float]:
     rows: dict[str, int] = {}
     with Ledger(Path(plan.out_dir), plan.day, tag) as ledger:
         journal = _TimedJournal(ledger)
-        outcome = run_plan(plan, IBBroker(plan.connection), journal, None,
-                           on_event=lambda row: rows.setdefault(row["event"], row["ts"]))
+        engine = Engine(plan, IBBroker(plan.connection), journal, None,
+                        on_event=lambda row: rows.setdefault(row["event"], row["ts"]))
+        outcome = asyncio.run(_run_and_close(engine))
     if "ACK" not in rows or outcome.state != "CANCEL":
         raise RuntimeError(f"runner run {tag}: {outcome.events} {outcome.message}")
     return (rows["ACK"] - rows["INTENT"]) / 1e9, journal.append_s["INTENT"]
+
+
+async def _run_and_close(engine: Any) -> Any:
+    try:
+        return await engine.run()
+    finally:
+        await engine.broker.close()
 
 
 async def _bare(port: int, client_id: int, tag: str) -> float:
