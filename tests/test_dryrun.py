@@ -262,3 +262,24 @@ def test_bars_of_another_day_are_refused(work, capsys):
         "but the run starts at 2026-01-06T14:30:00Z; the simulator would have no price "
         "(pick --at inside the bars, or bars for that day)\n")
     assert not (work / "out").exists()
+
+
+def test_a_dry_run_imports_no_pandas_nor_ib_async(tmp_path):
+    """DESIGN §9: the dry-run path stays pandas-free — the second run merges into the
+    ledger file the first wrote (the path that sorts, de-duplicates and reads it back)."""
+    code = (
+        "import sys, io, contextlib\n"
+        "from runner.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    for _ in range(2):\n"
+        "        assert main(['run', 'specs/one-shot.yaml', '--dry-run',\n"
+        "                     '--allow-duplicate', '--allow-outside',\n"
+        f"                     '--out-dir', {str(tmp_path / 'exec')!r}]) == 0\n"
+        "heavy = ('pandas', 'ib_async', 'pyarrow.dataset')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "\n"
+    assert len(list((tmp_path / "exec").glob("*/ledger.parquet"))) == 1
