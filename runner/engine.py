@@ -39,6 +39,7 @@ from runner.errors import (
 from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, trading_day
 
 NS = 1_000_000_000
+GTD_DROPPED = 10349  # IB: "Order TIF was set to DAY based on order preset" (no backstop now)
 SETTLE_SEC = 2.0  # after the end: how long late commissions and corrections are waited for
 LINGER_SEC = 0.25  # after the end of an order that filled: listen at least this long
 POLL_SEC = 0.25  # how often a wait re-checks what no event announces (reconnects)
@@ -137,7 +138,9 @@ class Engine:
                  on_event: Callable[[dict[str, Any]], None] | None = None,
                  pre_place: Callable[[SessionInfo], Callable[[], None] | None] | None = None,
                  on_note: Callable[[str], None] | None = None,
-                 watch: Callable[[], str | None] | None = None) -> None:
+                 watch: Callable[[], str | None] | None = None,
+                 broker_price: Callable[[], float | None] | None = None,
+                 on_unguarded: Callable[[str, int | None], None] | None = None) -> None:
         self.pre_place = pre_place  # last gates, with the broker's facts; raises to refuse
         self.plan = plan
         self.broker = broker
@@ -146,6 +149,8 @@ class Engine:
         self.on_event = on_event
         self.on_note = on_note
         self.watch = watch  # polled while the order works: a reason to stop (kill switch)
+        self.broker_price = broker_price  # the broker's reference, when the bars have none
+        self.on_unguarded = on_unguarded  # the broker dropped the GTD backstop (IB 10349)
         self.account = ""
         self.client_id: int | None = None
         self.order: _Order | None = None
@@ -211,6 +216,8 @@ class Engine:
         self.order = _Order(req, intent_ns=now, client_id=self.client_id,
                             order_id=self.broker.next_order_id())
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
+        if arrival is None and self.broker_price is not None:
+            arrival = self.broker_price()  # what the gates judged by; the day caps count it
         self.outcome.arrival_px = arrival
         sanity = self.plan.kind == "sanity-cancel"
         wait_sec = ACK_TIMEOUT_SEC if sanity else self.plan.ttl_sec
@@ -263,6 +270,8 @@ class Engine:
             order.cancel_refused = note.text
         if note.kind == NoteKind.OVERFILL:
             self.outcome.alarm = note.text
+        if note.code == GTD_DROPPED and order is not None and self.on_unguarded is not None:
+            self.on_unguarded(order.req.tag, order.order_id)
         self.outcome.notes.append(note.text)
         if self.on_note is not None:
             self.on_note(f"{self.outcome.tag}: {note.text}")

@@ -194,7 +194,7 @@ def _reference(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
         return []
     ref = _usable(ctx.reference_px)
     if ref is None:
-        return _no_reference(plan, policy)
+        return _no_reference(plan, policy, ctx)
     if _stale(policy, ctx):
         age = (ctx.now_ns - (ctx.reference_ns or ctx.now_ns)) / NS
         return [Reason(("bars_path",), f"reference price {px(ref)}{_from(ctx)} is "
@@ -209,10 +209,15 @@ def _from(ctx: Context) -> str:
     return f" (from the {ctx.reference_source})" if ctx.reference_source else ""
 
 
-def _no_reference(plan: Plan, policy: Policy) -> list[Reason]:
+def _no_reference(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     """The reference was looked up and there is none: what cannot be judged is refused."""
     o = plan.order
     assert o is not None
+    if policy.broker_reference and ctx.port is not None:
+        return [Reason(("bars_path",), "the broker gave no reference price, and the policy "
+                                       "judges prices only on the broker's (broker_reference: "
+                                       "true); is market data enabled for this account?"
+                                       f"{policy.origin('broker_reference')}")]
     if policy.require_reference:
         return [Reason(("bars_path",), "no reference price, and the policy requires one "
                                        "(require_reference: true); add bars_path"

@@ -374,11 +374,14 @@ def _build(doc: _Doc, data: dict[str, Any], path: str) -> Policy:
     def opt(key: str, kind: type = float) -> Any:
         return None if key not in data else kind(data[key])
 
+    # relative to the file's real folder: a policy reached through a linked folder names
+    # the same kill switch and ledger as the policy reached directly
+    folder = os.path.dirname(os.path.realpath(path))
     kill = data.get("kill_switch")
     if kill is not None:
-        kill = os.path.normpath(os.path.join(os.path.dirname(path), kill))
-    root = os.path.normpath(os.path.join(os.path.dirname(path),
-                                         data.get("ledger_root") or DEFAULT_LEDGER_ROOT))
+        kill = _shown(Path(os.path.normpath(os.path.join(folder, kill))))
+    root = _shown(Path(os.path.normpath(
+        os.path.join(folder, data.get("ledger_root") or DEFAULT_LEDGER_ROOT))))
     marks = {str(p[0]): m for p, m in doc.marks.items() if len(p) == 1}
     origins = {key: f"{path}:{marks[key].line}:{marks[key].col}" if key in marks
                else f"{path}, by default" for key in _KEYS}

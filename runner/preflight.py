@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -30,7 +29,10 @@ from runner.plan import Plan
 from runner.policy import Policy, kill_switch_on
 
 NS = 1_000_000_000
-LOCK_DIR = f"runner-locks-{os.getuid()}"  # in the temp folder: never inside out_dir
+# One folder for every run on the machine, whatever TMPDIR a run was given (a per-run
+# TMPDIR must not give it locks of its own): never inside out_dir, so a refused run
+# leaves nothing there.
+LOCK_FOLDER = Path("/tmp/runner-locks")
 
 
 def reference(bars: Any, at_ns: int) -> tuple[float, int] | None:
@@ -113,6 +115,12 @@ class Guard:
             day_orders=orders, day_notional=notional,
             kill_switch=kill_switch_on(self.policy), market_open=market_open,
         )
+
+    def broker_price(self) -> float | None:
+        """The broker's reference price asked for the gates (the INTENT's arrival when the
+        bars have none)."""
+        ref = self.broker.reference if self.broker is not None else None
+        return ref[0] if ref is not None else None
 
     def _broker_only(self) -> bool:
         return self.policy.broker_reference and not self.dry_run
@@ -263,10 +271,8 @@ def _flock(out_dir: str, kind: str, key: str, wait_sec: float = 0.0) -> Iterator
     """An exclusive flock for (ledger root, kind, key); with `wait_sec`, wait that long for
     it (the caps lock is held for milliseconds: a count and one fsynced INTENT)."""
     digest = hashlib.sha256(f"{os.path.realpath(out_dir)}\0{kind}\0{key}".encode()).hexdigest()
-    folder = Path(tempfile.gettempdir()) / LOCK_DIR
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{kind}-{digest[:24]}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    path = _lock_folder() / f"{kind}-{digest[:24]}.lock"
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
     try:
         try:
             _lock(fd, wait_sec)
@@ -279,6 +285,18 @@ def _flock(out_dir: str, kind: str, key: str, wait_sec: float = 0.0) -> Iterator
         yield
     finally:
         os.close(fd)
+
+
+def _lock_folder() -> Path:
+    try:
+        LOCK_FOLDER.mkdir(mode=0o1777, exist_ok=True)
+        if LOCK_FOLDER.stat().st_uid == os.getuid():
+            os.chmod(LOCK_FOLDER, 0o1777)  # shared like /tmp: any user, own files only
+    except OSError as e:
+        raise UsageError(f"cannot use the lock folder {LOCK_FOLDER}: {e.strerror or e}; "
+                         "nothing was sent", f"make {LOCK_FOLDER} a folder this user can "
+                         "write to") from None
+    return LOCK_FOLDER
 
 
 def _lock(fd: int, wait_sec: float) -> None:

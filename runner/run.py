@@ -193,15 +193,15 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     ready = _Ready(spec, plan, policy, bars)
     if plan.order is None:
         return ready
-    mine = [r.plan for r in earlier if r.plan.order is not None
-            and r.plan.out_dir == plan.out_dir and r.plan.day == plan.day]
+    mine = [r.plan for r in earlier if r.plan.order is not None and r.plan.day == plan.day
+            and os.path.realpath(r.plan.out_dir) == os.path.realpath(plan.out_dir)]
     if plan.order.tag in {p.order.tag for p in mine if p.order is not None}:
         raise UsageError(f"{_where(spec)}: tag {plan.order.tag} is also an earlier document's "
                          "tag; nothing was sent", "give each document its own tag")
     placed = (0, 0.0) if opts.dry_run else (len(mine), sum(_notional(p) for p in mine))
     Guard(plan, policy, bars, opts.dry_run, earlier=placed).before_connect()
     if not opts.dry_run:
-        _check_duplicate(plan, opts)
+        _check_duplicate(plan, opts, policy)
     return ready
 
 
@@ -221,9 +221,10 @@ def _run_ready(r: _Ready, opts: RunOptions, environ: Mapping[str, str]) -> int:
         guard.before_connect()  # the gates again: every reason at once, before connecting
         if not opts.dry_run:
             _recover_first(plan, opts)
-            _check_duplicate(plan, opts)
+            _check_duplicate(plan, opts, r.policy)
         broker = guard.wrap(_broker(plan, r.spec, opts, bars))
-        outcome, ledger_path = execute(plan, broker, bars, opts, guard.pre_place, guard.watch)
+        outcome, ledger_path = execute(plan, broker, bars, opts, guard.pre_place, guard.watch,
+                                       guard.broker_price)
     _report(plan, outcome, ledger_path, opts)
     return _verdict(r.spec, outcome, opts)
 
@@ -277,15 +278,21 @@ def _recover_first(plan: Plan, opts: RunOptions) -> None:
                          "be cancelled), or pass --allow-unsettled")
 
 
-def _check_duplicate(plan: Plan, opts: RunOptions) -> None:
+def _check_duplicate(plan: Plan, opts: RunOptions, policy: Any) -> None:
+    """A tag already in today's ledger is not placed again — in this run's ledger, and in
+    the ledger of every policy file that governs the run (so --out-dir cannot escape)."""
     from runner.ledger import tags_on_day
 
     assert plan.order is not None
     if opts.allow_duplicate:
         return
-    if plan.order.tag in tags_on_day(Path(plan.out_dir), plan.day):
-        raise UsageError(f"tag {plan.order.tag} is already in {plan.ledger_path}; "
-                         "not placing it again", "use another tag, or pass --allow-duplicate")
+    roots = [plan.out_dir] + [p.ledger_root for p in policy.files if p.ledger_root]
+    for root in dict.fromkeys(os.path.realpath(r) for r in roots):
+        if plan.order.tag in tags_on_day(Path(root), plan.day):
+            where = Path(root) / plan.day / "ledger.parquet"
+            shown = plan.ledger_path if root == os.path.realpath(plan.out_dir) else where
+            raise UsageError(f"tag {plan.order.tag} is already in {shown}; not placing it "
+                             "again", "use another tag, or pass --allow-duplicate")
 
 
 def _broker(plan: Plan, spec: Spec, opts: RunOptions, bars: Any) -> Broker:
@@ -322,7 +329,8 @@ class _Journal:
 
 def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
             pre_place: Callable[[SessionInfo], Callable[[], None] | None] | None = None,
-            watch: Callable[[], str | None] | None = None) -> tuple[Outcome, Path]:
+            watch: Callable[[], str | None] | None = None,
+            broker_price: Callable[[], float | None] | None = None) -> tuple[Outcome, Path]:
     """Run the plan; whatever happens, what was journaled is merged into the ledger."""
     from runner.errors import LedgerError
     from runner.ledger import Ledger
@@ -333,7 +341,8 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
     journal = _Journal(ledger, opts.failpoint)
     status = for_run(plan, broker.now_ns, opts.as_json)  # a live line on a TTY, else None
     engine = Engine(plan, broker, journal, bars, status.on_event if status else None,
-                    pre_place=pre_place, on_note=_say, watch=watch)
+                    pre_place=pre_place, on_note=_say, watch=watch, broker_price=broker_price,
+                    on_unguarded=lambda tag, oid: _unguarded(plan, tag, oid))
     try:
         with status or contextlib.nullcontext():
             outcome = asyncio.run(_run_with_signals(engine))
@@ -351,6 +360,14 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
     return outcome, path
 
 
+def _unguarded(plan: Plan, tag: str, order_id: int | None) -> None:
+    """IB dropped the order's GTD backstop (10349): until its run confirms an end, it is
+    noted for recover, so a crash now cannot leave it working unwatched."""
+    from runner.recover import mark
+
+    mark(Path(plan.out_dir), plan.day, tag, unsettled=True, order_id=order_id)
+
+
 def _note_for_recover(plan: Plan, engine: Engine) -> None:
     """An order the run leaves without a confirmed end, or without all its commissions,
     is noted where later runs and `runner recover` look (any way the run ends)."""
@@ -360,8 +377,7 @@ def _note_for_recover(plan: Plan, engine: Engine) -> None:
     from runner.recover import mark, note_missing_commissions
 
     root = Path(plan.out_dir)
-    if not order.done:
-        mark(root, plan.day, order.req.tag, unsettled=True, order_id=order.order_id)
+    mark(root, plan.day, order.req.tag, unsettled=not order.done, order_id=order.order_id)
     if out.missing_commissions:
         note_missing_commissions(root, plan.day, order.req.tag, out.missing_commissions)
 

@@ -441,9 +441,13 @@ def test_recover_cancels_with_the_client_id_that_placed_the_order(gateway, cli, 
 def test_ten_concurrent_runs_under_max_day_orders_3_place_exactly_three(gateway, tmp_path):
     (tmp_path / "runner-policy.yaml").write_text("version: 1\nmax_day_orders: 3\n")
     env = dict(os.environ, IB_GATEWAY_PORT=str(gateway.port), IB_CONNECT_TIMEOUT="5")
+    tmps = [tmp_path / f"tmp{i}" for i in range(10)]  # a TMPDIR of its own cannot help
+    for t in tmps:
+        t.mkdir()
     procs = [subprocess.Popen([sys.executable, "-m", "runner", "one-shot", "--qty", "1",
                                "--limit", "10.00", "--ttl_sec", "0.3", "--tag", f"cap-{i}"],
-                              cwd=tmp_path, env=dict(env, IB_CLIENT_ID=str(20 + i)),
+                              cwd=tmp_path, env=dict(env, IB_CLIENT_ID=str(20 + i),
+                                                     TMPDIR=str(tmps[i])),
                               stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(10)]
     results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
@@ -670,3 +674,60 @@ def test_a_failing_resync_after_a_reconnect_surfaces_as_one_line(gateway, cli, t
     gateway.set_sync_delay(open_orders=0.0)
     r = [e for e in events(tmp_path, "rsy")]
     assert r[0] == "INTENT" and r[-1] in ("CANCEL", "UNSETTLED")
+
+
+
+def test_market_orders_count_in_the_day_notional_at_the_brokers_price(gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text(
+        "version: 1\nallow_market: true\nmax_day_notional: 1000\n")
+    gateway.set_quote("SPY", 400.0)
+    codes = [cli(gateway.port, "one-shot", "--qty", "1", "--ttl_sec", "0.2", "--tag",
+                 f"m{i}")[0] for i in range(3)]
+    assert codes == [0, 0, 2]  # 400 + 400 placed; a third would make 1,200 > 1,000
+    assert [f[26] for f in sent(gateway, PLACE)] == ["m0", "m1"]
+    assert rows(tmp_path, "m0")[0]["arrival_px"] == 400.0  # the INTENT carries the price
+
+
+def test_10349_notes_the_order_for_recover_until_its_end(gateway, cli, tmp_path):
+    gateway.script("g10", [Ack(), Error(10349), Fill(1, 100.0, delay=0.6)])
+    folder = tmp_path / "data" / "exec" / ".unsettled"
+    seen: list[bool] = []
+
+    def watch() -> None:
+        give_up = time.monotonic() + 5
+        while not list(folder.glob("*.json")) and time.monotonic() < give_up:
+            time.sleep(0.01)  # polling an observable condition, bounded
+        seen.append(bool(list(folder.glob("*.json"))))
+
+    after(gateway, PLACE, watch)
+    code, out, err = one_shot(cli, gateway, "g10", 1, 5)
+    assert code == 0 and "state=FILL" in out, err
+    assert seen == [True] and list(folder.glob("*.json")) == []  # noted, then cleared
+
+
+def test_a_tag_in_the_policys_ledger_is_not_placed_again_elsewhere(gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\n")
+    assert one_shot(cli, gateway, "dup1", 1, 0.2)[0] == 0
+    code, out, err = one_shot(cli, gateway, "dup1", 1, 0.2, "--out_dir", "elsewhere")
+    assert code == 2 and "tag dup1 is already in" in err
+    assert [f[26] for f in sent(gateway, PLACE)] == ["dup1"]
+
+
+def test_one_ledger_spelled_two_ways_is_one_ledger_for_a_file(gateway, cli, tmp_path):
+    (tmp_path / "two.yaml").write_text(
+        "version: 1\nkind: one-shot\nout_dir: data/exec\nttl_sec: 0.2\n"
+        "order: {symbol: SPY, side: BUY, qty: 1, limit: 10.00, tag: same}\n---\n"
+        "version: 1\nkind: one-shot\nout_dir: ./data/./exec\nttl_sec: 0.2\n"
+        "order: {symbol: SPY, side: BUY, qty: 1, limit: 10.00, tag: same}\n")
+    code, out, err = cli(gateway.port, "run", "two.yaml")
+    assert code == 2 and "tag same is also an earlier document's tag" in err
+    assert sent(gateway, PLACE) == []
+
+
+def test_broker_reference_without_a_broker_price_refuses(gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nbroker_reference: true\n")
+    for args in (("sanity-cancel", "--limit", "0.01"),
+                 ("one-shot", "--limit", "99999.00", "--ttl_sec", "0.2")):
+        code, out, err = cli(gateway.port, *args)
+        assert code == 2 and "the broker gave no reference price" in err, err
+    assert sent(gateway, PLACE) == []
