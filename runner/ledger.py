@@ -724,6 +724,14 @@ def read_ledger(
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
+def read_day_settled(day_dir: Path, columns: Iterable[str] | None = None) -> pa.Table:
+    """A day's events as one consistent snapshot: read under the day's compaction lock, so
+    a run committing meanwhile (journal into ledger.parquet, then the journal removed)
+    cannot hide its rows between the two reads (what the day caps count)."""
+    with _flocked(Path(day_dir) / LOCK_FILE):
+        return read_ledger(day_dir, columns)
+
+
 def tags_on_day(out_dir: Path, day: str) -> set[str]:
     """Every tag the day has seen, journals of live runs included (the duplicate guard)."""
     day_dir = Path(out_dir) / _check_day(day)

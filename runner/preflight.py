@@ -69,12 +69,13 @@ def day_totals(out_dir: str, day: str) -> tuple[int, float]:
     (journals of running or crashed runs included). Every INTENT counts, whatever became
     of it; its notional is qty x limit, or qty x arrival price for a market order.
     Dry runs (broker sim) do not count: caps are about real orders."""
-    from runner.ledger import read_ledger, table_to_rows
+    from runner.ledger import read_day_settled, table_to_rows
 
     day_dir = Path(out_dir) / day
     if not day_dir.is_dir():
         return 0, 0.0
-    rows = table_to_rows(read_ledger(day_dir, ["event", "broker", "qty", "limit", "arrival_px"]))
+    rows = table_to_rows(read_day_settled(day_dir, ["event", "broker", "qty", "limit",
+                                                    "arrival_px"]))
     placed = [r for r in rows if r["event"] == "INTENT" and r["broker"] == "ib"]
     notional = sum(r["qty"] * (r["limit"] or r["arrival_px"] or 0.0) for r in placed)
     return len(placed), float(notional)
