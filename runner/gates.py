@@ -40,6 +40,7 @@ class Context:
     reference_px: float | None = None
     reference_ns: int | None = None  # when that price was known (its bar's end)
     reference_source: str | None = None  # where it came from: "bars" | "broker" (messages)
+    broker_px: float | None = None  # the broker's price too, when the reference is the bars'
     day_orders: int | None = None  # orders placed at IB today, from the ledger
     day_notional: float | None = None
     kill_switch: bool = False
@@ -241,6 +242,23 @@ def _no_reference(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     return []
 
 
+def _disagree(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    """A bars file that disagrees with the broker about the price by more than the sanity
+    distance is not this instrument's market now (another symbol, day, or a made-up file):
+    the gates will not judge by it."""
+    bars, broker = _usable(ctx.reference_px), _usable(ctx.broker_px)
+    if ctx.reference_source != "bars" or bars is None or broker is None:
+        return []
+    apart = abs(bars - broker) / broker * 1e4
+    if apart <= policy.min_sanity_distance_bps:
+        return []
+    return [Reason(("bars_path",), f"the bars' price {px(bars)} is {apart:,.1f} bps from the "
+                                   f"broker's {px(broker)}, more than "
+                                   f"{fmt(policy.min_sanity_distance_bps)} bps: is bars_path "
+                                   "this symbol's capture of today?"
+                                   f"{policy.origin('min_sanity_distance_bps')}")]
+
+
 def _stale(policy: Policy, ctx: Context) -> bool:
     if policy.max_reference_age_sec is None or ctx.reference_ns is None:
         return False
@@ -326,5 +344,5 @@ def _hours(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
                                      "send the order anyway")]
 
 
-GATES = (_kill_switch, _live, _port_and_account, _allowlists, _size, _reference, _day_caps,
-         _hours)
+GATES = (_kill_switch, _live, _port_and_account, _allowlists, _size, _reference, _disagree,
+         _day_caps, _hours)

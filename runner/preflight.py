@@ -10,6 +10,7 @@ overlapping.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -29,6 +30,7 @@ from runner.plan import Plan
 from runner.policy import Policy, kill_switch_on
 
 NS = 1_000_000_000
+REFERENCE_WAIT_SEC = 3.0  # the longest the broker's price may take (snapshot, else bars)
 # One folder for every run on the machine, whatever TMPDIR a run was given (a per-run
 # TMPDIR must not give it locks of its own): never inside out_dir, so a refused run
 # leaves nothing there.
@@ -102,6 +104,7 @@ class Guard:
         the broker's; only the broker's where the policy says broker_reference."""
         bars_ref = None if self._broker_only() else reference(self.bars, now_ns)
         ref, source = (bars_ref, "bars") if bars_ref is not None else (broker_ref, "broker")
+        cross = broker_ref[0] if broker_ref is not None and source == "bars" else None
         orders: int | None = None
         notional: float | None = None
         if self.policy.needs_day_totals:
@@ -113,6 +116,7 @@ class Guard:
             now_ns=now_ns, port=None if self.dry_run else self.plan.connection.port,
             account=account, priced=True, reference_px=ref[0] if ref else None,
             reference_ns=ref[1] if ref else None, reference_source=source if ref else None,
+            broker_px=cross,
             day_orders=orders, day_notional=notional,
             kill_switch=kill_switch_on(self.policy), market_open=market_open,
         )
@@ -127,8 +131,10 @@ class Guard:
         return self.policy.broker_reference and not self.dry_run
 
     def wants_broker_reference(self, now_ns: int) -> bool:
-        """Ask the broker for a price: the policy says so, or the bars do not cover now."""
-        return self._broker_only() or reference(self.bars, now_ns) is None
+        """Ask the broker for a price on every run that reaches one: the reference when the
+        bars do not cover now (or the policy says broker_reference), else a cross-check
+        of the bars'."""
+        return not self.dry_run
 
     def watch(self) -> str | None:
         """Polled while the order works: a reason to cancel it now (the kill switch)."""
@@ -141,7 +147,8 @@ class Guard:
     def before_connect(self) -> None:
         self._check_root()
         ctx = self.context(self.plan.at_ns)
-        if not self.dry_run and self.wants_broker_reference(self.plan.at_ns):
+        if not self.dry_run and (self._broker_only()
+                                 or reference(self.bars, self.plan.at_ns) is None):
             ctx = replace(ctx, priced=False)  # the broker's price comes after connecting
         self._enforce(ctx)
 
@@ -216,7 +223,11 @@ class _WithHours:
         await self.inner.qualify(order)
         self.sessions = await self.inner.liquid_sessions()
         if self.wants_reference(self.now_ns()):
-            self.reference = await self.inner.reference_price()
+            try:  # bounded: a gateway that never answers must not hold the order for long
+                self.reference = await asyncio.wait_for(self.inner.reference_price(),
+                                                        REFERENCE_WAIT_SEC)
+            except TimeoutError:
+                self.reference = None
 
     def next_order_id(self) -> int | None:
         found = self.inner.next_order_id()

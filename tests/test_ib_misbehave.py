@@ -731,3 +731,20 @@ def test_broker_reference_without_a_broker_price_refuses(gateway, cli, tmp_path)
         code, out, err = cli(gateway.port, *args)
         assert code == 2 and "the broker gave no reference price" in err, err
     assert sent(gateway, PLACE) == []
+
+
+def test_bars_that_disagree_with_the_broker_are_not_judged_by(gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nmax_slippage_bps: 50\n")
+    _bars_at(tmp_path / "bars.parquet", close=100.0)  # a file that says 100
+    gateway.set_quote("SPY", 90.0)  # the market says 90: 1,111.1 bps apart, by hand
+    code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "100.00",
+                         "--ttl_sec", "0.2", "--tag", "dis", "--bars_path", "bars.parquet")
+    apart = (100.0 - 90.0) / 90.0 * 1e4
+    assert code == 2 and f"the bars' price 100.00 is {apart:,.1f} bps from the broker's " \
+                         "90.00" in err
+    assert sent(gateway, PLACE) == []
+    gateway.set_quote("SPY", 100.3)  # 29.9 bps apart: the bars stand
+    code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "100.00",
+                         "--ttl_sec", "0.2", "--tag", "dis", "--bars_path", "bars.parquet")
+    assert code == 0, err
+    assert [f[26] for f in sent(gateway, PLACE)] == ["dis"]
