@@ -16,6 +16,8 @@ What counts as an account id (the rule `redact` applies):
   so `x\\nDU1234567` (JSON's and repr()'s way of writing a newline before the id),
   `\\tU7654321`, `\\u00e9DU1234567`, `\\x41U1234`, `\\101U1234` are masked. This fails
   closed: `\\\\nDU1234567` (an escaped backslash, then a literal `n`) is masked too.
+- A terminal control sequence in front (`ESC[0mU7654321`, raw or escaped as `\x1b`,
+  `\u001b`, `\033`) is a boundary: its final letter is invisible on a terminal.
 - Anything else in front is a boundary, non-ASCII letters included (`éDU1234567`
   is masked): a reader sees an id there.
 Masking a string that only looks like an id costs nothing; printing one does.
@@ -43,10 +45,17 @@ HEX = frozenset("0123456789abcdefABCDEF")
 LONG_ESCAPES = (("x", 2, HEX), ("u", 4, HEX), ("U", 8, HEX), ("", 3, frozenset("01234567")))
 
 
+# A terminal control sequence (ESC [ params letter) before an id: its letter is not text
+# a reader sees. ESC raw, or written as an escape (\x1b, \u001b, \033, \e).
+ANSI_TAIL = re.compile(r"(?:\x1b|\\x1b|\\u001b|\\033|\\e)\[[0-9;?]*[A-Za-z]\Z")
+
+
 def _glued(text: str, end: int) -> bool:
     """Does literal word text end at `end` (so an id starting there is inside a word)?"""
     if not end or text[end - 1] not in WORD:
         return False
+    if ANSI_TAIL.search(text, max(0, end - 24), end):
+        return False  # the letter ends a terminal control sequence: invisible
     if "\\" not in text[max(0, end - 10):end]:
         return True  # the common case: no escape near
     if end >= 2 and text[end - 2] == "\\":

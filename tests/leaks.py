@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 
 _ESCAPED = (r"(?<=\\[A-Za-z0-9])|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4})"
-            r"|(?<=\\U[0-9A-Fa-f]{8})|(?<=\\[0-7]{3})")
+            r"|(?<=\\U[0-9A-Fa-f]{8})|(?<=\\[0-7]{3})"
+            # a terminal colour code right before it (its letter is invisible): ESC[0m
+            r"|(?<=\x1b\[[0-9]m)|(?<=\x1b\[[0-9][0-9]m)|(?<=\[[0-9]m)|(?<=\[[0-9][0-9]m)")
 UNMASKED = re.compile(rf"(?:(?<![A-Za-z0-9_])|{_ESCAPED})D?[UFI][0-9]{{4,10}}(?![A-Za-z0-9_])")
 
 

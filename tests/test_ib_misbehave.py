@@ -748,3 +748,13 @@ def test_bars_that_disagree_with_the_broker_are_not_judged_by(gateway, cli, tmp_
                          "--ttl_sec", "0.2", "--tag", "dis", "--bars_path", "bars.parquet")
     assert code == 0, err
     assert [f[26] for f in sent(gateway, PLACE)] == ["dis"]
+
+
+def test_an_account_id_behind_a_terminal_colour_code_is_masked(gateway, cli, tmp_path):
+    # the cli fixture fails the test if any output shows an id in the clear
+    gateway.script("ansi", [Ack(), Reject("see \x1b[0mU7654321 and \x1b[31mDU1234567\x1b[0m")])
+    code, out, err = one_shot(cli, gateway, "ansi")
+    assert code == 4 and "U****321" in err and "DU****567" in err
+    for args in (("ledger", "show"), ("ledger", "show", "--json")):
+        code, out, _ = cli(gateway.port, *args)
+        assert code == 0 and "U****321" in out
