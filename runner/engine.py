@@ -97,7 +97,6 @@ class Outcome:
     notes: list[str] = field(default_factory=list)  # what the broker said on the way
     alarm: str = ""  # something that must not pass quietly (an over-fill)
     missing_commissions: list[str] = field(default_factory=list)  # exec ids, for recover
-    order_id: int | None = None
 
 
 @dataclass
@@ -293,18 +292,21 @@ class Engine:
             if order.stopped:
                 return
             if order.cancel_refused:  # refused at once: try again when this slot is up
-                await self._wait(lambda o: False, until, interruptible=False)
+                await self._listen(until)
                 if order.stopped:
                     return
         await self._look_up(start)
+
+    async def _listen(self, until_ns: int) -> None:
+        """Take the broker's events until `until_ns` (or the order stops); no other aim."""
+        await self._wait(lambda o: False, until_ns, interruptible=False)
 
     async def _while_reconnecting(self) -> None:
         """A broker that is reconnecting sends the cancel once it is back: wait for that
         (bounded by its reconnect window, which ends in an error if it does not return)."""
         give_up = self.broker.now_ns() + int(self.plan.connection.reconnect_sec * NS)
         while self.broker.reconnecting_now() and self.broker.now_ns() < give_up:
-            await self._wait(lambda o: False, self.broker.now_ns() + int(POLL_SEC * NS),
-                             interruptible=False)
+            await self._listen(self.broker.now_ns() + int(POLL_SEC * NS))
             if self.order is not None and self.order.stopped:
                 return
 
@@ -317,7 +319,7 @@ class Engine:
             found, why = Lookup.UNKNOWN, f" (lookup failed: {e.message})"
         else:
             why = ""
-        await self._wait(lambda o: False, self.broker.now_ns(), interruptible=False)  # drain
+        await self._listen(self.broker.now_ns())  # what the lookup found, as events
         if order.stopped:
             return
         waited = (self.broker.now_ns() - start_ns) / NS
@@ -475,7 +477,6 @@ class Engine:
             out.state = order.state.value
         out.fill_qty, out.avg_px, out.commission = order.fill_qty, order.avg_px, order.commission
         out.message = order.message or out.message
-        out.order_id = order.order_id
 
     def _snapshot(self) -> None:
         order = self.order

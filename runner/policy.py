@@ -417,7 +417,12 @@ def _tuple(items: list[Any] | None) -> tuple[Any, ...] | None:
 def kill_switch_on(policy: Policy) -> bool:
     """Is any kill switch of the cascade there? A dangling link counts, and so does a path
     that cannot be examined: the switch fails closed."""
-    return any(_present(path) for path in policy.kill_switches)
+    return bool(kill_switches_on(policy))
+
+
+def kill_switches_on(policy: Policy) -> list[str]:
+    """The kill switches of the cascade that are there (see kill_switch_on)."""
+    return [path for path in policy.kill_switches if _present(path)]
 
 
 def _present(path: str) -> bool:

@@ -27,7 +27,7 @@ from runner.broker import Broker, BrokerEvent, Lookup, Note, OrderRequest, Sessi
 from runner.errors import UsageError
 from runner.gates import Context, Refused, check
 from runner.plan import Plan
-from runner.policy import Policy, kill_switch_on
+from runner.policy import Policy, kill_switch_on, kill_switches_on
 
 NS = 1_000_000_000
 REFERENCE_WAIT_SEC = 3.0  # the longest the broker's price may take (snapshot, else bars)
@@ -138,11 +138,8 @@ class Guard:
 
     def watch(self) -> str | None:
         """Polled while the order works: a reason to cancel it now (the kill switch)."""
-        if not kill_switch_on(self.policy):
-            return None
-        on = [k for k in self.policy.kill_switches
-              if kill_switch_on(replace(self.policy, kill_switches=(k,)))]
-        return f"kill switch {' and '.join(on)} turned on while the order worked"
+        on = kill_switches_on(self.policy)
+        return f"kill switch {' and '.join(on)} turned on while the order worked" if on else None
 
     def before_connect(self) -> None:
         self._check_root()

@@ -58,15 +58,18 @@ class Orphan:
     def deadline_ns(self) -> int | None:
         return self.intent.get("deadline")
 
-    @property
-    def key(self) -> tuple[str, Any, Any]:
-        return _key(self.intent)
-
 
 def _key(row: dict[str, Any]) -> tuple[str, Any, Any]:
     """Which order a row is about: its tag and the (client id, order id) the INTENT
     recorded — a tag placed twice (--allow-duplicate) is two orders."""
     return (row["tag"], row.get("client_id"), row.get("order_id"))
+
+
+def _intent_key(intent: dict[str, Any]) -> tuple[str, Any, Any]:
+    """An INTENT's key; one written before INTENTs carried the order id: its run's."""
+    if intent.get("order_id") is not None:
+        return _key(intent)
+    return (intent["tag"], intent["run_id"], None)
 
 
 def find_orphans(out_dir: Path, day: str) -> list[Orphan]:
@@ -85,7 +88,7 @@ def find_orphans(out_dir: Path, day: str) -> list[Orphan]:
     for row in rows:  # in (ts, run_id, seq) order
         tag, event = row["tag"], row["event"]
         if event == "INTENT":
-            key = _key(row) if row.get("order_id") is not None else (tag, row["run_id"], None)
+            key = _intent_key(row)
             orders[key] = Orphan(row, last_ts=row["ts"])
             by_run[(row["run_id"], tag)] = latest[tag] = key
             continue
@@ -96,14 +99,9 @@ def find_orphans(out_dir: Path, day: str) -> list[Orphan]:
             continue
         _note_row(order, row)
         if event in TERMINAL:
-            del orders[order_key(order)]
+            del orders[_intent_key(order.intent)]
     return [o for o in orders.values()
             if o.intent["run_id"] not in alive or o.last_event in ("UNSETTLED", "UNKNOWN")]
-
-
-def order_key(o: Orphan) -> tuple[str, Any, Any]:
-    i = o.intent
-    return _key(i) if i.get("order_id") is not None else (i["tag"], i["run_id"], None)
 
 
 def _note_row(o: Orphan, row: dict[str, Any]) -> None:

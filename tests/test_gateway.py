@@ -7,7 +7,6 @@ client share that loop. Waits are on client events with timeouts, never sleeps.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ib_async import IB, LimitOrder, MarketOrder, Stock
+from ibclient import connected, error_log, place, run, until
 
 from runner.errors import UsageError
 from runner.gateway import (
@@ -47,32 +47,6 @@ SPY = Stock("SPY", "SMART", "USD")
 NS = 1_000_000_000
 
 
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def connected(gw: FakeGateway, client_id: int = 7, **kw: Any) -> AsyncIterator[IB]:
-    ib = IB()
-    await ib.connectAsync("127.0.0.1", gw.port, clientId=client_id, timeout=2, **kw)
-    try:
-        yield ib
-    finally:
-        ib.disconnect()
-
-
-async def until(ib: IB, predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Wait until `predicate()` holds, re-checking after each packet ib_async handles."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        left = deadline - loop.time()
-        if left <= 0:
-            raise TimeoutError("condition not met")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ib.updateEvent, left)
-
-
 def next_emit(event: Any) -> asyncio.Future[Any]:
     """A future for the next emit of an eventkit event, subscribed right now."""
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -83,17 +57,6 @@ def next_emit(event: Any) -> asyncio.Future[Any]:
 
     event += on_emit
     return future
-
-
-def error_log(ib: IB) -> list[tuple[int, int, str]]:
-    seen: list[tuple[int, int, str]] = []
-    ib.errorEvent += lambda req_id, code, text, contract: seen.append((req_id, code, text))
-    return seen
-
-
-async def place(ib: IB, ref: str, qty: float = 10, limit: float = 100.0, **kw: Any) -> Any:
-    [contract] = await ib.qualifyContractsAsync(Stock("SPY", "SMART", "USD"))
-    return ib.placeOrder(contract, LimitOrder("BUY", qty, limit, orderRef=ref, **kw))
 
 
 # --------------------------------------------------------------- connect

@@ -10,18 +10,18 @@ client updates or on frames, each with a timeout; nothing sleeps.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ib_async import IB, LimitOrder, Stock
+from ib_async import IB
+from ibclient import connected, error_log, place, run, until
 
 from runner.gateway import (
     Ack,
@@ -40,43 +40,6 @@ from runner.gateway.scenario import ScenarioError
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "gateway-misbehave.yaml"
 ORDER_STATUS, OPEN_ORDER, EXEC, COMMISSION, ERROR = "3", "5", "11", "59", "4"
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def connected(gw: GatewayThread, client_id: int = 7, **kw: Any) -> AsyncIterator[IB]:
-    ib = IB()
-    await ib.connectAsync("127.0.0.1", gw.port, clientId=client_id, timeout=3, **kw)
-    try:
-        yield ib
-    finally:
-        ib.disconnect()
-
-
-async def until(ib: IB, predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait until `predicate()` holds, re-checking after each packet ib_async handles."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        left = deadline - loop.time()
-        if left <= 0:
-            raise TimeoutError("condition not met")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ib.updateEvent, left)
-
-
-def error_log(ib: IB) -> list[tuple[int, int, str]]:
-    seen: list[tuple[int, int, str]] = []
-    ib.errorEvent += lambda req_id, code, text, contract: seen.append((req_id, code, text))
-    return seen
-
-
-async def place(ib: IB, ref: str, qty: float = 10, limit: float = 100.0, **kw: Any) -> Any:
-    [contract] = await ib.qualifyContractsAsync(Stock("SPY", "SMART", "USD"))
-    return ib.placeOrder(contract, LimitOrder("BUY", qty, limit, orderRef=ref, **kw))
 
 
 def kinds(gw: GatewayThread, client_id: int = 7, order_id: int | None = None) -> list[str]:

@@ -252,10 +252,7 @@ class IBBroker:
                 self.tracker.pump()
             self._arm()
         except Exception as e:  # noqa: BLE001 - a timer callback: hand it to the engine
-            self._put_error(e)
-
-    def _put_error(self, error: BaseException) -> None:
-        self.queue.put_nowait(error)
+            self._background_error(e)
 
     # --- taps: every decoded order message, before ib_async's bookkeeping ------------
 
