@@ -733,10 +733,16 @@ def read_day_settled(day_dir: Path, columns: Iterable[str] | None = None) -> pa.
 
 
 def tags_on_day(out_dir: Path, day: str) -> set[str]:
-    """Every tag the day has seen, journals of live runs included (the duplicate guard)."""
+    """Every tag the day has seen, journals of live runs included (the duplicate guard),
+    read under the day's compaction lock like read_day_settled."""
     day_dir = Path(out_dir) / _check_day(day)
     if not day_dir.is_dir():
         return set()
+    with _flocked(day_dir / LOCK_FILE):
+        return _tags_in(day_dir)
+
+
+def _tags_in(day_dir: Path) -> set[str]:
     tags: set[str] = set()
     for path in [day_dir / LEDGER_FILE, *sorted(day_dir.glob("ledger.*.parquet"))]:
         if path.exists():

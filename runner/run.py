@@ -54,7 +54,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     opts = RunOptions(
         dry_run=args.dry_run, live=args.live, at=args.at, out_dir=getattr(args, "out_dir", None),
         allow_duplicate=args.allow_duplicate, allow_outside=args.allow_outside,
-        allow_unsettled=getattr(args, "allow_unsettled", False),
+        allow_unsettled=args.allow_unsettled,
         as_json=args.json, verbose=args.verbose,
         failpoint=environ.get("RUNNER_FAILPOINT", ""), policy=getattr(args, "policy", None),
     )
