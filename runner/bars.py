@@ -55,6 +55,7 @@ class Bars:
     volume: np.ndarray
     vwap: np.ndarray | None = None
     path: str = field(default="<memory>")
+    interval_ns: int = BAR_NS  # each bar covers [ts, ts + interval_ns)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ts", _frozen_array(self.ts, np.int64))

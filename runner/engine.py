@@ -215,8 +215,10 @@ class Engine:
         self.order = _Order(req, intent_ns=now, client_id=self.client_id,
                             order_id=self.broker.next_order_id())
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
+        source = "bars" if arrival is not None else None
         if arrival is None and self.broker_price is not None:
             arrival = self.broker_price()  # what the gates judged by; the day caps count it
+            source = "broker" if arrival is not None else None
         self.outcome.arrival_px = arrival
         sanity = self.plan.kind == "sanity-cancel"
         wait_sec = ACK_TIMEOUT_SEC if sanity else self.plan.ttl_sec
@@ -224,7 +226,8 @@ class Engine:
         deadline = now + int(wait_sec * NS)
         # durable before the order leaves; the deadline tells `runner recover` when to cancel
         self._record(Ev.INTENT, now, arrival_px=arrival, deadline=deadline,
-                     good_till=req.good_till_ns)
+                     good_till=req.good_till_ns, arrival_source=source,
+                     bars_path=self.plan.bars_path)
         self._unlock()  # counted and durable: the next run's count sees this INTENT
         self.order.placed = True  # from here on, a way out must cancel it
         await self.broker.place(req)

@@ -87,6 +87,10 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("avg_px", _F64),
         pa.field("commission", _F64),
         pa.field("arrival_px", _F64),
+        # INTENT rows: where arrival_px came from ("bars" or "broker"), and the bars file
+        # (as the spec named it) that TCA and `tca --plot` read again
+        pa.field("arrival_source", _STR),
+        pa.field("bars_path", _STR),
         pa.field("message", _STR),
         # INTENT rows: when the runner cancels what is still working (INTENT + TTL), so that
         # `runner recover` knows which orphans are overdue.

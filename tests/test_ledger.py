@@ -70,7 +70,7 @@ def test_schema_is_the_contract() -> None:
         ("perm_id", pa.int64()), ("client_id", pa.int64()), ("symbol", s), ("side", s),
         ("qty", f), ("order_type", s), ("limit", f), ("tif", s), ("fill_qty", f),
         ("last_qty", f), ("last_px", f), ("avg_px", f), ("commission", f), ("arrival_px", f),
-        ("message", s), ("deadline", ts), ("good_till", ts), ("exec_id", s), ("corrects", s),
+        ("arrival_source", s), ("bars_path", s), ("message", s), ("deadline", ts), ("good_till", ts), ("exec_id", s), ("corrects", s),
         ("fill_ratio", f), ("shortfall_bps", f), ("vwap_px", f), ("vwap_slippage_bps", f),
         ("is_bps", f), ("fees_bps", f), ("participation", f), ("ms_to_first_fill", f),
         ("ms_to_done", f),
