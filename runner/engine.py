@@ -452,7 +452,8 @@ class Engine:
             "ts": ts_ns, "spec": self.plan.spec, "tag": req.tag, "event": event.value,
             "broker": self.broker.name, "account": self.account, "order_id": order.order_id,
             "perm_id": order.perm_id, "client_id": order.client_id, "symbol": req.symbol,
-            "side": req.side, "qty": req.qty,
+            "sec_type": req.sec_type, "exchange": req.exchange, "currency": req.currency,
+            "mode": self.plan.mode, "side": req.side, "qty": req.qty,
             "order_type": req.order_type, "limit": req.limit, "tif": req.tif,
             "fill_qty": order.fill_qty, "avg_px": order.avg_px, "commission": order.commission,
         }

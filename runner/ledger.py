@@ -76,6 +76,10 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("perm_id", pa.int64()),
         pa.field("client_id", pa.int64()),  # the API client id that placed the order
         pa.field("symbol", _STR),
+        pa.field("sec_type", _STR),  # the instrument at IB: STK, CASH, CRYPTO…
+        pa.field("exchange", _STR),
+        pa.field("currency", _STR),  # the currency of every price and commission on the row
+        pa.field("mode", _STR),  # paper | live, as the spec said
         pa.field("side", _STR),
         pa.field("qty", _F64),
         pa.field("order_type", _STR),

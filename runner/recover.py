@@ -30,7 +30,8 @@ from runner.plan import Connection, trading_day
 
 TERMINAL = frozenset({"FILL", "CANCEL", "REJ"})
 CARRIED = ("spec", "tag", "broker", "account", "order_id", "perm_id", "client_id", "symbol",
-           "side", "qty", "order_type", "limit", "tif")  # copied onto every recovered row
+           "sec_type", "exchange", "currency", "mode", "side", "qty", "order_type", "limit",
+           "tif")  # copied onto every recovered row
 MARKERS = ".unsettled"  # OUT_DIR/.unsettled/<day>.<hash>.json: orders left for recover
 INCOMPLETE = ".incomplete"  # OUT_DIR/.incomplete/<day>.<hash>.json: commissions to complete
 POLL_SEC = 0.1

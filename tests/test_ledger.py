@@ -67,7 +67,8 @@ def test_schema_is_the_contract() -> None:
     expected = [
         ("ts", ts), ("run_id", s), ("seq", pa.int32()), ("spec", s), ("tag", s),
         ("event", s), ("broker", s), ("account", s), ("order_id", pa.int64()),
-        ("perm_id", pa.int64()), ("client_id", pa.int64()), ("symbol", s), ("side", s),
+        ("perm_id", pa.int64()), ("client_id", pa.int64()), ("symbol", s), ("sec_type", s),
+        ("exchange", s), ("currency", s), ("mode", s), ("side", s),
         ("qty", f), ("order_type", s), ("limit", f), ("tif", s), ("fill_qty", f),
         ("last_qty", f), ("last_px", f), ("avg_px", f), ("commission", f), ("arrival_px", f),
         ("arrival_source", s), ("bars_path", s), ("message", s), ("deadline", ts), ("good_till", ts), ("exec_id", s), ("corrects", s),
