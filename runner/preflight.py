@@ -44,11 +44,11 @@ def reference(bars: Any, at_ns: int) -> tuple[float, int] | None:
     later, has no price for it: DESIGN §7 asks for bars covering the INTENT)."""
     if bars is None or not len(bars):
         return None
-    if not bars.first_ns <= at_ns < bars.last_end_ns + NS:
+    if not bars.first_ns <= at_ns < bars.last_end_ns + bars.interval_ns:
         return None
-    n = int(np.searchsorted(bars.ts, at_ns - NS, side="right"))
+    n = int(np.searchsorted(bars.ts, at_ns - bars.interval_ns, side="right"))
     if n:
-        return float(bars.close[n - 1]), int(bars.ts[n - 1]) + NS
+        return float(bars.close[n - 1]), int(bars.ts[n - 1]) + bars.interval_ns
     return float(bars.open[0]), at_ns
 
 

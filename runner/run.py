@@ -184,7 +184,8 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     from runner.preflight import Guard
 
     policy = governing(spec, opts.policy)
-    bars = _load_bars(spec.bars_path) if spec.bars_path else None
+    symbol = spec.order.symbol if spec.order else None  # a handshake has no order
+    bars = _load_bars(spec.bars_path, symbol) if spec.bars_path else None
     plan = compile_plan(spec, environ, _start_ns(opts, bars))
     if opts.dry_run and bars is not None:
         _check_bars_cover(plan, bars)
@@ -234,7 +235,7 @@ def _start_ns(opts: RunOptions, bars: Any) -> int:
     if opts.at:
         return parse_at(opts.at)
     if opts.dry_run and bars is not None:
-        return int(bars.first_ns) + 1_000_000_000  # the first bar is known once it ended
+        return int(bars.first_ns) + int(bars.interval_ns)  # known once it has ended
     return time.time_ns()
 
 
@@ -249,10 +250,10 @@ def _check_bars_cover(plan: Plan, bars: Any) -> None:
                         "pick --at inside the bars, or bars for that day")
 
 
-def _load_bars(path: str) -> Any:
+def _load_bars(path: str, symbol: str | None) -> Any:
     from runner.bars import load_bars
 
-    return load_bars(path)
+    return load_bars(path, symbol)
 
 
 def _recover_first(plan: Plan, opts: RunOptions) -> None:
