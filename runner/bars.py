@@ -185,7 +185,8 @@ def _check_order(bars: Bars) -> None:
     if step[i - 1] == 0:
         raise DataError(
             f"{where}: duplicate ts {_iso(ts[i])} at rows {bars.row(i - 1)} and {bars.row(i)}",
-            "one bar per time; drop or merge the duplicate",
+            "one bar per time: drop or merge the duplicate; bars of several symbols need a "
+            "symbol column",
         )
     raise DataError(
         f"{where}: ts not ascending at row {bars.row(i)}: {_iso(ts[i])} after {_iso(ts[i - 1])}",

@@ -131,7 +131,8 @@ def test_duplicate_names_both_rows(tmp_path: Path) -> None:
     path = standard(tmp_path, ts=ts_array([0, 1, 1, 2, 3]))
     assert error_of(path) == (
         f"{path}: duplicate ts 2026-01-05T14:30:01Z at rows 1 and 2"
-        " (one bar per time; drop or merge the duplicate)"
+        " (one bar per time: drop or merge the duplicate; bars of several symbols need a symbol"
+        " column)"
     )
 
 

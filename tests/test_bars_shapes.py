@@ -460,7 +460,8 @@ def test_errors_after_a_symbol_filter_name_the_files_rows(tmp_path):
                         symbol=pa.array(["SPY", "AAPL"] * N))
     assert error_of(path, "SPY") == (
         f"{path}: duplicate ts 2026-01-05T14:30:01Z at rows 2 and 4"
-        " (one bar per time; drop or merge the duplicate)")
+        " (one bar per time: drop or merge the duplicate; bars of several symbols need a symbol"
+        " column)")
 
 
 def test_a_symbol_column_must_be_text(tmp_path):
@@ -479,3 +480,29 @@ def test_the_gateway_needs_a_symbol_for_a_file_of_several(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"runner gateway: {path}: bars of AAPL, SPY and no symbol to pick")
     assert err.count("\n") == 1
+
+
+# --- the callers ask for the order's symbol and use the bars' interval -------------------
+
+
+def test_the_plot_reads_the_orders_rows_of_a_long_file(tmp_path, monkeypatch, capsys):
+    folder = one_shot(tmp_path / "long", long_format, BUY)
+    assert dry_run(folder, monkeypatch, "--at", str(T0 // S + AT)) == 0
+    capsys.readouterr()
+    assert main(["tca", "--out-dir", "out", "--plot", "plots", "--bars", "bars.parquet"]) == 0
+    assert capsys.readouterr().err == "wrote plots/t1.png\n"  # no "bars not used: ..."
+
+
+def test_the_gateways_quote_and_the_reference_wait_for_a_five_second_bar_to_end(tmp_path):
+    from runner.gateway.barclock import BarClock
+    from runner.gateway.marketdata import bars_between, quote_from_bars
+    from runner.preflight import reference
+
+    path, cols = five_second_bars(tmp_path)
+    bars = load_bars(path)
+    clock = BarClock(bars, start_wall_ns=0)  # wall 0 = T0
+    assert quote_from_bars(clock, FIVE - 1) is None
+    assert quote_from_bars(clock, 7 * S).last == cols["close"][0]  # bar 1 runs to T0+10 s
+    assert reference(bars, T0 + 7 * S) == (cols["close"][0], T0 + FIVE)
+    # historical bars: only those that ended by the wall time asked
+    assert [b.close for b in bars_between(clock, 0, 14 * S)] == cols["close"][:2]
