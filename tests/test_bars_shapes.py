@@ -506,3 +506,12 @@ def test_the_gateways_quote_and_the_reference_wait_for_a_five_second_bar_to_end(
     assert reference(bars, T0 + 7 * S) == (cols["close"][0], T0 + FIVE)
     # historical bars: only those that ended by the wall time asked
     assert [b.close for b in bars_between(clock, 0, 14 * S)] == cols["close"][:2]
+
+
+def test_plan_broker_reads_the_orders_rows_of_a_long_file(gateway, cli, tmp_path):
+    long_format(tmp_path / "bars.parquet")
+    (tmp_path / "w.yaml").write_text(
+        f"version: 1\nkind: one-shot\norder: {{{BUY}, tag: wl}}\nbars_path: bars.parquet\n")
+    code, out, err = cli(gateway.port, "plan", "w.yaml", "--broker")
+    assert (code, err) == (0, "")  # not "bars of AAPL, SPY and no symbol to pick"
+    assert "what-if (IB, account DU****567; no order was created)" in out
