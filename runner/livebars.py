@@ -45,8 +45,9 @@ def catch_up_ns(bars: Bars) -> int:
 
 
 def check_fresh(path: str, bars: Bars, now_ns: int) -> None:
-    """A run that reaches a broker needs bars covering now: the first bar started by now
-    and the last one ended no more than the capture lag ago; else DataError (exit 2)."""
+    """A run that reaches a broker and takes its arrival from the bars needs bars covering
+    now: the first bar started by now and the last one ended no more than the capture lag
+    ago; else DataError (exit 2). (With `arrival: broker` the file is the dry run's.)"""
     lag = capture_lag_ns(bars)
     if bars.first_ns <= now_ns <= bars.last_end_ns + lag:
         return
@@ -56,9 +57,8 @@ def check_fresh(path: str, bars: Bars, now_ns: int) -> None:
         cause = (f"its last bar ends at {iso(bars.last_end_ns)}, more than {lag / NS:g} s "
                  f"before now ({iso(now_ns)})")
     raise DataError(f"{path}: stale bars for a live run: {cause}; nothing was sent",
-                    "point bars_path at the capture of today's bars (or drop it), or use "
-                    "arrival: broker; against `runner gateway --bars FILE` use "
-                    "arrival: broker")
+                    "point bars_path at today's capture, drop it, or use arrival: broker "
+                    "(also the way to rehearse against `runner gateway --bars FILE`)")
 
 
 def _stamp(path: str) -> tuple[int, int, int]:
@@ -92,21 +92,32 @@ class FileBars:
             self.bars, self.stamp = self.load(), stamp
         return self.bars
 
+    def _reread(self, say: Callable[[str], None]) -> Bars | None:
+        """After the order: a file gone or broken now costs the figures it would add,
+        never the run: None, said in a line (the caller keeps the last good read)."""
+        try:
+            return self._read()
+        except DataError as e:
+            say(f"{e.message}; TCA uses the bars as read before")
+            return None
+
     async def after(self, intent_ns: int, end_ns: int,
                     say: Callable[[str], None]) -> Bars:
         """The file once it covers the order's end (a bar that ended at or after
         `end_ns`), waiting at most `catch_up_ns`; else what it holds then, said in a
         line."""
-        bars = self._read()
-        if bars.last_end_ns >= end_ns:
-            return bars
+        bars = self._reread(say)
+        if bars is None or bars.last_end_ns >= end_ns:
+            return self.bars
         bound = catch_up_ns(bars)
         say(f"waiting up to {bound / NS:g} s for {self.path} to cover the order's end "
             f"({iso(end_ns)}; it ends at {iso(bars.last_end_ns)})")
         give_up = time.monotonic_ns() + bound
         while bars.last_end_ns < end_ns and time.monotonic_ns() < give_up:
             await asyncio.sleep(POLL_SEC)
-            bars = self._read()
+            if self._reread(say) is None:
+                return self.bars
+            bars = self.bars
         if bars.last_end_ns < end_ns:
             say(f"{self.path} still ends at {iso(bars.last_end_ns)}, before the order's end "
                 f"({iso(end_ns)}), after {bound / NS:g} s: VWAP, participation and the IS "

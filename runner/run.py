@@ -190,7 +190,7 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     plan = compile_plan(spec, environ, _start_ns(opts, bars))
     if opts.dry_run and bars is not None:
         _check_bars_cover(plan, bars)
-    if not opts.dry_run and bars is not None:
+    if not opts.dry_run and bars is not None and spec.arrival != "broker":
         from runner.livebars import check_fresh
 
         check_fresh(plan.bars_path or "", bars, time.time_ns())

@@ -639,7 +639,7 @@ def _semantic(doc: _Doc, data: dict[str, Any], root: Path, allow_outside: bool) 
         doc.error(("ttl_sec",), "only one-shot uses ttl_sec (sanity-cancel cancels right after "
                                 "the ACK); remove it", key=True)
     if given.get("arrival") == "bars" and "bars_path" not in given:
-        doc.error(("arrival",), "arrival: bars needs bars_path (add it, or use "
+        doc.error(("arrival",), "'bars' needs bars_path (add bars_path, or use "
                                 "arrival: broker)")
     for key in ("bars_path", "out_dir"):
         if key in data and not allow_outside:

@@ -28,6 +28,7 @@ from runner.ledger import read_ledger
 
 NS = 1_000_000_000
 PLACE = 3  # TWS API message id: placeOrder
+ORDER = "order: {symbol: SPY, side: BUY, qty: 1, limit: 10.00, tif: DAY}\n"
 LIMIT, QTY = 100.50, 25  # a BUY above every bar's low: 10 a bar (10 % of 100) at the limit
 
 
@@ -214,6 +215,32 @@ def test_a_capture_that_stops_is_waited_for_bounded_then_used_as_it_is(
         (5 * (100.04 - arrival) + 5 * (arrival - arrival)) / (10 * arrival) * 1e4, abs=1e-9)
 
 
+def test_a_capture_file_removed_after_the_order_costs_only_the_new_bars(
+        make_gateway, cli, tmp_path):
+    bars = market((time.time_ns() // NS - 20) * NS, 20)
+    path = tmp_path / "bars.parquet"
+    write_atomic(path, bars, 20)
+    gw = make_gateway()
+    gw.script("gone-1", [Ack(), Fill(5, 100.04, commission=1.0)])
+
+    def remove_once_cancelled() -> None:  # the order is over once its cancel is sent
+        gw.wait_for(4, timeout=10.0)
+        path.unlink()
+
+    remover = threading.Thread(target=remove_once_cancelled, daemon=True)
+    remover.start()
+    code, out, err = cli(gw.port, "one-shot", "--qty", "10", "--limit", "100.10",
+                         "--ttl_sec", "0.5", "--tag", "gone-1", "--bars_path", "bars.parquet")
+    remover.join()
+    assert code == 0, out + err
+    assert "runner: gone-1: bars.parquet: the bars file went away during the run (No such " \
+           "file or directory); TCA uses the bars as read before" in err.splitlines()
+    snap = by_event(order_rows(tmp_path, "gone-1"))["PNL_SNAPSHOT"]
+    arrival = float(bars.close[-1])
+    assert snap["arrival_px"] == arrival
+    assert snap["shortfall_bps"] == pytest.approx((100.04 - arrival) / arrival * 1e4, abs=1e-9)
+
+
 # ----------------------------------------------------------------- arrival: broker
 
 
@@ -251,10 +278,13 @@ def test_arrival_broker_is_the_gateways_price_on_its_bar_clock(make_gateway, cli
 
 def test_arrival_broker_prices_the_order_with_the_gateways_bars(make_gateway, cli, tmp_path,
                                                                  sample_day):
+    """`runner gateway --bars F` and a spec with `bars_path: F` (for its dry runs) and
+    `arrival: broker`: F is of another day, so only the gateway's clock can price it."""
     bars = sample_day
+    write_atomic(tmp_path / "day.parquet", bars, len(bars))
     start = (time.time_ns() // NS - 30) * NS  # bar i starts at wall start + i s
     gw = make_gateway(bars=bars, bars_start_ns=start)
-    spec(tmp_path / "b.yaml", "brk-2", QTY, LIMIT, 2.2)
+    spec(tmp_path / "b.yaml", "brk-2", QTY, LIMIT, 2.2, bars_path="day.parquet")
     before = time.time_ns()
     code, out, err = cli(gw.port, "run", "b.yaml")
     assert code == 0, out + err
@@ -300,3 +330,21 @@ def test_a_dry_run_with_arrival_broker_prices_with_its_bars(cli, tmp_path, sampl
     assert intent["ts"].value == first_end
     assert intent["arrival_px"] == float(sample_day.close[0])
     assert (intent["arrival_source"], intent["bars_path"]) == ("bars", "day.parquet")
+
+
+@pytest.mark.parametrize("text, line", [
+    ("kind: one-shot\narrival: bars\n" + ORDER,
+     "x.yaml:3:10: arrival: 'bars' needs bars_path (add bars_path, or use arrival: broker)"),
+    ("kind: one-shot\narrival: ib\n" + ORDER,
+     "x.yaml:3:10: arrival: 'ib' is not one of bars, broker"),
+    ("kind: handshake\narrival: broker\n",
+     "x.yaml:3:1: arrival: not used by kind handshake; remove it"),
+])
+def test_the_arrival_key_is_checked(text, line, tmp_path, monkeypatch, capsys):
+    from runner.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.yaml").write_text("version: 1\n" + text, encoding="utf-8")
+    assert main(["validate", "x.yaml"]) == 2
+    assert capsys.readouterr().err.splitlines() == [line]
+
