@@ -221,9 +221,9 @@ class Engine:
     async def _place_and_wait(self) -> None:
         req = self.plan.order
         assert req is not None
-        self._open_journal()  # creating the file is not part of the INTENT's latency
-        if self.live is not None:  # a growing capture: as it is now (before the INTENT)
+        if self.live is not None:  # a growing capture as it is now; a broken one: no file
             self.bars = self.live.at_intent()
+        self._open_journal()  # creating the file is not part of the INTENT's latency
         now = self.broker.now_ns()  # the INTENT: the deadline and the GTD come from it
         if trading_day(now) != self.plan.day:
             raise UsageError(f"the trading day changed since the plan was made ({self.plan.day}"
