@@ -107,18 +107,16 @@ def fill_schedule(
     ack_ns: int,
     participation: float,
     sec_type: str = "STK",
-    tradable: np.ndarray | None = None,
+    session: tuple[str, str] | None = None,
 ) -> list[Fill]:
     """The fills an order acknowledged at `ack_ns` gets, in time order, per the module rules.
 
-    `tradable` marks the bars the order may trade on (the regular session); None: all.
-    Pure: the same inputs give the same list. Cancels (IOC remainder, TTL, GTD)
-    are not applied here; the caller truncates the list at the cancel time.
+    `session` is the (exchange, currency) whose regular session (with `sec_type`) limits
+    the bars the order trades on; None: every bar (outside_rth). Pure: the same inputs
+    give the same list. Cancels (IOC remainder, TTL, GTD) are not applied here; the
+    caller truncates the list at the cancel time.
     """
     if bars is None or qty <= 0:
-        return []
-    start = int(np.searchsorted(bars.ts, ack_ns, side="left"))
-    if start == len(bars):
         return []
     sign = 1.0 if side == "BUY" else -1.0
     if order_type == "MKT":
@@ -127,19 +125,47 @@ def fill_schedule(
         raise ValueError(f"{order_type} order without a limit price")
     else:
         bound = limit
+    start = int(np.searchsorted(bars.ts, ack_ns, side="left"))
+    stop = start + 1 if tif == "IOC" else len(bars)
     scale = quantity_scale(sec_type)
     units = Decimal(repr(float(qty))) * scale
-    stop = start + 1 if tif == "IOC" else len(bars)
-    caps = bar_caps(bars, participation, scale)
-    idx, take = _capped_fills(bars, sign, bound, math.ceil(units), start, stop, caps, tradable)
-    at_open = sign * bars.open[idx] < sign * bound
-    px = np.where(at_open, bars.open[idx], bound)
-    ts = np.where(at_open, bars.ts[idx], bars.ts[idx] + bars.interval_ns)
-    return [(int(t), q, float(p)) for t, q, p in zip(ts, _quantities(take, units, scale), px,
-                                                     strict=True)]
+    live = tradable_bars(bars, participation, sec_type, session)
+    idx, take = _capped_fills(live, sign * bound, sign > 0, math.ceil(units), start, stop)
+    if not len(idx):
+        return []
+    opens = bars.open[idx]
+    at_open = sign * opens < sign * bound
+    px = np.where(at_open, opens, bound).tolist()
+    ts = np.where(at_open, bars.ts[idx], bars.ts[idx] + bars.interval_ns).tolist()
+    return list(zip(ts, _quantities(take, units, scale), px, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Tradable:
+    """The bars an order may take something from, in time order: inside its session, with
+    a cap above 0. Their index in the bars, low, minus high (a SELL crosses where
+    -high < -limit) and cap in quantity steps."""
+
+    idx: np.ndarray
+    low: np.ndarray
+    neg_high: np.ndarray
+    cap: np.ndarray
 
 
 @functools.lru_cache(maxsize=16)
+def tradable_bars(bars: Bars, participation: float, sec_type: str,
+                  session: tuple[str, str] | None) -> Tradable:
+    """The `Tradable` bars of an instrument, computed once per bars file and settings."""
+    caps = bar_caps(bars, participation, quantity_scale(sec_type))
+    ok = caps > 0
+    if session is not None:
+        regular = regular_bars(bars, sec_type, *session)
+        if regular is not None:
+            ok &= regular
+    idx = np.flatnonzero(ok)
+    return Tradable(idx, bars.low[idx], -bars.high[idx], caps[idx])
+
+
 def bar_caps(bars: Bars, participation: float, scale: int) -> np.ndarray:
     """Per bar, the most an order may take: floor(participation x volume) in steps of
     1 / `scale`, computed exactly in decimal on the shortest text of each number (the
@@ -150,53 +176,9 @@ def bar_caps(bars: Bars, participation: float, scale: int) -> np.ndarray:
     exact_share = Decimal(repr(participation)) * scale
     for i in near:
         caps[i] = math.floor(exact_share * Decimal(repr(float(bars.volume[i]))))
-    caps.setflags(write=False)
     return caps
 
 
-def _capped_fills(
-    bars: Bars, sign: float, bound: float, needed: int, start: int, stop: int,
-    caps: np.ndarray, tradable: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the bars in [start, stop) that fill and the steps each gives, until
-    `needed` steps are reached (the last bar's full cap is returned; `_quantities` cuts it).
-
-    A bar fills when its low (a SELL: its high) is strictly beyond `bound`, its cap is not
-    0 and it is `tradable`. Scans in geometrically growing chunks, each fully vectorised:
-    a small order near the market finishes in the first chunk, and no order costs more
-    than a handful of numpy passes over the day.
-    """
-    crossing = bars.low if sign > 0 else bars.high
-    got_idx: list[np.ndarray] = []
-    remaining, lo, size = float(needed), start, _FIRST_CHUNK
-    while lo < stop and remaining > 0:
-        hi = min(stop, lo + size)
-        # BUY: low < bound; SELL: high > bound, i.e. -high < -bound. Strict both ways.
-        ok = (sign * crossing[lo:hi] < sign * bound) & (caps[lo:hi] > 0)
-        if tradable is not None:
-            ok &= tradable[lo:hi]
-        idx = lo + np.flatnonzero(ok)
-        cum = np.cumsum(caps[idx])
-        k = int(np.searchsorted(cum, remaining, side="left"))
-        if k < len(cum):  # this chunk completes the order at bar idx[k]
-            idx = idx[: k + 1]
-        got_idx.append(idx)
-        remaining -= float(caps[idx].sum())
-        lo, size = hi, size * 4
-    idx = np.concatenate(got_idx) if got_idx else np.empty(0, np.int64)
-    return idx, caps[idx]
-
-
-def _quantities(take: np.ndarray, units: Decimal, scale: int) -> list[float]:
-    """The fills' quantities from their steps: each bar's cap, except that the bar that
-    completes the order gives exactly what was left (decimal: 0.5 - 0.37 is 0.13)."""
-    out = [float(q) for q in take / scale]
-    if len(take) and float(take.sum()) >= units:
-        out[-1] = float((units - Decimal(int(take[:-1].sum()))) / scale)
-    return out
-
-
-@functools.lru_cache(maxsize=16)
 def regular_bars(bars: Bars, sec_type: str, exchange: str, currency: str) -> np.ndarray | None:
     """Which bars start inside a regular session of the instrument (runner.hours); None
     when its calendar is not known (then every bar trades)."""
@@ -207,8 +189,45 @@ def regular_bars(bars: Bars, sec_type: str, exchange: str, currency: str) -> np.
     for opens, closes in found:
         lo, hi = np.searchsorted(bars.ts, [opens, closes], side="left")
         mask[lo:hi] = True
-    mask.setflags(write=False)
     return mask
+
+
+def _capped_fills(
+    live: Tradable, threshold: float, buy: bool, needed: int, start: int, stop: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the bars in [start, stop) that fill and the steps each gives, until
+    `needed` steps are reached (the last bar's full cap is returned; `_quantities` cuts it).
+
+    A tradable bar fills when its low (a SELL: minus its high) is strictly below
+    `threshold` (the limit, signed; infinite for a market order). Scans in geometrically
+    growing chunks, each fully vectorised: a small order near the market finishes in the
+    first chunk, and no order costs more than a handful of numpy passes over the day.
+    """
+    crossing = live.low if buy else live.neg_high
+    lo, end = np.searchsorted(live.idx, [start, stop], side="left").tolist()
+    got: list[np.ndarray] = []
+    remaining, size = float(needed), _FIRST_CHUNK
+    while lo < end and remaining > 0:
+        hi = min(end, lo + size)
+        at = lo + np.flatnonzero(crossing[lo:hi] < threshold)  # strict: a touch is no fill
+        cum = np.cumsum(live.cap[at])
+        k = int(np.searchsorted(cum, remaining, side="left"))
+        if k < len(cum):  # this chunk completes the order at bar at[k]
+            at, cum = at[: k + 1], cum[: k + 1]
+        got.append(at)
+        remaining -= float(cum[-1]) if len(cum) else 0.0
+        lo, size = hi, size * 4
+    at = np.concatenate(got) if got else np.empty(0, np.int64)
+    return live.idx[at], live.cap[at]
+
+
+def _quantities(take: np.ndarray, units: Decimal, scale: int) -> list[float]:
+    """The fills' quantities from their steps: each bar's cap, except that the bar that
+    completes the order gives exactly what was left (decimal: 0.5 - 0.37 is 0.13)."""
+    out: list[float] = (take / scale).tolist()
+    if len(take) and float(take.sum()) >= units:
+        out[-1] = float((units - Decimal(int(take[:-1].sum()))) / scale)
+    return out
 
 
 def ioc_cancel_ns(bars: Bars | None, ack_ns: int) -> int:
@@ -326,12 +345,10 @@ class SimBroker:
 
     def _schedule_fills(self, state: _Order) -> None:
         req, cfg = state.req, self._config
-        tradable = None
-        if self._bars is not None and not req.outside_rth:
-            tradable = regular_bars(self._bars, req.sec_type, req.exchange, req.currency)
+        session = None if req.outside_rth else (req.exchange, req.currency)
         fills = fill_schedule(
             self._bars, req.side, req.qty, req.order_type, req.limit, req.tif,
-            state.ack_ns, cfg.participation, req.sec_type, tradable,
+            state.ack_ns, cfg.participation, req.sec_type, session,
         )
         for ts_ns, qty, px in fills:
             self._schedule(ts_ns, Ev.FILL, req.tag, fill=(qty, px))
