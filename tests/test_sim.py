@@ -342,6 +342,18 @@ def test_a_pre_market_market_order_waits_for_the_open() -> None:
     assert events[-1].last_px == 100.0  # 09:30:00's open
 
 
+def test_an_early_close_ends_the_trading_at_13_00() -> None:
+    early = 1_795_802_399 * S  # 2026-11-27 12:59:59 EST (17:59:59Z), the day after Thanksgiving
+    bars = Bars(ts=[early, early + S, early + 2 * S], open=[100.0] * 3, high=[101.0] * 3,
+                low=[99.0] * 3, close=[100.0] * 3, volume=[0, 1000, 1000])
+    sim = broker(bars, start_ns=early)
+    place(sim, order(qty=10, limit=None), replace(order("x", qty=10, limit=None),
+                                                  outside_rth=True))
+    # 12:59:59 traded nothing; from 13:00 only the outside_rth order trades
+    assert [(e.tag, e.kind, (e.ts_ns - early) / S) for e in drain(sim, early + 10 * S)] == [
+        ("t1", Ev.ACK, 0), ("x", Ev.ACK, 0), ("x", Ev.FILL, 1)]
+
+
 def test_an_unknown_calendar_trades_every_bar() -> None:
     sim = broker(AROUND_CLOSE, start_ns=CLOSE - 5 * S)
     place(sim, order(qty=150, limit=100.00, exchange="TSE", currency="CAD"))
