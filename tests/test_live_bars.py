@@ -29,7 +29,7 @@ from runner.ledger import read_ledger
 NS = 1_000_000_000
 PLACE = 3  # TWS API message id: placeOrder
 ORDER = "order: {symbol: SPY, side: BUY, qty: 1, limit: 10.00, tif: DAY}\n"
-LIMIT, QTY = 100.50, 25  # a BUY above every bar's low: 10 a bar (10 % of 100) at the limit
+LIMIT, QTY = 100.00, 25  # under every open, over every low: 10 a bar (10 % of 100) at the limit
 
 
 def market(first_ns: int, n: int) -> Bars:
