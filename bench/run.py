@@ -28,8 +28,8 @@ VENV_PY = ROOT / ".venv" / "bin" / "python"
 AREAS = ("startup", "dryrun", "sim", "ledger", "tca", "ib_latency")
 TIMEOUT_S = 200
 IB_ROW = {
-    "area": "ib", "name": "INTENT→ACK vs bare ib_async placeOrder→ack (fake gateway, loopback)",
-    "target": "≤ 1.2× bare ib_async", "measured": "PLACEHOLDER: filled by bench/ib_latency.py",
+    "area": "ib", "name": "INTENT→ACK vs bare write+fsync + bare ib_async placeOrder→ack",
+    "target": "≤ 1.1× floor", "measured": "PLACEHOLDER: filled by bench/ib_latency.py",
     "baseline": "—", "ratio": "—", "ok": None,
 }
 
