@@ -11,14 +11,11 @@ acknowledges every order (its default script).
 - floor: what any write-ahead client must do, with no runner code. A fresh file is created
   (and its folder fsynced) before connecting, like runner's journal; then, clock read,
   `os.write` of runner's INTENT line + `os.fsync`, ib_async `placeOrder` of the same
-  order, clock read again in the statusEvent callback that first sees
-  PreSubmitted/Submitted.
+  order, clock read again when the first PreSubmitted/Submitted orderStatus message is
+  decoded (a tap on ib_async's wrapper, the point where runner's own tap reads it).
 
 Both connect, qualify, place, get the ack, cancel and disconnect once per rep, with a
 fresh client id each time, alternating runner / floor, so they see the same gateway state.
-Runner reads its ACK clock in its orderStatus tap, before ib_async's own bookkeeping of the
-message; the floor reads it in statusEvent, after it: the floor's figure holds that
-bookkeeping (tens of µs), runner's does not.
 """
 
 from __future__ import annotations
@@ -37,7 +34,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import PY, Results, Row, cleanup, fmt_s, median, pct, ratio, workdir  # noqa: E402
+from _common import (  # noqa: E402
+    PY,
+    Results,
+    Row,
+    Table,
+    cleanup,
+    fmt_s,
+    median,
+    pct,
+    ratio,
+    workdir,
+)
 
 TARGET_RATIO = 1.1
 ACKED = ("PreSubmitted", "Submitted")
@@ -46,24 +54,19 @@ TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
-class RunnerRep:
-    """One runner rep: INTENT→ACK, the INTENT's `Ledger.append`, and the line it wrote."""
+class Phases:
+    """One rep's INTENT→ACK cut into its phases (seconds), runner's or the floor's:
+    the write-ahead append, other work before the order call, the order call (which
+    writes the message to the socket), and the wait from its return to the ack."""
 
-    intent_to_ack: float
-    intent_append: float
-    intent_line: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class FloorRep:
-    """One floor rep: the bare write + fsync, then the bare placeOrder→ack after it."""
-
-    write_fsync: float
-    place_to_ack: float
+    append: float
+    before_call: float
+    call: float
+    to_ack: float
 
     @property
     def total(self) -> float:
-        return self.write_fsync + self.place_to_ack
+        return self.append + self.before_call + self.call + self.to_ack
 
 
 def start_gateway() -> tuple[subprocess.Popen[str], int]:
@@ -95,10 +98,26 @@ class _TimedJournal:
         self.append_s.setdefault(row["event"], time.perf_counter() - t0)
 
 
-def runner_once(port: int, client_id: int, tag: str) -> RunnerRep:
-    """One sanity-cancel run by the engine, IBBroker and a real Ledger."""
-    from runner.engine import Engine
+def _timed_ib(connection: Any) -> Any:
+    """IBBroker, stamping when the engine calls `place` and when it returns (after
+    ib_async's placeOrder has written the order to the socket)."""
     from runner.ib import IBBroker
+
+    class TimedIB(IBBroker):
+        place_ns: tuple[int, int] = (0, 0)
+
+        async def place(self, order: Any) -> None:
+            start = time.time_ns()
+            await super().place(order)
+            self.place_ns = (start, time.time_ns())
+
+    return TimedIB(connection)
+
+
+def runner_once(port: int, client_id: int, tag: str) -> tuple[Phases, bytes]:
+    """One sanity-cancel run by the engine, IBBroker and a real Ledger: its phases, and
+    the INTENT line it journaled."""
+    from runner.engine import Engine
     from runner.ledger import Ledger, _encode
     from runner.plan import compile_plan
     from runner.spec import from_mapping
@@ -112,14 +131,17 @@ def runner_once(port: int, client_id: int, tag: str) -> RunnerRep:
     rows: dict[str, int] = {}
     with Ledger(Path(plan.out_dir), plan.day, tag) as ledger:
         journal = _TimedJournal(ledger)
-        engine = Engine(plan, IBBroker(plan.connection), journal, None,
+        broker = _timed_ib(plan.connection)
+        engine = Engine(plan, broker, journal, None,
                         on_event=lambda row: rows.setdefault(row["event"], row["ts"]))
         outcome = asyncio.run(_run_and_close(engine))
         intent_line = _encode(ledger.rows[0])
     if "ACK" not in rows or outcome.state != "CANCEL":
         raise RuntimeError(f"runner run {tag}: {outcome.events} {outcome.message}")
-    return RunnerRep((rows["ACK"] - rows["INTENT"]) / 1e9, journal.append_s["INTENT"],
-                     intent_line)
+    append = journal.append_s["INTENT"]
+    (start, end), intent, ack = broker.place_ns, rows["INTENT"], rows["ACK"]
+    return Phases(append, (start - intent) / 1e9 - append, (end - start) / 1e9,
+                  (ack - end) / 1e9), intent_line
 
 
 async def _run_and_close(engine: Any) -> Any:
@@ -141,7 +163,7 @@ def _fresh_file(path: Path) -> int:
     return fd
 
 
-async def _bare(port: int, client_id: int, tag: str, line: bytes, path: Path) -> FloorRep:
+async def _bare(port: int, client_id: int, tag: str, line: bytes, path: Path) -> Phases:
     from ib_async import IB, Order, Stock
 
     fd = _fresh_file(path)
@@ -153,12 +175,19 @@ async def _bare(port: int, client_id: int, tag: str, line: bytes, path: Path) ->
         acked: asyncio.Future[int] = loop.create_future()
         done: asyncio.Future[None] = loop.create_future()
 
-        def on_status(trade: Any) -> None:
-            status = trade.orderStatus.status
+        decoded = ib.wrapper.orderStatus
+
+        def tap(order_id: int, status: str, *rest: Any) -> None:
+            """The ack's clock where runner's tap reads it: the message just decoded."""
             if status in ACKED and not acked.done():
                 acked.set_result(time.time_ns())
-            elif status in CANCELLED and not done.done():
+            decoded(order_id, status, *rest)
+
+        def on_status(trade: Any) -> None:
+            if trade.orderStatus.status in CANCELLED and not done.done():
                 done.set_result(None)
+
+        ib.wrapper.orderStatus = tap
 
         order = Order(action="BUY", totalQuantity=1, orderType="LMT", tif="DAY",
                       orderRef=tag, outsideRth=False, lmtPrice=0.01)
@@ -167,17 +196,18 @@ async def _bare(port: int, client_id: int, tag: str, line: bytes, path: Path) ->
         os.fsync(fd)
         t1 = time.time_ns()
         trade = ib.placeOrder(contract, order)
+        t2 = time.time_ns()
         trade.statusEvent += on_status
-        t2 = await asyncio.wait_for(acked, TIMEOUT_S)
+        t3 = await asyncio.wait_for(acked, TIMEOUT_S)
         ib.cancelOrder(trade.order)
         await asyncio.wait_for(done, TIMEOUT_S)
-        return FloorRep((t1 - t0) / 1e9, (t2 - t1) / 1e9)
+        return Phases((t1 - t0) / 1e9, 0.0, (t2 - t1) / 1e9, (t3 - t2) / 1e9)
     finally:
         ib.disconnect()
         os.close(fd)
 
 
-def bare_once(port: int, client_id: int, tag: str, line: bytes, path: Path) -> FloorRep:
+def bare_once(port: int, client_id: int, tag: str, line: bytes, path: Path) -> Phases:
     return asyncio.run(_bare(port, client_id, tag, line, path))
 
 
@@ -189,11 +219,11 @@ def collect(args: argparse.Namespace) -> Results:
     proc, port = start_gateway()
     try:
         os.chdir(root)  # the plan's out_dir is relative, like a project's
-        ours: list[RunnerRep] = []
-        floor: list[FloorRep] = []
+        ours: list[Phases] = []
+        floor: list[Phases] = []
         for i in range(reps + 1):  # rep 0 warms both paths up and is thrown away
-            r = runner_once(port, 1000 + 2 * i, f"runner-{i}")
-            f = bare_once(port, 1001 + 2 * i, f"bare-{i}", r.intent_line, root / f"bare-{i}")
+            r, line = runner_once(port, 1000 + 2 * i, f"runner-{i}")
+            f = bare_once(port, 1001 + 2 * i, f"bare-{i}", line, root / f"bare-{i}")
             if i:
                 ours.append(r)
                 floor.append(f)
@@ -205,13 +235,21 @@ def collect(args: argparse.Namespace) -> Results:
     return _results(ours, floor, reps)
 
 
-def _results(ours: list[RunnerRep], floor: list[FloorRep], reps: int) -> Results:
-    lat = [r.intent_to_ack for r in ours]
-    fl = [f.total for f in floor]
+PHASES = (
+    ("append", "the INTENT's write + fsync", "Ledger.append (row check, JSON, write, fsync)",
+     "os.write + os.fsync"),
+    ("before_call", "from the INTENT's clock to the order call, the append aside",
+     "Engine: day check, _Order, arrival, row, on_event, caps unlock", "—"),
+    ("call", "the order call, up to the bytes on the socket",
+     "IBBroker.place: Tracker, ib_async Order, placeOrder", "ib_async placeOrder"),
+    ("to_ack", "from the call's return to the ack's clock", "socket → gateway → orderStatus tap",
+     "socket → gateway → orderStatus tap"),
+)
+
+
+def _results(ours: list[Phases], floor: list[Phases], reps: int) -> Results:
+    lat, fl = [r.total for r in ours], [f.total for f in floor]
     m, fm = median(lat), median(fl)
-    append_m, wf_m = median([r.intent_append for r in ours]), median([f.write_fsync for f in floor])
-    rest_m = median([r.intent_to_ack - r.intent_append for r in ours])
-    ack_m = median([f.place_to_ack for f in floor])
     res = Results("ib_latency")
     res.rows.append(Row(
         "ib", "INTENT→ACK vs its floor: bare write+fsync + bare ib_async placeOrder→ack "
@@ -220,16 +258,20 @@ def _results(ours: list[RunnerRep], floor: list[FloorRep], reps: int) -> Results
         f"{fmt_s(fm)} median, {fmt_s(pct(fl, 90))} p90 (floor)", ratio(m, fm),
         m <= TARGET_RATIO * fm,
     ))
-    res.rows.append(Row(
-        "ib", "… its INTENT append (Ledger.append) vs the floor's bare write+fsync",
-        "info", f"{fmt_s(append_m)} median", f"{fmt_s(wf_m)} median", ratio(append_m, wf_m)))
-    res.rows.append(Row(
-        "ib", "… the rest (INTENT→ACK less the INTENT append) vs bare placeOrder→ack",
-        "info", f"{fmt_s(rest_m)} median", f"{fmt_s(ack_m)} median", ratio(rest_m, ack_m)))
+    rows = []
+    for name, phase, what, bare_what in PHASES:
+        ours_s, floor_s = (median([getattr(p, name) for p in x]) for x in (ours, floor))
+        rows.append([phase, what, fmt_s(ours_s), bare_what, fmt_s(floor_s),
+                     fmt_s(ours_s - floor_s)])
+    res.tables.append(Table(
+        "INTENT→ACK by phase (medians of each phase; they need not add up to the median "
+        "total)", ["phase", "runner", "runner time", "floor", "floor time", "runner − floor"],
+        rows))
     res.notes.append(f"{reps} reps each after 1 warm-up, alternating runner / floor; medians "
                      f"(runner − floor = {fmt_s(m - fm)}). The floor's bytes are the runner "
                      "rep's own INTENT line.")
     return res
+
 
 if __name__ == "__main__":
     from _common import main_for
