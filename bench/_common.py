@@ -41,6 +41,7 @@ class Row:
     baseline: str = "—"
     ratio: str = "—"
     ok: bool | None = None  # None: no target to pass or fail
+    note: str = ""  # where the time over the baseline goes
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +85,9 @@ def pct(xs: Sequence[float], q: float) -> float:
 
 
 def fmt_s(seconds: float) -> str:
-    if seconds < 1e-3:
+    if abs(seconds) < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
+    if abs(seconds) < 1:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds:.2f} s"
 

@@ -117,12 +117,13 @@ def render(results: list[dict[str, Any]], facts_: list[tuple[str, str]], wall: f
            "on this machine and say where a target is met; ratios are against a baseline "
            "measured in the same run." + (" **Quick run: few repetitions.**" if quick else ""),
            "", "## Summary", "",
-           "| area | benchmark | target | measured | baseline | ratio | pass |",
-           "|---|---|---|---|---|---|---|"]
+           "| area | benchmark | target | measured | baseline | ratio | pass "
+           "| where the rest goes |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         verdict = {True: "✅ pass", False: "❌ FAIL", None: "—"}[r["ok"]]
         out.append(f"| {r['area']} | {r['name']} | {r['target']} | {r['measured']} | "
-                   f"{r['baseline']} | {r['ratio']} | {verdict} |")
+                   f"{r['baseline']} | {r['ratio']} | {verdict} | {r.get('note') or '—'} |")
     out += ["", "## Machine and run", ""]
     out += [f"- **{k}**: {v}" for k, v in facts_]
     out.append(f"- **total wall time of bench/run.py**: {wall:.0f} s")

@@ -67,7 +67,10 @@ def _measure(root: Path, reps: int) -> Results:
                                 f"≤ {TARGET_RATIO}× baseline",
                                 f"{fmt_s(m)} (--json {fmt_s(mj)}, {ratio(mj, base)})",
                                 f"{fmt_s(base)} (python: pq.read_table)", ratio(m, base),
-                                m <= TARGET_RATIO * base))
+                                m <= TARGET_RATIO * base,
+                                f"{fmt_s(m - base)} over the read: runner tca's own work "
+                                "(runner/tca.py, runner/report.py: per-order figures, then "
+                                "every order line; --json serialises them all)"))
         cleanup(root / out)
     res.tables.append(Table("runner tca by day size (CLI wall, medians)",
                             ["rows", "orders", "tca (text)", "tca --json",
