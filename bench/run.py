@@ -97,6 +97,9 @@ def facts(load_before: str) -> list[tuple[str, str]]:
         ("Python", f"{m['python']} ({m['platform']})"),
         ("temp filesystem (ledger fsyncs)", m["tmp_fs"]),
         ("load average before / after", f"{load_before} / {_loadavg()}"),
+        ("bytecode", "runner byte-compiled before timing, as `pip install` leaves it "
+                     f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}"
+                     " here would otherwise recompile it on every CLI run)"),
     ]
 
 
