@@ -37,7 +37,7 @@ from runner.errors import (
     UsageError,
 )
 from runner.livebars import Priced
-from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, trading_day
+from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, day_span_ns, trading_day
 
 NS = 1_000_000_000
 GTD_DROPPED = 10349  # IB: "Order TIF was set to DAY based on order preset" (no backstop now)
@@ -224,14 +224,15 @@ class Engine:
         if self.live is not None:  # a growing capture as it is now; a broken one: no file
             self.bars = self.live.at_intent()
         self._open_journal()  # creating the file is not part of the INTENT's latency
+        order_id = self.broker.next_order_id()  # reserved before the clock starts, too
+        first_ns, end_ns = day_span_ns(self.plan.day)
         now = self.broker.now_ns()  # the INTENT: the deadline and the GTD come from it
-        if trading_day(now) != self.plan.day:
+        if not first_ns <= now < end_ns:
             raise UsageError(f"the trading day changed since the plan was made ({self.plan.day}"
                              f" -> {trading_day(now)}); nothing was sent", "run it again")
         if req.backstop_sec is not None:
             req = replace(req, good_till_ns=-(-(now + int(req.backstop_sec * NS)) // NS) * NS)
-        self.order = _Order(req, intent_ns=now, client_id=self.client_id,
-                            order_id=self.broker.next_order_id())
+        self.order = _Order(req, intent_ns=now, client_id=self.client_id, order_id=order_id)
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
         source = "bars" if arrival is not None else None
         if arrival is None and self.broker_price is not None:

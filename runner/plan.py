@@ -10,7 +10,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -189,7 +189,16 @@ def _decimals(price: float | None) -> int:
 
 
 def trading_day(t_ns: int) -> str:
-    return datetime.fromtimestamp(t_ns / 1e9, EXCHANGE_TZ).strftime("%Y-%m-%d")
+    # whole seconds, floored: t_ns / 1e9 rounds the last instants of a day into the next
+    return datetime.fromtimestamp(t_ns // 1_000_000_000, EXCHANGE_TZ).strftime("%Y-%m-%d")
+
+
+def day_span_ns(day: str) -> tuple[int, int]:
+    """[first ns, first ns of the next day) of an exchange-local YYYY-MM-DD: the instants
+    whose trading_day is `day` (wall-clock midnights, so DST days are 23 or 25 h)."""
+    start = datetime.fromisoformat(day).replace(tzinfo=EXCHANGE_TZ)
+    end = start + timedelta(days=1)
+    return int(start.timestamp()) * 1_000_000_000, int(end.timestamp()) * 1_000_000_000
 
 
 def iso(t_ns: int) -> str:

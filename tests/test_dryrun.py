@@ -288,3 +288,16 @@ def test_a_dry_run_imports_no_pandas_nor_ib_async(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout == "\n"
     assert len(list((tmp_path / "exec").glob("*/ledger.parquet"))) == 1
+
+
+@pytest.mark.parametrize("day, hours", [("2026-03-08", 23), ("2026-11-01", 25),
+                                        ("2026-12-31", 24)])
+def test_a_trading_day_and_its_span_agree_to_the_nanosecond(day: str, hours: int) -> None:
+    """The engine checks the INTENT against day_span_ns; the ledger files it by
+    trading_day: both must put the last nanosecond before midnight (New York) on the day."""
+    from runner.plan import day_span_ns, trading_day
+
+    first, end = day_span_ns(day)
+    assert end - first == hours * 3600 * 1_000_000_000  # DST start, DST end, a plain day
+    assert trading_day(first) == day and trading_day(end - 1) == day
+    assert trading_day(first - 1) < day < trading_day(end)

@@ -49,6 +49,7 @@ class IBBroker:
         self.queue: asyncio.Queue[BrokerEvent | Note | BaseException] = asyncio.Queue()
         self.tracker: Tracker | None = None
         self.contract: Any = None
+        self._ib_order: Any = None  # built by qualify, sent by place
         self.cancel_wanted = False
         self.reconnecting: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -133,6 +134,7 @@ class IBBroker:
 
     async def qualify(self, order: OrderRequest) -> None:
         self.contract = await queries.qualify(self.session, order)
+        self._ib_order = queries.ib_order(order)  # ~40 µs: built before the INTENT's clock
 
     def next_order_id(self) -> int | None:
         """The id the order will go out with, taken now so the INTENT can carry it."""
@@ -142,7 +144,9 @@ class IBBroker:
 
     async def place(self, order: OrderRequest) -> None:
         self.tracker = Tracker(order, self.client_id, self._put, self.now_ns)
-        ib_order = queries.ib_order(order)
+        ib_order = self._ib_order
+        if order.good_till_ns is not None:  # the backstop is taken from the INTENT's clock
+            ib_order.goodTillDate = queries.gtd_string(order.good_till_ns)
         ib_order.orderId = self.next_order_id()
         trade = self.session.ib.placeOrder(self.contract, ib_order)
         self.tracker.order_id = trade.order.orderId or None
