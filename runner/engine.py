@@ -85,7 +85,7 @@ class LiveBars(Protocol):
     @property
     def path(self) -> str | None: ...  # the bars file TCA reads again, if any
 
-    def at_intent(self) -> BarsLike | None: ...
+    def at_intent(self, now_ns: int) -> BarsLike | None: ...
 
     async def after(self, intent_ns: int, end_ns: int,
                     say: Callable[[str], None]) -> BarsLike | None: ...
@@ -222,7 +222,7 @@ class Engine:
         req = self.plan.order
         assert req is not None
         if self.live is not None:  # a growing capture as it is now; a broken one: no file
-            self.bars = self.live.at_intent()
+            self.bars = self.live.at_intent(self.broker.now_ns())
         self._open_journal()  # creating the file is not part of the INTENT's latency
         order_id = self.broker.next_order_id()  # reserved before the clock starts, too
         first_ns, end_ns = day_span_ns(self.plan.day)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 NS = 1_000_000_000
 CAPTURE_LAG_SEC = 5.0  # a capture may lag now by max(2 bars, this) and still be live
+LIVE_MAX_INTERVAL_SEC = 60  # a live arrival from coarser bars would be that stale
 CATCH_UP_SEC = 3.0  # after the order: wait for the file up to 2 bars + this
 POLL_SEC = 0.25  # how often a file that has not caught up is read again
 
@@ -46,16 +47,27 @@ def catch_up_ns(bars: Bars) -> int:
 
 def check_fresh(path: str, bars: Bars, now_ns: int) -> None:
     """A run that reaches a broker and takes its arrival from the bars needs bars covering
-    now: the first bar started by now and the last one ended no more than the capture lag
-    ago; else DataError (exit 2). (With `arrival: broker` the file is the dry run's.)"""
+    now, else DataError (exit 2): bars of at most LIVE_MAX_INTERVAL_SEC, the first bar
+    started by now, the last one ended no more than the capture lag ago and started no
+    later than one bar after now (a later one means the file's clock or time zone is
+    wrong: such bars would price the order with the past). (With `arrival: broker` the
+    file is the dry run's.)"""
     lag = capture_lag_ns(bars)
-    if bars.first_ns <= now_ns <= bars.last_end_ns + lag:
-        return
-    if bars.first_ns > now_ns:
+    interval = int(bars.interval_ns)
+    if interval > LIVE_MAX_INTERVAL_SEC * NS:
+        cause = (f"its bars are {interval / NS:g} s bars; a live arrival needs bars of at "
+                 f"most {LIVE_MAX_INTERVAL_SEC} s")
+    elif bars.first_ns > now_ns:
         cause = f"its first bar starts at {iso(bars.first_ns)}, after now ({iso(now_ns)})"
-    else:
+    elif bars.last_end_ns + lag < now_ns:
         cause = (f"its last bar ends at {iso(bars.last_end_ns)}, more than {lag / NS:g} s "
                  f"before now ({iso(now_ns)})")
+    elif int(bars.ts[-1]) > now_ns + interval:
+        cause = (f"its last bar starts at {iso(int(bars.ts[-1]))}, after now "
+                 f"({iso(now_ns)}): is its clock or time zone wrong? (naive timestamps "
+                 "are read as UTC)")
+    else:
+        return
     raise DataError(f"{path}: stale bars for a live run: {cause}; nothing was sent",
                     "point bars_path at today's capture, drop it, or use arrival: broker "
                     "(also the way to rehearse against `runner gateway --bars FILE`)")
@@ -80,10 +92,14 @@ class FileBars:
         self.bars = bars  # the preflight read
         self.stamp: tuple[int, int, int] | None = None  # the file when last read by us
 
-    def at_intent(self) -> Bars:
+    def at_intent(self, now_ns: int) -> Bars:
         """The file as it is now (read again: ~2.5 ms for a day of bars, taken before the
-        INTENT's timestamp), so the arrival sees every bar the capture has written."""
-        return self._read()
+        INTENT's timestamp), so the arrival sees every bar the capture has written; still
+        fresh at `now_ns` (`check_fresh`: a capture that stopped after the preflight must
+        not price the order), else DataError and nothing is sent."""
+        bars = self._read()
+        check_fresh(self.path, bars, now_ns)
+        return bars
 
     def _read(self) -> Bars:
         """Read the file again unless it is unchanged since our last read (one stat)."""
@@ -134,7 +150,7 @@ class BrokerBars:
     def __init__(self, fetch: Callable[[int, int], Awaitable[Bars | None]]) -> None:
         self.fetch = fetch
 
-    def at_intent(self) -> None:
+    def at_intent(self, now_ns: int) -> None:
         return None  # the arrival is the broker's price, asked before the INTENT
 
     async def after(self, intent_ns: int, end_ns: int,

@@ -122,11 +122,12 @@ def test_partial_fill_then_ttl_cancel(gateway, cli, tmp_path):
 
 
 def _bars_around_now(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """120 one-second bars from 60 s ago, closes 100.00, 100.01, ...; volume 1000 + i."""
+    """One-second bars from 60 s ago to the one after the current second (a capture may
+    run at most one bar ahead of now), closes 100.00, 100.01, ...; volume 1000 + i."""
     first = (time.time_ns() // NS - 60) * NS
-    ts = first + np.arange(120, dtype=np.int64) * NS
-    close = np.round(100 + np.arange(120) * 0.01, 2)
-    volume = 1000.0 + np.arange(120)
+    ts = first + np.arange(62, dtype=np.int64) * NS
+    close = np.round(100 + np.arange(62) * 0.01, 2)
+    volume = 1000.0 + np.arange(62)
     table = pa.table({
         "ts": pa.array(ts, pa.timestamp("ns", tz="UTC")), "open": close, "high": close + 0.05,
         "low": close - 0.05, "close": close, "volume": volume,

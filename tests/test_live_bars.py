@@ -181,6 +181,67 @@ def test_bars_ending_yesterday_refuse_a_live_run_before_connecting(
     assert not (tmp_path / "data").exists()  # no ledger
 
 
+def refused_before_connecting(gw: Any, tmp_path: Path, code: int, out: str, err: str,
+                              why: str) -> None:
+    assert (code, out) == (2, ""), err
+    assert len(err.splitlines()) == 1 and why in err and "nothing was sent" in err, err
+    assert gw.received == []  # not even connected
+    assert not (tmp_path / "data").exists()  # no ledger
+
+
+def test_a_capture_an_hour_ahead_of_now_is_refused(make_gateway, cli, tmp_path):
+    """Naive local times (UTC+1) read as UTC: the file's last bar is "now" an hour early,
+    so its past would price the order (and the collar). It must not pass as fresh."""
+    now_s = time.time_ns() // NS
+    ahead = market((now_s - 3600 + 3600) * NS, 60)  # the last hour, stamped an hour late
+    write_atomic(tmp_path / "cet.parquet", ahead, 60)
+    gw = make_gateway()
+    code, out, err = cli(gw.port, "one-shot", "--qty", "1", "--limit", "100.00",
+                         "--tag", "ahead-1", "--bars_path", "cet.parquet")
+    refused_before_connecting(gw, tmp_path, code, out, err, "is its clock or time zone wrong?")
+
+
+def test_daily_bars_are_refused_for_a_live_arrival(make_gateway, cli, tmp_path):
+    day = 86_400 * NS
+    daily = market((time.time_ns() // day - 5) * day, 6)  # the last bar: today, from 00:00
+    daily = Bars(ts=daily.ts[0] + np.arange(6, dtype=np.int64) * day, open=daily.open,
+                 high=daily.high, low=daily.low, close=daily.close, volume=daily.volume,
+                 vwap=daily.vwap)
+    write_atomic(tmp_path / "daily.parquet", daily, 6)
+    gw = make_gateway()
+    code, out, err = cli(gw.port, "one-shot", "--qty", "1", "--limit", "100.00",
+                         "--tag", "daily-1", "--bars_path", "daily.parquet")
+    refused_before_connecting(gw, tmp_path, code, out, err,
+                              "its bars are 86400 s bars; a live arrival needs bars of at "
+                              "most 60 s")
+
+
+def test_a_capture_that_stopped_before_the_intent_refuses_the_order(
+        make_gateway, cli, tmp_path, monkeypatch):
+    """Fresh at the preflight, stale at the INTENT (an earlier document of the file ran
+    first): the second order is not sent, and no INTENT of it is written."""
+    import runner.livebars
+
+    monkeypatch.setattr(runner.livebars, "CAPTURE_LAG_SEC", 0.5)  # lag: max(2 bars, 0.5 s)
+    bars = market((time.time_ns() // NS - 20) * NS, 20)  # its last bar ended just now
+    write_atomic(tmp_path / "bars.parquet", bars, 20)
+    gw = make_gateway()
+    gw.script("first-1", [Ack()])
+    doc = ("version: 1\nkind: one-shot\norder: {{symbol: SPY, side: BUY, qty: 1, "
+           "limit: 99.00, tif: DAY, tag: {tag}}}\nttl_sec: {ttl}\n{extra}")
+    (tmp_path / "two.yaml").write_text(
+        doc.format(tag="first-1", ttl=3, extra="") + "---\n"
+        + doc.format(tag="second-1", ttl=1, extra="bars_path: bars.parquet\n"),
+        encoding="utf-8")
+    code, out, err = cli(gw.port, "run", "two.yaml")
+    assert code == 2, out + err
+    assert "bars.parquet: stale bars for a live run: its last bar ends at" in err, err
+    tags = {r["tag"] for r in read_ledger(tmp_path / "data" / "exec").to_pylist()}
+    assert tags == {"first-1"}  # the second order has no row: it was never sent
+    placed = [f for _, f in gw.received if f[0] == str(PLACE)]
+    assert len(placed) == 1
+
+
 def test_a_capture_that_stops_is_waited_for_bounded_then_used_as_it_is(
         make_gateway, cli, tmp_path):
     bars = market((time.time_ns() // NS - 20) * NS, 20)  # its last bar ended just now
