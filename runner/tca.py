@@ -90,10 +90,12 @@ def snapshot(
 
 ORDER_KEYS = ("run_id", "tag")
 _FIRST = ("symbol", "side", "currency", "qty")
-_LAST = ("avg_px", "arrival_px", "vwap_px", "shortfall_bps", "vwap_slippage_bps", "is_bps",
-         "fees_bps", "participation", "ms_to_first_fill", "ms_to_done", "commission")
-ORDER_FIELDS = (*ORDER_KEYS, *_FIRST, "state", "fill_qty", "fill_ratio", *_LAST)
-NEEDED = (*ORDER_KEYS, "ts", "seq", "event", *_FIRST, "fill_qty", *_LAST)  # what we read
+_LAST = ("avg_px", "arrival_px", "commission")
+_SNAPSHOT = ("vwap_px", "shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps",
+             "participation", "ms_to_first_fill", "ms_to_done")  # only on PNL_SNAPSHOT rows
+ORDER_FIELDS = (*ORDER_KEYS, *_FIRST, "state", "fill_qty", "fill_ratio", "avg_px",
+                "arrival_px", *_SNAPSHOT, "commission")  # fmt: skip
+NEEDED = (*ORDER_KEYS, "ts", "seq", "event", *_FIRST, "fill_qty", *_LAST, *_SNAPSHOT)
 BPS_TOTALS = ("shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps")
 
 
@@ -101,9 +103,9 @@ def order_table(table: pa.Table) -> pa.Table:
     """One row per (run_id, tag) order (columns ORDER_FIELDS), in order of first appearance.
 
     symbol/side/currency/qty as first given, state = last of FILL/CANCEL/REJ (else OPEN),
-    fill_qty = the largest cumulative fill (0 if none), fill_ratio = fill_qty/qty, and
-    the last value seen of each figure in _LAST (commission is cumulative; the TCA figures
-    come from the PNL_SNAPSHOT). Rows are taken in time order.
+    fill_qty = the largest cumulative fill (0 if none), fill_ratio = fill_qty/qty, the
+    last value seen of avg_px, arrival_px and commission (cumulative), and the TCA
+    figures of the order's last PNL_SNAPSHOT. Rows are taken in time order.
     """
     return _per_order(_in_time_order(table.select(list(NEEDED))))
 
@@ -126,17 +128,33 @@ def _per_order(table: pa.Table) -> pa.Table:
 
     event = table.column("event")
     terminal = pc.if_else(pc.is_in(event, pa.array(TERMINAL)), event, None)
-    table = table.append_column("state", terminal)
+    events = table.drop_columns(list(_SNAPSHOT)).append_column("state", terminal)
     aggs = [(c, "first") for c in _FIRST] + [("state", "last")]
     aggs += [("fill_qty", "max")] + [(c, "last") for c in _LAST]
-    grouped = table.group_by(list(ORDER_KEYS), use_threads=False).aggregate(aggs)
-    grouped = grouped.rename_columns([_bare(n) for n in grouped.column_names])
+    grouped = _grouped(events, aggs)
+    snapshots = table.filter(pc.equal(event, "PNL_SNAPSHOT"))
+    figures = _grouped(snapshots.select([*ORDER_KEYS, *_SNAPSHOT]),
+                       [(c, "last") for c in _SNAPSHOT])
+    where = pc.index_in(_order_key(grouped), value_set=_order_key(figures))
+    for name in _SNAPSHOT:  # grouped over the PNL_SNAPSHOT rows (1/5 of a day), not all
+        grouped = grouped.append_column(name, figures[name].take(where))
     grouped = _replace(grouped, "state", pc.fill_null(grouped["state"], "OPEN"))
     filled = pc.fill_null(grouped["fill_qty"], 0.0)
     grouped = _replace(grouped, "fill_qty", filled)
     qty = grouped["qty"]
     ratio = pc.if_else(pc.greater(qty, 0), pc.divide(filled, qty), None)
     return grouped.append_column("fill_ratio", ratio).select(list(ORDER_FIELDS))
+
+
+def _grouped(table: pa.Table, aggs: list[tuple[str, str]]) -> pa.Table:
+    grouped = table.group_by(list(ORDER_KEYS), use_threads=False).aggregate(aggs)
+    return grouped.rename_columns([_bare(n) for n in grouped.column_names])
+
+
+def _order_key(table: pa.Table) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(table["run_id"], table["tag"], "\x1f")
 
 
 def _replace(table: pa.Table, name: str, column: Any) -> pa.Table:
