@@ -131,14 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     lq.add_argument("--json", action="store_true", help="{version, columns, rows}")
     _verbose(lq)
 
-    p = sub.add_parser("tca", help="transaction-cost summary per order and in total")
+    p = sub.add_parser("tca", help="transaction-cost summary per order and per currency",
+                       epilog=EPILOG)
     p.add_argument("target", nargs="?", metavar="LEDGER|DATE")
     p.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
+    p.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD",
+                   help="the day folders of --out-dir from this day (inclusive)")
+    p.add_argument("--to", dest="to_day", metavar="YYYY-MM-DD",
+                   help="... up to this day (inclusive)")
+    p.add_argument("--symbol", help="only this symbol's orders")
+    p.add_argument("--tag", help="only this tag's orders (or a glob: 'probe*')")
+    p.add_argument("--side", type=str.upper, choices=("BUY", "SELL"), help="only BUY or SELL")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="DIR", help="also write one PNG per order here "
                    "(matplotlib; extra plot)")
-    p.add_argument("--bars", metavar="FILE", help="bars for --plot (default: the spec's "
-                   "bars_path, else data/live/DAY/bars1s_SYMBOL.parquet)")
+    p.add_argument("--bars", metavar="FILE", help="bars for --plot (default: the bars_path "
+                   "the ledger recorded, else data/live/DAY/bars1s_SYMBOL.parquet)")
     _verbose(p)
 
     p = sub.add_parser("recover", help="settle orders left without an end by a crash",
@@ -262,13 +270,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return report.ledger_show(args.target, args.out_dir, args.json)
     if args.command == "tca":
         from runner import report
+        from runner.tca import Selection
 
-        code = report.tca_report(args.target, args.out_dir, args.json)
+        days = report.day_range(args.from_day, args.to_day)
+        select = Selection(args.tag, args.symbol, args.side)
+        code = report.tca_report(args.target, args.out_dir, args.json, days=days, select=select)
         if code or not args.plot:
             return code
         from runner.plot import tca_plot
 
-        return tca_plot(args.target, args.out_dir, args.plot, args.bars)
+        return tca_plot(args.target, args.out_dir, args.plot, args.bars, days=days, select=select)
     if args.command == "recover":
         from runner.plan import connection_from_env
         from runner.recover import recover

@@ -3,11 +3,13 @@
 One PNG per order: the 1 s bars around the order's life (high-low range and close),
 the limit, the arrival price, each fill as a dot sized by its quantity at its price,
 and a mark for every INTENT / ACK / CANCEL / REJ / FILL; volume below. The x axis is
-seconds from the INTENT, so orders of any day read alike.
+clock time, UTC (data: epoch seconds; ticks HH:MM:SS, the day in the axis label).
 
-Bars are found the way the run found them: `--bars FILE`, else the `bars_path` of the
-spec named in the ledger, else `data/live/DAY/bars1s_SYMBOL.parquet`. Without bars the
-picture still has the prices and marks.
+Bars are found again where the run read them: `--bars FILE`, else the `bars_path` the
+INTENT recorded (a relative path as recorded, against the current directory); a ledger
+from before that column: the `bars_path` of the spec named in the ledger, else
+`data/live/DAY/bars1s_SYMBOL.parquet`. Without bars the picture still has the prices
+and marks.
 
 Figures are drawn with the Agg canvas directly (no pyplot): no global state, no display.
 """
@@ -18,6 +20,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from runner.bars import Bars
+    from runner.report import Days
+    from runner.tca import Selection
 
 WIDTH_PX, HEIGHT_PX, DPI = 1200, 600, 100
 MARGIN_S = 10.0  # bars shown before the INTENT and after the order ended
@@ -38,7 +43,8 @@ COLORS = {
     "fill": "#9467bd", "mark": "#7f7f7f", "volume": "#bcbd22",
 }  # fmt: skip
 _COLUMNS = ("ts", "run_id", "spec", "tag", "event", "symbol", "side", "qty", "limit",
-            "fill_qty", "last_qty", "last_px", "avg_px", "arrival_px", "shortfall_bps")  # fmt: skip
+            "fill_qty", "last_qty", "last_px", "avg_px", "arrival_px", "bars_path",
+            "shortfall_bps")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class Trace:
     run_id: str
     tag: str
     spec: str | None
+    bars_path: str | None  # as the INTENT recorded it
     symbol: str
     side: str
     qty: float
@@ -108,6 +115,7 @@ def _trace(rows: list[dict[str, Any]]) -> Trace | None:
     terminal = [r["event"] for r in rows if r["event"] in ("FILL", "CANCEL", "REJ")]
     return Trace(
         run_id=intent["run_id"], tag=intent["tag"] or "?", spec=intent.get("spec"),
+        bars_path=intent.get("bars_path"),
         symbol=intent["symbol"] or "?", side=intent["side"] or "?", qty=intent["qty"] or 0.0,
         limit=intent.get("limit"), arrival_px=_last(rows, "arrival_px"),
         marks=tuple((r["ts"], r["event"]) for r in rows if r["event"] in MARKED),
@@ -124,6 +132,8 @@ def bars_candidates(trace: Trace, explicit: str | None) -> list[str]:
     """Where the bars may be, best first (see the module docstring)."""
     if explicit:
         return [explicit]
+    if trace.bars_path:
+        return [trace.bars_path]
     from runner.ledger import trading_date
 
     found: list[str] = []
@@ -163,6 +173,10 @@ def find_bars(trace: Trace, explicit: str | None, err: TextIO) -> Bars | None:
                 return None
     if explicit:
         raise UsageError(f"bars file not found: {explicit}", "check --bars")
+    if trace.bars_path:
+        print(f"runner: {trace.tag}: bars not found at {trace.bars_path} (the ledger's "
+              "bars_path, tried against the current directory); --bars FILE overrides",
+              file=err)
     return None
 
 
@@ -172,6 +186,7 @@ def find_bars(trace: Trace, explicit: str | None, err: TextIO) -> Bars | None:
 def figure(trace: Trace, bars: Bars | None) -> Figure:
     """The picture of one order (not yet saved)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     price, volume = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
@@ -183,15 +198,33 @@ def figure(trace: Trace, bars: Bars | None) -> Figure:
     if trace.arrival_px is not None:
         price.axhline(trace.arrival_px, color=COLORS["arrival"], lw=1.5, ls="--",
                       label=f"arrival {trace.arrival_px:g}")
-    _draw_fills(price, trace, t0)
-    _draw_marks(price, volume, trace, t0)
+    _draw_fills(price, trace)
+    _draw_marks(price, volume, trace)
     price.set_title(title(trace), fontsize=10)
     price.set_ylabel(f"{trace.symbol} price")
     price.legend(loc="best", fontsize=8, framealpha=0.9)
     volume.set_ylabel("volume")
-    volume.set_xlabel("seconds from INTENT")
+    volume.set_xlabel(x_label(trace))
+    volume.xaxis.set_major_formatter(FuncFormatter(clock_tick))
     fig.tight_layout()
     return fig
+
+
+def x_seconds(ts_ns: int | Any) -> Any:
+    """The x of an instant (or of an array of them): seconds since the epoch, UTC."""
+    return ts_ns / NS
+
+
+def clock_tick(x: float, _pos: int | None = None) -> str:
+    """An x tick as UTC clock time: 14:30:05, or 14:30:05.5 between whole seconds."""
+    whole, ms = divmod(round(x * 1000), 1000)
+    text = datetime.fromtimestamp(whole, UTC).strftime("%H:%M:%S")
+    return f"{text}.{ms:03d}".rstrip("0") if ms else text
+
+
+def x_label(trace: Trace) -> str:
+    day = datetime.fromtimestamp(trace.intent_ns // NS, UTC).strftime("%Y-%m-%d")
+    return f"time, UTC ({day})"
 
 
 def _draw_bars(price: Any, volume: Any, bars: Bars, t0: int, end: int) -> None:
@@ -201,7 +234,7 @@ def _draw_bars(price: Any, volume: Any, bars: Bars, t0: int, end: int) -> None:
     hi = np.searchsorted(bars.ts, end + int(MARGIN_S * NS), side="right")
     if hi <= lo:
         return
-    x = (bars.ts[lo:hi] - t0) / NS + 0.5  # a bar's ts is its start: draw it mid-bar
+    x = x_seconds(bars.ts[lo:hi]) + 0.5  # a bar's ts is its start: draw it mid-bar
     up = bars.close[lo:hi] >= bars.open[lo:hi]
     colors = np.where(up, COLORS["up"], COLORS["down"])
     price.vlines(x, bars.low[lo:hi], bars.high[lo:hi], colors=colors, lw=2)
@@ -209,11 +242,11 @@ def _draw_bars(price: Any, volume: Any, bars: Bars, t0: int, end: int) -> None:
     volume.bar(x, bars.volume[lo:hi], width=0.8, color=COLORS["volume"])
 
 
-def _draw_fills(price: Any, trace: Trace, t0: int) -> None:
+def _draw_fills(price: Any, trace: Trace) -> None:
     if not trace.fills:
         return
     biggest = max(f.qty for f in trace.fills)
-    x = [(f.ts_ns - t0) / NS for f in trace.fills]
+    x = [x_seconds(f.ts_ns) for f in trace.fills]
     y = [f.px for f in trace.fills]
     sizes = [fill_marker_size(f.qty, biggest) for f in trace.fills]
     price.scatter(x, y, s=sizes, color=COLORS["fill"], alpha=0.8, edgecolors="black",
@@ -234,9 +267,9 @@ def mark_labels(trace: Trace) -> list[tuple[int, str]]:
     return [(ts, "+".join(events)) for ts, events in labels.items()]
 
 
-def _draw_marks(price: Any, volume: Any, trace: Trace, t0: int) -> None:
+def _draw_marks(price: Any, volume: Any, trace: Trace) -> None:
     for ts, label in mark_labels(trace):
-        x = (ts - t0) / NS
+        x = x_seconds(ts)
         for ax in (price, volume):
             ax.axvline(x, color=COLORS["mark"], lw=0.8, ls=":")
         price.annotate(label, (x, 0.02), xycoords=("data", "axes fraction"), rotation=90,
@@ -279,37 +312,47 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def plot_orders(
-    table: pa.Table, plot_dir: str, bars_path: str | None = None, err: TextIO | None = None
+    table: pa.Table, plot_dir: str, bars_path: str | None = None, err: TextIO | None = None,
+    select: Selection | None = None,
 ) -> list[Path]:
-    """Write one PNG per order of `table` into `plot_dir`; the paths written."""
+    """Write one PNG per order of `table` (those `select` keeps) into `plot_dir`; the
+    paths written."""
     err = err or sys.stderr
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError("`runner tca --plot` needs matplotlib",
                          "pip install 'runner[plot]'") from None
-    items = traces(table)
+    items = selected(traces(table), select)
     out = Path(plot_dir)
     out.mkdir(parents=True, exist_ok=True)
     return [save(figure(t, find_bars(t, bars_path, err)), out / name)
             for t, name in zip(items, file_names(items), strict=True)]
 
 
+def selected(items: list[Trace], select: Selection | None) -> list[Trace]:
+    """The traces whose tag, symbol and side `select` keeps (its rule, in Arrow)."""
+    if select is None or not items:
+        return items
+    import pyarrow as pa
+
+    keys = pa.table({"tag": [t.tag for t in items], "symbol": [t.symbol for t in items],
+                     "side": [t.side for t in items]})
+    return [t for t, keep in zip(items, select.mask(keys).to_pylist(), strict=True) if keep]
+
+
 def tca_plot(
     target: str | None, out_dir: str, plot_dir: str, bars_path: str | None = None,
-    err: TextIO | None = None,
+    err: TextIO | None = None, days: Days | None = None, select: Selection | None = None,
 ) -> int:
-    """`runner tca --plot DIR`: the pictures of the orders in a ledger (paths on stderr,
-    so stdout stays the report or its JSON)."""
-    from runner.ledger import read_ledger
-    from runner.report import resolve_target
+    """`runner tca --plot DIR`: the pictures of the orders in a ledger or in the days of
+    `days` (paths on stderr, so stdout stays the report or its JSON)."""
+    from runner.report import load
 
     err = err or sys.stderr
-    path = resolve_target(target, out_dir)
-    table = read_ledger(path, _COLUMNS) if path is not None else None
-    if table is None or table.num_rows == 0:
-        print(f"runner: no ledger events to plot at {path or target or out_dir}", file=err)
+    table = load(target, out_dir, err, list(_COLUMNS), days)
+    if table is None:
         return 2
-    for written in plot_orders(table, plot_dir, bars_path, err):
+    for written in plot_orders(table, plot_dir, bars_path, err, select):
         print(f"wrote {written}", file=err)
     return 0

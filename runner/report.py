@@ -10,13 +10,19 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from runner.errors import UsageError
+from runner.tca import Selection
 
 if TYPE_CHECKING:  # the CLI imports this module; pyarrow is loaded only when a command runs
     import pyarrow as pa
 
 JSON_VERSION = 1
+TCA_JSON_VERSION = 2  # 2: totals is a list, one object per currency
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _D = "—"  # no value
 
@@ -34,20 +40,78 @@ def resolve_target(target: str | None, out_dir: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _load(
-    target: str | None, out_dir: str, err: TextIO, columns: list[str] | None
+Days = tuple[str | None, str | None]  # first and last day folder, inclusive; None: open
+
+
+def day_range(start: str | None, end: str | None) -> Days | None:
+    """`--from`/`--to` as inclusive day names (either alone is open-ended), or None
+    when neither is given. A bad date or a start after the end is a UsageError."""
+    if start is None and end is None:
+        return None
+    first, last = _day(start, "--from"), _day(end, "--to")
+    if first is not None and last is not None and first > last:
+        raise UsageError(f"--from {start} is after --to {end}", "swap them")
+    return first, last
+
+
+def _day(text: str | None, flag: str) -> str | None:
+    if text is None:
+        return None
+    try:
+        if _DATE.match(text):
+            return date.fromisoformat(text).isoformat()
+        raise ValueError("not YYYY-MM-DD")
+    except ValueError as e:
+        raise UsageError(f"{flag} {text}: not a date ({e})", "give YYYY-MM-DD, e.g. 2026-01-05"
+                         ) from None
+
+
+def _day_folders(out_dir: str, days: Days) -> list[Path]:
+    """The YYYY-MM-DD folders of out_dir within `days`, oldest first."""
+    first, last = days
+    root = Path(out_dir)
+    found = root.glob("*") if root.is_dir() else []
+    return sorted(p for p in found if p.is_dir() and _DATE.match(p.name)
+                  and (first is None or first <= p.name) and (last is None or p.name <= last))
+
+
+def _range_text(out_dir: str, days: Days) -> str:
+    return f"{out_dir} from {days[0] or 'the first day'} to {days[1] or 'the last day'}"
+
+
+def load(
+    target: str | None, out_dir: str, err: TextIO, columns: list[str] | None,
+    days: Days | None = None,
 ) -> pa.Table | None:
-    """The ledger table, or None after saying why there is none."""
+    """The ledger table of a target (see resolve_target) or of the day folders in
+    `days`, or None after saying why there is none."""
     from runner import ledger
 
-    path = resolve_target(target, out_dir)
-    table = ledger.read_ledger(path, columns) if path is not None else None
+    if days is not None and target is not None:
+        raise UsageError(f"both a target ({target}) and --from/--to given",
+                         "give one: a ledger or date, or a --from/--to range")
+    if days is not None:
+        folders = _day_folders(out_dir, days)
+        tables = [ledger.read_ledger(d, columns) for d in folders]
+        table = _concat(tables) if tables else None
+        where = _range_text(out_dir, days)
+    else:
+        path = resolve_target(target, out_dir)
+        table = ledger.read_ledger(path, columns) if path is not None else None
+        where = str(path or (Path(out_dir) / target if target else Path(out_dir)))
     if table is None or table.num_rows == 0:
-        where = path or (Path(out_dir) / target if target else Path(out_dir))
         print(f"runner: no ledger events found at {where}", file=err)
-        print("  hint: give a ledger file, a date YYYY-MM-DD, or --out-dir", file=err)
+        hint = "check --from/--to and --out-dir" if days else \
+            "give a ledger file, a date YYYY-MM-DD, or --out-dir"
+        print(f"  hint: {hint}", file=err)
         return None
     return table
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def ledger_show(
@@ -59,7 +123,7 @@ def ledger_show(
 ) -> int:
     """Every event of a ledger, one line each (or JSON); exit 2 when there is none."""
     out, err = out or sys.stdout, err or sys.stderr
-    table = _load(target, out_dir, err, None if as_json else list(EVENT_LINE_FIELDS))
+    table = load(target, out_dir, err, None if as_json else list(EVENT_LINE_FIELDS))
     if table is None:
         return 2
     if as_json:
@@ -78,24 +142,28 @@ def tca_report(
     as_json: bool,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    days: Days | None = None,
+    select: Selection | None = None,
 ) -> int:
-    """Per-order TCA and the totals (or JSON); exit 2 when the ledger has no events."""
+    """Per-order TCA and one totals line per currency (or JSON), of a target or of the
+    days in `days`, orders kept by `select`; exit 2 when the ledger has no events."""
     from runner import tca
 
     out, err = out or sys.stdout, err or sys.stderr
-    table = _load(target, out_dir, err, list(tca.NEEDED))
+    table = load(target, out_dir, err, list(tca.NEEDED), days)
     if table is None:
         return 2
-    orders = tca.order_table(table)
-    totals = _finite(tca.totals(orders))
+    orders = _nan_to_null((select or Selection()).keep(tca.order_table(table)))
+    groups = [(c, tca.in_currency(orders, c)) for c in tca.currencies(orders)]
+    totals = [_finite(tca.totals(group, c)) for c, group in groups]
     if as_json:
-        rows = _nan_to_null(orders).to_pylist()
-        _dump({"version": JSON_VERSION, "orders": rows, "totals": totals}, out)
+        out.write(f'{{"version":{TCA_JSON_VERSION},"orders":{json_objects(orders)},'
+                  f'"totals":{_compact(totals)}}}\n')
         return 0
-    out.write(ORDER_HEADER + "\n")
-    columns = [orders.column(name).to_pylist() for name in ORDER_LINE_FIELDS]
-    out.writelines(order_line(*values) + "\n" for values in zip(*columns, strict=True))
-    out.write(totals_line(totals) + "\n")
+    out.write(ORDER_HEADER + "\n" + ("" if groups else "(no orders)\n"))
+    for (_, group), total in zip(groups, totals, strict=True):
+        out.writelines(line + "\n" for line in order_lines(group))
+        out.write(totals_line(total) + "\n")
     return 0
 
 
@@ -131,29 +199,93 @@ def event_line(
     return f"{line}  {message}" if message else line
 
 
-ORDER_LINE_FIELDS = ("tag", "symbol", "side", "qty", "state", "fill_qty", "avg_px",
-                     "arrival_px", "shortfall_bps", "vwap_slippage_bps", "commission")  # fmt: skip
-ORDER_HEADER = (
-    f"{'tag':<28} {'symbol':<8} {'side':<4} {'qty':>10} {'state':<6} {'fill_qty':>10} "
-    f"{'avg_px':>12} {'arrival':>12} {'shortfall':>10} {'vwap_slip':>10} {'commission':>10}"
+# (header, column, width, format) of each column of an order line; width < 0: left-aligned
+ORDER_COLUMNS = (
+    ("tag", "tag", -11, "text"), ("symbol", "symbol", -6, "text"), ("side", "side", -4, "text"),
+    ("state", "state", -6, "text"), ("fill/qty", "fill/qty", 9, "text"),
+    ("fill", "fill_ratio", 4, "pct0"), ("avg_px", "avg_px", 8, "px"),
+    ("arrival", "arrival_px", 8, "px"), ("vwap", "vwap_px", 8, "px"),
+    ("short", "shortfall_bps", 5, "bps"), ("vwsl", "vwap_slippage_bps", 5, "bps"),
+    ("is", "is_bps", 5, "bps"), ("fees", "fees_bps", 5, "bps"),
+    ("part", "participation", 5, "pct1"), ("s1st", "ms_to_first_fill", 5, "sec"),
+    ("sdone", "ms_to_done", 5, "sec"), ("comm", "commission", 5, "money"),
+)  # fmt: skip
+ORDER_HEADER = " ".join(
+    format(head, f"<{-w}" if w < 0 else f">{w}") for head, _, w, _ in ORDER_COLUMNS
 )
 
 
-def order_line(
-    tag: str, symbol: str | None, side: str | None, qty: float | None, state: str,
-    fill: float, avg: float | None, arrival: float | None, shortfall: float | None,
-    vwap_slip: float | None, commission: float | None,
-) -> str:  # fmt: skip
-    # Inline conditionals, not _g(): this runs once per order, 200k times on a big day.
-    return (
-        f"{tag:<28} {symbol or _D:<8} {side or _D:<4} "
-        f"{_D if qty is None else format(qty, 'g'):>10} {state:<6} {format(fill, 'g'):>10} "
-        f"{_D if avg is None else format(avg, 'g'):>12} "
-        f"{_D if arrival is None else format(arrival, 'g'):>12} "
-        f"{_D if shortfall is None else format(shortfall, '.2f'):>10} "
-        f"{_D if vwap_slip is None else format(vwap_slip, '.2f'):>10} "
-        f"{_D if commission is None else format(commission, 'g'):>10}"
-    )
+def order_lines(orders: pa.Table) -> list[str]:
+    """One text line per order (ORDER_COLUMNS), built column-wise in Arrow: a big day has
+    200k orders, and a Python format per value would take seconds."""
+    import pyarrow.compute as pc
+
+    fill_qty = pc.binary_join_element_wise(
+        _text(orders["fill_qty"]), _text(orders["qty"]), "/")
+    cells = []
+    for _, name, width, kind in ORDER_COLUMNS:
+        column = fill_qty if name == "fill/qty" else _FORMATS[kind](orders[name])
+        column = pc.fill_null(column, _D)
+        pad = pc.utf8_rpad if width < 0 else pc.utf8_lpad
+        cells.append(pad(column, width=abs(width), padding=" "))
+    lines: list[str] = pc.binary_join_element_wise(*cells, " ").to_pylist()
+    return lines
+
+
+def _text(values: Any) -> Any:
+    """Numbers as their shortest text (1434, 0.5, 473.1), strings as they are."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+
+
+def _rounded(values: Any, decimals: int) -> Any:
+    """Rounded to `decimals`, then as the shortest text (473.1, 100.0875)."""
+    import pyarrow.compute as pc
+
+    return _text(pc.round(values, decimals))
+
+
+def _fixed(values: Any, decimals: int) -> Any:
+    """Exactly `decimals` digits after the point (2.0, -0.5; -0.0 shown as 0.0), in
+    integer arithmetic: Arrow has no printf."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    scale = 10**decimals
+    units = pc.cast(pc.round(pc.multiply(values, float(scale))), pa.int64())
+    size = pc.abs(units)
+    whole = pc.divide(size, scale)
+    part = pc.subtract(size, pc.multiply(whole, scale))
+    sign = pc.if_else(pc.less(units, 0), "-", "")
+    digits = pc.utf8_lpad(_text(part), width=decimals, padding="0")
+    return pc.binary_join_element_wise(sign, _text(whole), ".", digits, "")
+
+
+def _percent(values: Any, decimals: int) -> Any:
+    import pyarrow.compute as pc
+
+    scaled = pc.multiply(values, 100.0)
+    text = _rounded(scaled, 0) if decimals == 0 else _fixed(scaled, decimals)
+    return pc.binary_join_element_wise(text, "%", "")
+
+
+_FORMATS: dict[str, Callable[[Any], Any]] = {
+    "text": _text,
+    "px": lambda v: _rounded(v, 4),
+    "money": lambda v: _rounded(v, 2),
+    "bps": lambda v: _fixed(v, 1),
+    "pct0": lambda v: _percent(v, 0),
+    "pct1": lambda v: _percent(v, 1),
+    "sec": lambda v: _fixed(_ms_to_s(v), 1),
+}
+
+
+def _ms_to_s(values: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.divide(values, 1000.0)
 
 
 def _f2(value: float | None) -> str:
@@ -161,13 +293,22 @@ def _f2(value: float | None) -> str:
 
 
 def totals_line(totals: dict[str, Any]) -> str:
+    """TOTAL CCY ... bps: the bps totals under the column names of the order lines;
+    "currency?" where the ledger did not record the currency."""
+    currency = totals["currency"] or "currency?"
+    bps = " ".join(f"{head}={_f1(totals[name])}" for head, name in _BPS_HEADS)
     return (
-        f"TOTAL orders={totals['orders']} filled={totals['filled_orders']} "
+        f"TOTAL {currency} orders={totals['orders']} filled={totals['filled_orders']} "
         f"fill_qty={_g(totals['fill_qty'])} notional={_f2(totals['notional'])} "
-        f"commission={_f2(totals['commission'])} "
-        f"shortfall={_f2(totals['shortfall_bps'])}bps "
-        f"vwap_slippage={_f2(totals['vwap_slippage_bps'])}bps"
+        f"comm={_f2(totals['commission'])} bps: {bps}"
     )
+
+
+_BPS_HEADS = tuple((head, name) for head, name, _, kind in ORDER_COLUMNS if kind == "bps")
+
+
+def _f1(value: float | None) -> str:
+    return _D if value is None else format(value, ".1f")
 
 
 # ----------------------------------------------------------------------------- json
@@ -190,5 +331,38 @@ def _finite(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dump(doc: dict[str, Any], out: TextIO) -> None:
+    out.write(_compact(doc) + "\n")
+
+
+def _compact(doc: Any) -> str:
     # dumps, not dump: dump streams through the pure-Python encoder, ~10x slower.
-    out.write(json.dumps(doc, allow_nan=False, separators=(",", ":")) + "\n")
+    return json.dumps(doc, allow_nan=False, separators=(",", ":"))
+
+
+def json_objects(table: pa.Table) -> str:
+    """A JSON array of one object per row (no NaN or infinity in `table`), written in
+    Arrow: 200k orders through Python dicts and json.dumps take seconds. Numbers as
+    their shortest exact text (1434, 0.5), strings escaped, nulls null."""
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return "[]"
+    parts: list[Any] = []
+    for i, name in enumerate(table.column_names):  # {"a":1,"b":"x"}: keys and values in turn
+        parts.append(("{" if i == 0 else ",") + _compact(name) + ":")
+        parts.append(pc.fill_null(_json_values(table.column(name)), "null"))
+    rows = pc.binary_join_element_wise(*parts, "}", "")
+    return "[" + ",".join(rows.to_pylist()) + "]"
+
+
+def _json_values(column: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_string(column.type):
+        return pc.cast(column, pa.string())
+    if pc.any(pc.match_substring_regex(column, r"[\x00-\x1f]")).as_py():
+        return pa.array([None if v is None else _compact(v) for v in column.to_pylist()],
+                        pa.string())  # control characters: json's own escapes
+    escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
+    return pc.binary_join_element_wise('"', escaped, '"', "")

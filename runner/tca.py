@@ -7,10 +7,10 @@ arrival = the close of the last bar that ended at or before the instant (no look
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
 
 BPS = 1e4
@@ -89,38 +89,33 @@ def snapshot(
 # ----------------------------------------------------------------------------- summary
 
 ORDER_KEYS = ("run_id", "tag")
-_LAST = ("avg_px", "arrival_px", "shortfall_bps", "vwap_slippage_bps", "commission")
-ORDER_FIELDS = (*ORDER_KEYS, "symbol", "side", "qty", "state", "fill_qty", *_LAST)
-_COLUMNS = ("ts", "seq", "event", "symbol", "side", "qty", "fill_qty", *_LAST)
-NEEDED = (*ORDER_KEYS, *_COLUMNS)  # the ledger columns `summarize` reads
+_FIRST = ("symbol", "side", "currency", "qty")
+_LAST = ("avg_px", "arrival_px", "commission")
+_SNAPSHOT = ("vwap_px", "shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps",
+             "participation", "ms_to_first_fill", "ms_to_done")  # only on PNL_SNAPSHOT rows
+ORDER_FIELDS = (*ORDER_KEYS, *_FIRST, "state", "fill_qty", "fill_ratio", "avg_px",
+                "arrival_px", *_SNAPSHOT, "commission")  # fmt: skip
+NEEDED = (*ORDER_KEYS, "ts", "seq", "event", *_FIRST, "fill_qty", *_LAST, *_SNAPSHOT)
+BPS_TOTALS = ("shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps")
 
 
-def summarize(table: pa.Table | pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One row per (run_id, tag) order, in order of first appearance, and the totals.
+def order_table(table: pa.Table) -> pa.Table:
+    """One row per (run_id, tag) order (columns ORDER_FIELDS), in order of first appearance.
 
-    Per order: symbol/side/qty as first given, state = last of FILL/CANCEL/REJ (else
-    OPEN), fill_qty = the largest cumulative fill (0 if none), and the last value seen of
-    avg_px, arrival_px, shortfall_bps, vwap_slippage_bps and commission (cumulative).
-    Totals weight shortfall and VWAP slippage by fill_qty, over orders that have them.
+    symbol/side/currency/qty as first given, state = last of FILL/CANCEL/REJ (else OPEN),
+    fill_qty = the largest cumulative fill (0 if none), fill_ratio = fill_qty/qty, the
+    last value seen of avg_px, arrival_px and commission (cumulative), and the TCA
+    figures of the order's last PNL_SNAPSHOT. Rows are taken in time order.
     """
-    orders = order_table(table)
-    return orders.to_pylist(), totals(orders)
+    return _per_order(_in_time_order(table.select(list(NEEDED))))
 
 
-def order_table(table: pa.Table | pd.DataFrame) -> pa.Table:
-    """`summarize`'s per-order rows as an Arrow table (columns ORDER_FIELDS)."""
-    return _per_order(_in_time_order(table))
+def _in_time_order(table: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
 
-
-def _in_time_order(table: pa.Table | pd.DataFrame) -> pa.Table:
-    import numpy as np
-    import pyarrow as pa
-
-    if not isinstance(table, pa.Table):
-        table = pa.Table.from_pandas(table[list(NEEDED)], preserve_index=False)
-    table = table.select(list(NEEDED))
-    ts = table.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
-    if not bool(np.all(ts[1:] >= ts[:-1])):  # read_ledger's tables are sorted already
+    ts = table.column("ts")
+    if table.num_rows > 1 and not pc.all(pc.greater_equal(ts[1:], ts[:-1])).as_py():
+        # read_ledger's tables are sorted already; one of several days' is not
         table = table.sort_by([("ts", "ascending"), ("run_id", "ascending"), ("seq", "ascending")])
     return table
 
@@ -133,17 +128,37 @@ def _per_order(table: pa.Table) -> pa.Table:
 
     event = table.column("event")
     terminal = pc.if_else(pc.is_in(event, pa.array(TERMINAL)), event, None)
-    table = table.append_column("state", terminal)
-    aggs = [(c, "first") for c in ("symbol", "side", "qty")] + [("state", "last")]
+    events = table.drop_columns(list(_SNAPSHOT)).append_column("state", terminal)
+    aggs = [(c, "first") for c in _FIRST] + [("state", "last")]
     aggs += [("fill_qty", "max")] + [(c, "last") for c in _LAST]
-    grouped = table.group_by(list(ORDER_KEYS), use_threads=False).aggregate(aggs)
-    grouped = grouped.rename_columns([_bare(n) for n in grouped.column_names])
-    grouped = grouped.set_column(
-        grouped.schema.get_field_index("state"), "state", pc.fill_null(grouped["state"], "OPEN")
-    )
+    grouped = _grouped(events, aggs)
+    snapshots = table.filter(pc.equal(event, "PNL_SNAPSHOT"))
+    figures = _grouped(snapshots.select([*ORDER_KEYS, *_SNAPSHOT]),
+                       [(c, "last") for c in _SNAPSHOT])
+    where = pc.index_in(_order_key(grouped), value_set=_order_key(figures))
+    for name in _SNAPSHOT:  # grouped over the PNL_SNAPSHOT rows (1/5 of a day), not all
+        grouped = grouped.append_column(name, figures[name].take(where))
+    grouped = _replace(grouped, "state", pc.fill_null(grouped["state"], "OPEN"))
     filled = pc.fill_null(grouped["fill_qty"], 0.0)
-    grouped = grouped.set_column(grouped.schema.get_field_index("fill_qty"), "fill_qty", filled)
-    return grouped.select(list(ORDER_FIELDS))
+    grouped = _replace(grouped, "fill_qty", filled)
+    qty = grouped["qty"]
+    ratio = pc.if_else(pc.greater(qty, 0), pc.divide(filled, qty), None)
+    return grouped.append_column("fill_ratio", ratio).select(list(ORDER_FIELDS))
+
+
+def _grouped(table: pa.Table, aggs: list[tuple[str, str]]) -> pa.Table:
+    grouped = table.group_by(list(ORDER_KEYS), use_threads=False).aggregate(aggs)
+    return grouped.rename_columns([_bare(n) for n in grouped.column_names])
+
+
+def _order_key(table: pa.Table) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(table["run_id"], table["tag"], "\x1f")
+
+
+def _replace(table: pa.Table, name: str, column: Any) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, column)
 
 
 def _bare(name: str) -> str:
@@ -153,11 +168,84 @@ def _bare(name: str) -> str:
     return name
 
 
-def _weighted(orders: pa.Table, column: str) -> float | None:
+# ----------------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which orders a report keeps: tag (exact, or a glob of * and ?), symbol (exact),
+    side (BUY/SELL, any case). None keeps all."""
+
+    tag: str | None = None
+    symbol: str | None = None
+    side: str | None = None
+
+    def keep(self, orders: pa.Table) -> pa.Table:
+        """The orders that match every filter given."""
+        return orders if self == Selection() else orders.filter(self.mask(orders))
+
+    def mask(self, orders: pa.Table) -> Any:
+        """True for each row (tag, symbol and side columns) that matches every filter."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        masks = [pa.array([True] * orders.num_rows, pa.bool_())]
+        if self.tag is not None:
+            masks.append(_tag_mask(orders["tag"], self.tag))
+        if self.symbol is not None:
+            masks.append(pc.equal(orders["symbol"], self.symbol))
+        if self.side is not None:
+            masks.append(pc.equal(orders["side"], self.side.upper()))
+        mask = masks[0]
+        for more in masks[1:]:
+            mask = pc.and_kleene(mask, more)
+        return pc.fill_null(mask, False)
+
+
+def _tag_mask(tags: Any, pattern: str) -> Any:
+    """Exact match, or a glob when the pattern has * (any run of characters) or ? (one)."""
     import pyarrow.compute as pc
 
-    values, weights = orders[column], orders["fill_qty"]
-    has = pc.and_(pc.is_valid(values), pc.greater(weights, 0))
+    if "*" not in pattern and "?" not in pattern:
+        return pc.equal(tags, pattern)
+    return pc.match_substring_regex(tags, glob_regex(pattern))
+
+
+def glob_regex(pattern: str) -> str:
+    """The anchored regular expression of a glob of * and ? (other characters literal)."""
+    import re
+
+    parts = {"*": ".*", "?": "."}
+    return "^" + "".join(parts.get(c) or re.escape(c) for c in pattern) + "$"
+
+
+# ----------------------------------------------------------------------------- totals
+
+
+def currencies(orders: pa.Table) -> list[str | None]:
+    """The currencies of the orders, sorted; None (not recorded: older ledgers) last."""
+    import pyarrow.compute as pc
+
+    found = pc.unique(orders["currency"]).to_pylist()
+    return sorted(c for c in found if c is not None) + ([None] if None in found else [])
+
+
+def in_currency(orders: pa.Table, currency: str | None) -> pa.Table:
+    """The orders priced in `currency` (None: those whose currency was not recorded)."""
+    import pyarrow.compute as pc
+
+    column = orders["currency"]
+    mask = pc.is_null(column) if currency is None else pc.fill_null(
+        pc.equal(column, currency), False)
+    return orders.filter(mask)
+
+
+def _weighted(filled: pa.Table, weights: Any, column: str) -> float | None:
+    """Mean of `column` weighted by `weights`, over the orders that have a value."""
+    import pyarrow.compute as pc
+
+    values = filled[column]
+    has = pc.is_valid(values)
     weight = pc.sum(pc.filter(weights, has)).as_py()
     if not weight:
         return None
@@ -165,18 +253,21 @@ def _weighted(orders: pa.Table, column: str) -> float | None:
     return float(weighted) / float(weight)
 
 
-def totals(orders: pa.Table) -> dict[str, Any]:
-    """The totals line of an `order_table`."""
+def totals(orders: pa.Table, currency: str | None) -> dict[str, Any]:
+    """The totals of `order_table` rows that are all in one currency. The bps figures are
+    weighted by filled notional (fill_qty·avg_px), so fees_bps is the commission over
+    the notional, and every total is in that one currency."""
     import pyarrow.compute as pc
 
-    filled = orders.filter(pc.greater(orders["fill_qty"], 0))
-    notional = pc.sum(pc.multiply(filled["fill_qty"], filled["avg_px"])).as_py()
+    filled = orders.filter(pc.and_(pc.greater(orders["fill_qty"], 0), pc.is_valid(
+        orders["avg_px"])))
+    notional = pc.multiply(filled["fill_qty"], filled["avg_px"])
     return {
+        "currency": currency,
         "orders": orders.num_rows,
         "filled_orders": filled.num_rows,
         "fill_qty": float(pc.sum(filled["fill_qty"]).as_py() or 0.0),
-        "notional": float(notional or 0.0),
+        "notional": float(pc.sum(notional).as_py() or 0.0),
         "commission": float(pc.sum(orders["commission"]).as_py() or 0.0),
-        "shortfall_bps": _weighted(orders, "shortfall_bps"),
-        "vwap_slippage_bps": _weighted(orders, "vwap_slippage_bps"),
+        **{name: _weighted(filled, notional, name) for name in BPS_TOTALS},
     }

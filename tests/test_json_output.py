@@ -63,12 +63,13 @@ def test_run_test_tca_and_ledger_show_json(project, capsys) -> None:
     assert run["events"] == ["INTENT", "ACK", "FILL", "PNL_SNAPSHOT"]
 
     tca = run_json(capsys, "tca", "--out-dir", "exec", "--json")
-    assert set(tca) == {"version", "orders", "totals"} and tca["version"] == 1
+    assert set(tca) == {"version", "orders", "totals"} and tca["version"] == 2
     [order] = tca["orders"]
     assert set(order) == set(ORDER_FIELDS)
     assert (order["tag"], order["state"], order["fill_qty"]) == (run["tag"], "FILL", 100)
-    assert (tca["totals"]["fill_qty"], tca["totals"]["commission"]) == (100, 1.00)
-    assert tca["totals"]["notional"] == pytest.approx(100 * 472.92)
+    [usd] = tca["totals"]  # one object per currency
+    assert (usd["currency"], usd["fill_qty"], usd["commission"]) == ("USD", 100, 1.00)
+    assert usd["notional"] == pytest.approx(100 * 472.92)
 
     shown = run_json(capsys, "ledger", "show", "--out-dir", "exec", "--json")
     assert set(shown) == {"version", "events"} and shown["version"] == 1

@@ -1,3 +1,7 @@
+"""TCA arithmetic (runner/tca.py) on real bars (runner.bars.load_bars over a Parquet file
+the test writes), and `runner tca` (runner/report.py) over ledgers the tests build.
+Every expected number is worked out here from the bars and rows the test made."""
+
 from __future__ import annotations
 
 import io
@@ -6,116 +10,143 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from runner import report
+from runner.bars import Bars, load_bars
+from runner.cli import main
 from runner.ledger import Ledger, rows_to_table
-from runner.tca import snapshot, summarize
+from runner.tca import glob_regex, order_table, snapshot, totals
 
 S = 1_000_000_000
-T0 = 1_767_623_400 * S  # 2026-01-05 14:30:00 UTC
+T0 = 1_767_623_400 * S  # 2026-01-05 14:30:00 UTC, the first bar's start
 
 
-class ArrayBars:
-    """The three methods runner/bars.py provides, over arrays the test builds.
-
-    A bar's ts is its start; it is known once it has ended (ts + 1 s)."""
-
-    def __init__(self, close: list[float], volume: list[float]) -> None:
-        self.end = T0 + S * np.arange(1, len(close) + 1)
-        self.close = np.array(close)
-        self.volume = np.array(volume, dtype=float)
-
-    def arrival_at(self, t_ns: int) -> float | None:
-        known = np.searchsorted(self.end, t_ns, side="right")  # bars ended at or before t
-        return float(self.close[known - 1]) if known else None
-
-    def _between(self, t0_ns: int, t1_ns: int) -> np.ndarray:
-        return (self.end > t0_ns) & (self.end <= t1_ns)
-
-    def vwap_between(self, t0_ns: int, t1_ns: int) -> float | None:
-        inside = self._between(t0_ns, t1_ns)
-        volume = self.volume[inside].sum()
-        return float((self.close[inside] * self.volume[inside]).sum() / volume) if volume else None
-
-    def volume_between(self, t0_ns: int, t1_ns: int) -> float:
-        return float(self.volume[self._between(t0_ns, t1_ns)].sum())
+def write_bars(path: Path, close: list[float], volume: list[float]) -> Path:
+    """1 s bars from T0, high/low 0.05 either side of the close, open = high (so a BUY
+    limit below the high is never marketable at the open); no vwap column: the VWAP
+    benchmark uses the closes."""
+    c = np.array(close)
+    pq.write_table(pa.table({
+        "ts": pa.array([T0 + i * S for i in range(len(close))], pa.timestamp("ns", tz="UTC")),
+        "open": c + 0.05, "high": c + 0.05, "low": c - 0.05, "close": c,
+        "volume": np.array(volume, dtype=float),
+    }), path)  # fmt: skip
+    return path
 
 
-BARS = ArrayBars(
-    close=[100.00, 100.10, 100.20, 100.05, 99.90], volume=[1000, 2000, 500, 1500, 1000]
-)
-INTENT = T0 + 2_500_000_000  # bars 0 and 1 have ended: arrival = 100.10
-END = T0 + 4_200_000_000  # bars 2 and 3 ended during the order; price at the end = 100.05
-VWAP = (100.20 * 500 + 100.05 * 1500) / 2000  # 100.0875 over 2,000 shares
+CLOSE = [100.00, 100.10, 100.20, 100.05, 99.90]
+VOLUME = [1000, 2000, 500, 1500, 1000]
+
+
+@pytest.fixture
+def bars(tmp_path: Path) -> Bars:
+    return load_bars(write_bars(tmp_path / "bars.parquet", CLOSE, VOLUME))
+
+
+# The product's window rule (runner/bars.py): arrival at t = close of the last bar that
+# ENDED at or before t (bar i ends at T0 + (i+1) s); VWAP and volume over [t0, t1) take
+# every bar that overlaps it: ts + 1 s > t0 and ts < t1.
+INTENT = T0 + 2_500_000_000  # bars 0 and 1 have ended: arrival = CLOSE[1] = 100.10
+END = T0 + 4_200_000_000  # overlapping [INTENT, END): bars 2 (2-3 s), 3 (3-4 s), 4 (4-5 s)
+ARRIVAL = 100.10
+END_PX = 100.05  # the last bar ended by END is bar 3
+WINDOW_VOLUME = 500 + 1500 + 1000
+VWAP = (100.20 * 500 + 100.05 * 1500 + 99.90 * 1000) / WINDOW_VOLUME  # 100.025
 
 
 def approx(x: float) -> Any:
     return pytest.approx(x, rel=0, abs=1e-9)
 
 
-def test_buy_partly_filled() -> None:
-    got = snapshot("BUY", 10, 6, 100.12, 1.2, INTENT, INTENT + 300_000_000, END, BARS)
-    assert got is not None
+def test_the_window_rule_the_product_implements(bars: Bars) -> None:
+    assert bars.arrival_at(T0 + 2 * S) == 100.10  # bar 1 ended at exactly 2 s: known
+    assert bars.arrival_at(T0 + 2 * S - 1) == 100.00  # 1 ns earlier it had not
+    assert bars.arrival_at(T0 + S - 1) is None  # no bar has ended yet
+    assert bars.vwap_between(INTENT, END) == approx(100.025)
+    assert VWAP == approx(100.025)
+    assert bars.volume_between(INTENT, END) == WINDOW_VOLUME == 3000
+    # A window of no length is the instant: the one bar containing it (bar 2).
+    assert bars.vwap_between(INTENT, INTENT) == 100.20
+    assert bars.volume_between(INTENT, INTENT) == 500
+
+
+def test_buy_partly_filled(bars: Bars) -> None:
+    got = snapshot("BUY", 10, 6, 100.12, 1.2, INTENT, INTENT + 300_000_000, END, bars)
     assert got == {
-        "arrival_px": 100.10,
+        "arrival_px": ARRIVAL,
         "avg_px": 100.12,
         "fill_qty": 6,
         "fill_ratio": approx(0.6),
         "shortfall_bps": approx(0.02 / 100.10 * 1e4),  # 1.998 bps paid over arrival
-        "vwap_px": approx(100.0875),
-        "vwap_slippage_bps": approx((100.12 - 100.0875) / 100.0875 * 1e4),
+        "vwap_px": approx(100.025),
+        "vwap_slippage_bps": approx((100.12 - 100.025) / 100.025 * 1e4),
         # 6 filled 0.02 above arrival, 4 unfilled while the price fell 0.05: a net gain
-        "is_bps": approx((6 * 0.02 + 4 * -0.05) / (10 * 100.10) * 1e4),
+        "is_bps": approx((6 * 0.02 + 4 * (END_PX - ARRIVAL)) / (10 * 100.10) * 1e4),
         "fees_bps": approx(1.2 / (6 * 100.12) * 1e4),
-        "participation": approx(6 / 2000),
+        "participation": approx(6 / 3000),
         "ms_to_first_fill": approx(300.0),
         "ms_to_done": approx(1700.0),
         "commission": 1.2,
     }
-    assert got["vwap_px"] == approx(VWAP)
 
 
-def test_sell_costs_are_positive_when_selling_below_the_benchmark() -> None:
-    got = snapshot("SELL", 10, 10, 100.00, None, INTENT, INTENT + 1, END, BARS)
+def test_sell_costs_are_positive_when_selling_below_the_benchmark(bars: Bars) -> None:
+    got = snapshot("SELL", 10, 10, 100.00, None, INTENT, INTENT + 1, END, bars)
     assert got is not None
     assert got["shortfall_bps"] == approx(0.10 / 100.10 * 1e4)  # sold 0.10 below arrival
-    assert got["vwap_slippage_bps"] == approx(0.0875 / 100.0875 * 1e4)
+    assert got["vwap_slippage_bps"] == approx(0.025 / 100.025 * 1e4)
     assert got["is_bps"] == approx(10 * 0.10 / (10 * 100.10) * 1e4)  # all filled: IS = shortfall
     assert got["fill_ratio"] == 1.0 and got["fees_bps"] is None and got["commission"] is None
-    assert got["participation"] == approx(10 / 2000)
+    assert got["participation"] == approx(10 / 3000)
     assert got["ms_to_first_fill"] == approx(1e-6)
 
 
+def test_an_order_of_no_length_is_judged_on_the_bar_it_lived_in(bars: Bars) -> None:
+    got = snapshot("BUY", 4, 4, 100.2, None, INTENT, INTENT, INTENT, bars)
+    assert got is not None
+    assert got["vwap_px"] == 100.20 and got["vwap_slippage_bps"] == approx(0.0)
+    assert got["participation"] == approx(4 / 500)
+    assert got["ms_to_done"] == 0.0 and got["ms_to_first_fill"] == 0.0
+
+
 @pytest.mark.parametrize(
-    "args",
+    "args, with_bars",
     [
-        ("BUY", 10, 6, 100.12, None, INTENT, None, END, None),  # no bars
-        ("BUY", 10, 0, None, None, INTENT, None, END, BARS),  # nothing filled
-        ("BUY", 10, 2, 100.0, None, T0 + 900_000_000, None, END, BARS),  # no bar ended yet
-        ("BUY", 10, 2, None, None, INTENT, None, END, BARS),  # no average price
+        (("BUY", 10, 6, 100.12, None, INTENT, None, END), False),  # no bars
+        (("BUY", 10, 0, None, None, INTENT, None, END), True),  # nothing filled
+        (("BUY", 10, 2, 100.0, None, T0 + 900_000_000, None, END), True),  # no bar ended yet
+        (("BUY", 10, 2, None, None, INTENT, None, END), True),  # no average price
     ],
 )
-def test_no_snapshot_without_a_fill_and_an_arrival(args: tuple[Any, ...]) -> None:
-    assert snapshot(*args) is None
+def test_no_snapshot_without_a_fill_and_an_arrival(
+    args: tuple[Any, ...], with_bars: bool, bars: Bars
+) -> None:
+    assert snapshot(*args, bars if with_bars else None) is None
 
 
-def test_figures_that_need_missing_data_are_none() -> None:
-    # The order ends before another bar ends: no VWAP, no volume; first fill unknown.
-    got = snapshot("BUY", 4, 4, 100.2, None, INTENT, None, INTENT + 100_000_000, BARS)
+def test_figures_that_need_bars_after_the_file_ends_are_none(bars: Bars) -> None:
+    # INTENT at 6 s, after the last bar (4-5 s) ended: arrival = its close, 99.90; no bar
+    # overlaps the order's life, so no VWAP and no volume; first fill unknown.
+    intent = T0 + 6 * S
+    got = snapshot("BUY", 4, 4, 100.0, None, intent, None, intent + 100_000_000, bars)
     assert got is not None
+    assert got["arrival_px"] == 99.90
     assert got["vwap_px"] is None and got["vwap_slippage_bps"] is None
     assert got["participation"] is None and got["ms_to_first_fill"] is None
-    assert got["is_bps"] == approx(4 * 0.1 / (4 * 100.10) * 1e4)
+    assert got["is_bps"] == approx(4 * 0.10 / (4 * 99.90) * 1e4)
     assert got["ms_to_done"] == approx(100.0)
 
 
-# ----------------------------------------------------------------------------- summary
+# ----------------------------------------------------------------------------- per order
 
 
-def order_rows() -> list[dict[str, Any]]:
+def order_rows(currency: str | None = "USD") -> list[dict[str, Any]]:
     def row(i: int, run: str, tag: str, event: str, **kw: Any) -> dict[str, Any]:
-        return {"ts": T0 + i * S, "run_id": run, "seq": i, "tag": tag, "event": event, **kw}
+        return {"ts": T0 + i * S, "run_id": run, "seq": i, "tag": tag, "event": event,
+                "currency": currency, **kw}  # fmt: skip
 
     a = {"symbol": "SPY", "side": "BUY", "qty": 10.0}
     b = {"symbol": "QQQ", "side": "SELL", "qty": 5.0}
@@ -126,10 +157,12 @@ def order_rows() -> list[dict[str, Any]]:
         row(4, "r1", "A", "PARTIAL", fill_qty=4.0, avg_px=100.0, commission=0.4),
         row(5, "r1", "A", "FILL", fill_qty=10.0, avg_px=100.02, commission=1.0),
         row(6, "r1", "A", "PNL_SNAPSHOT", arrival_px=100.0, shortfall_bps=2.0,
-            vwap_slippage_bps=1.0, fill_qty=10.0),
+            vwap_px=100.01, vwap_slippage_bps=1.0, is_bps=2.0, fees_bps=10.0,
+            participation=0.1, ms_to_first_fill=3000.0, ms_to_done=4000.0, fill_qty=10.0),
         row(7, "r1", "B", "PARTIAL", fill_qty=2.0, avg_px=400.0, commission=0.5),
         row(8, "r1", "B", "CANCEL", fill_qty=2.0),
-        row(9, "r1", "B", "PNL_SNAPSHOT", shortfall_bps=-3.0, arrival_px=399.0, fill_qty=2.0),
+        row(9, "r1", "B", "PNL_SNAPSHOT", shortfall_bps=-3.0, arrival_px=399.0, is_bps=5.0,
+            fees_bps=6.25, fill_qty=2.0),
         row(10, "r2", "A", "INTENT", symbol="SPY", side="BUY", qty=1.0),  # same tag, new run
         row(11, "r2", "A", "REJ", message="201 - no margin"),
         row(12, "r2", "C", "INTENT", symbol="SPY", side="BUY", qty=1.0),
@@ -138,59 +171,68 @@ def order_rows() -> list[dict[str, Any]]:
 
 
 def order(run: str, tag: str, sym: str, side: str, qty: float, state: str, fill: float,
-          avg: float | None = None, arr: float | None = None, sf: float | None = None,
-          vs: float | None = None, comm: float | None = None) -> dict[str, Any]:  # fmt: skip
-    return {
-        "run_id": run, "tag": tag, "symbol": sym, "side": side, "qty": qty, "state": state,
-        "fill_qty": fill, "avg_px": avg, "arrival_px": arr, "shortfall_bps": sf,
-        "vwap_slippage_bps": vs, "commission": comm,
-    }  # fmt: skip
+          **figures: Any) -> dict[str, Any]:  # fmt: skip
+    none = dict.fromkeys(("avg_px", "arrival_px", "vwap_px", "shortfall_bps",
+                          "vwap_slippage_bps", "is_bps", "fees_bps", "participation",
+                          "ms_to_first_fill", "ms_to_done", "commission"))  # fmt: skip
+    return {"run_id": run, "tag": tag, "symbol": sym, "side": side, "currency": "USD",
+            "qty": qty, "state": state, "fill_qty": fill, "fill_ratio": fill / qty,
+            **none, **figures}  # fmt: skip
 
 
 EXPECTED_ORDERS = [
-    order("r1", "A", "SPY", "BUY", 10.0, "FILL", 10.0, 100.02, 100.0, 2.0, 1.0, 1.0),
-    order("r1", "B", "QQQ", "SELL", 5.0, "CANCEL", 2.0, 400.0, 399.0, -3.0, None, 0.5),
+    order("r1", "A", "SPY", "BUY", 10.0, "FILL", 10.0, avg_px=100.02, arrival_px=100.0,
+          vwap_px=100.01, shortfall_bps=2.0, vwap_slippage_bps=1.0, is_bps=2.0, fees_bps=10.0,
+          participation=0.1, ms_to_first_fill=3000.0, ms_to_done=4000.0, commission=1.0),
+    order("r1", "B", "QQQ", "SELL", 5.0, "CANCEL", 2.0, avg_px=400.0, arrival_px=399.0,
+          shortfall_bps=-3.0, is_bps=5.0, fees_bps=6.25, commission=0.5),
     order("r2", "A", "SPY", "BUY", 1.0, "REJ", 0.0),
     order("r2", "C", "SPY", "BUY", 1.0, "OPEN", 0.0),
-]
+]  # fmt: skip
+# Filled notional: A 10 x 100.02 = 1000.2, B 2 x 400 = 800: the weights of the bps totals.
 EXPECTED_TOTALS = {
+    "currency": "USD",
     "orders": 4,
     "filled_orders": 2,
     "fill_qty": 12.0,
-    "notional": approx(10 * 100.02 + 2 * 400.0),
+    "notional": approx(1000.2 + 800.0),
     "commission": approx(1.5),
-    "shortfall_bps": approx((10 * 2.0 + 2 * -3.0) / 12),  # weighted by fill_qty
+    "shortfall_bps": approx((1000.2 * 2.0 + 800 * -3.0) / 1800.2),
     "vwap_slippage_bps": approx(1.0),  # only A has one
+    "is_bps": approx((1000.2 * 2.0 + 800 * 5.0) / 1800.2),
+    "fees_bps": approx((1000.2 * 10.0 + 800 * 6.25) / 1800.2),
 }
 
 
-def test_summarize_per_order_and_weighted_totals() -> None:
-    orders, totals = summarize(rows_to_table(order_rows()))
-    assert orders == EXPECTED_ORDERS
-    assert totals == EXPECTED_TOTALS
+def test_order_table_and_notional_weighted_totals() -> None:
+    orders = order_table(rows_to_table(order_rows()))
+    assert orders.to_pylist() == EXPECTED_ORDERS
+    assert totals(orders, "USD") == EXPECTED_TOTALS
 
 
-def test_summarize_takes_pandas_and_rows_in_any_order() -> None:
+def test_order_table_takes_rows_in_any_order() -> None:
     rows = order_rows()
     shuffled = [rows[i] for i in np.random.default_rng(7).permutation(len(rows))]
-    assert summarize(rows_to_table(shuffled).to_pandas()) == (EXPECTED_ORDERS, EXPECTED_TOTALS)
+    orders = order_table(rows_to_table(shuffled))
+    assert orders.to_pylist() == EXPECTED_ORDERS
+    assert totals(orders, "USD") == EXPECTED_TOTALS
 
 
-def test_summarize_of_nothing() -> None:
-    orders, totals = summarize(rows_to_table([]))
-    assert orders == []
-    assert totals == {
-        "orders": 0, "filled_orders": 0, "fill_qty": 0.0, "notional": 0.0, "commission": 0.0,
-        "shortfall_bps": None, "vwap_slippage_bps": None,
+def test_totals_of_nothing() -> None:
+    assert totals(order_table(rows_to_table([])), "EUR") == {
+        "currency": "EUR", "orders": 0, "filled_orders": 0, "fill_qty": 0.0, "notional": 0.0,
+        "commission": 0.0, "shortfall_bps": None, "vwap_slippage_bps": None, "is_bps": None,
+        "fees_bps": None,
     }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- report
 
 
-def write_day(out: Path) -> None:
-    with Ledger(out, "2026-01-05", "r1") as ledger:
-        for r in order_rows():
+def write_day(out: Path, day: str = "2026-01-05", rows: list[dict[str, Any]] | None = None,
+              run_id: str = "r1") -> None:  # fmt: skip
+    with Ledger(out, day, run_id) as ledger:
+        for r in rows if rows is not None else order_rows():
             if r["run_id"] == "r1":
                 ledger.append({k: v for k, v in r.items() if k not in ("run_id", "seq")})
 
@@ -201,32 +243,38 @@ def test_tca_report_text(tmp_path: Path) -> None:
     assert report.tca_report(None, str(tmp_path), False, out=out) == 0
     lines = out.getvalue().splitlines()
     assert lines[0].split() == [
-        "tag", "symbol", "side", "qty", "state", "fill_qty", "avg_px", "arrival", "shortfall",
-        "vwap_slip", "commission",
+        "tag", "symbol", "side", "state", "fill/qty", "fill", "avg_px", "arrival", "vwap",
+        "short", "vwsl", "is", "fees", "part", "s1st", "sdone", "comm",
     ]  # fmt: skip
     assert lines[1].split() == [
-        "A", "SPY", "BUY", "10", "FILL", "10", "100.02", "100", "2.00", "1.00", "1"
+        "A", "SPY", "BUY", "FILL", "10/10", "100%", "100.02", "100", "100.01", "2.0", "1.0",
+        "2.0", "10.0", "10.0%", "3.0", "4.0", "1",
     ]  # fmt: skip
     assert lines[2].split() == [
-        "B", "QQQ", "SELL", "5", "CANCEL", "2", "400", "399", "-3.00", "—", "0.5"
-    ]  # fmt: skip
+        "B", "QQQ", "SELL", "CANCEL", "2/5", "40%", "400", "399", "—", "-3.0", "—", "5.0",
+        "6.2", "—", "—", "—", "0.5",
+    ]  # fmt: skip  (6.25 rounds half to even: 6.2)
+    assert all(len(line) <= 120 for line in lines[:3])
+    short, is_, fees = ((1000.2 * a + 800 * b) / 1800.2 for a, b in ((2, -3), (2, 5), (10, 6.25)))
     assert lines[3] == (
-        "TOTAL orders=2 filled=2 fill_qty=12 notional=1800.20 commission=1.50 "
-        "shortfall=1.17bps vwap_slippage=1.00bps"
+        "TOTAL USD orders=2 filled=2 fill_qty=12 notional=1800.20 comm=1.50 "
+        f"bps: short={short:.1f} vwsl=1.0 is={is_:.1f} fees={fees:.1f}"
     )
+    assert len(lines) == 4
 
 
 def test_tca_report_json(tmp_path: Path) -> None:
     write_day(tmp_path)
     out = io.StringIO()
-    assert (
-        report.tca_report(str(tmp_path / "2026-01-05" / "ledger.parquet"), "x", True, out=out) == 0
-    )
+    path = str(tmp_path / "2026-01-05" / "ledger.parquet")
+    assert report.tca_report(path, "x", True, out=out) == 0
     doc = json.loads(out.getvalue())
-    assert doc["version"] == 1
+    assert doc["version"] == 2
     assert [o["tag"] for o in doc["orders"]] == ["A", "B"]
     assert doc["orders"][1] == EXPECTED_ORDERS[1]
-    assert doc["totals"]["shortfall_bps"] == approx((10 * 2.0 - 2 * 3.0) / 12)
+    [usd] = doc["totals"]
+    assert usd["currency"] == "USD"
+    assert usd["shortfall_bps"] == approx((1000.2 * 2.0 - 800 * 3.0) / 1800.2)
 
 
 def test_tca_report_with_no_ledger_exits_2(tmp_path: Path) -> None:
@@ -236,3 +284,168 @@ def test_tca_report_with_no_ledger_exits_2(tmp_path: Path) -> None:
         f"runner: no ledger events found at {tmp_path}\n"
         "  hint: give a ledger file, a date YYYY-MM-DD, or --out-dir\n"
     )
+
+
+# ----------------------------------------------------------------------------- a real run
+
+
+def test_tca_json_of_a_dry_run_carries_every_figure(tmp_path: Path, monkeypatch, capsys) -> None:
+    # BUY 1,000 at 100.12, TTL 3 s, on bars whose lows are close - 0.05 and whose opens
+    # (close + 0.05) are all above the limit. The simulator (DESIGN §5): the INTENT is at
+    # 1 s (the first bar has ended: arrival = its close, 100.00); bar 1 (low 100.05 <
+    # 100.12) fills 10% of its 2,000 = 200 at the limit, at its end (2 s); bars 2, 3 and
+    # 4 (lows 100.15, 100.20, 100.25; bar 4 starts at the cancel) do not trade; the TTL
+    # cancels at 4 s. Commission
+    # max(1.00, 0.005 x 200) = 1.00.
+    monkeypatch.chdir(tmp_path)
+    write_bars(tmp_path / "bars.parquet", [100.00, 100.10, 100.20, 100.25, 100.30, 100.00],
+               [1000, 2000, 500, 1500, 1000, 800])
+    assert main(["one-shot", "--symbol", "SPY", "--qty", "1000", "--limit", "100.12",
+                 "--ttl_sec", "3", "--bars_path", "bars.parquet", "--tag", "t1", "--dry-run",
+                 "--out_dir", "exec"]) == 0
+    capsys.readouterr()
+    assert main(["tca", "--out-dir", "exec", "--json"]) == 0
+    [got] = json.loads(capsys.readouterr().out)["orders"]
+    # Over the order's life [1 s, 4 s): bars 1, 2, 3; at its end bar 3 (3-4 s) has ended.
+    vwap = (100.10 * 2000 + 100.20 * 500 + 100.25 * 1500) / 4000
+    assert {k: got[k] for k in ("state", "fill_qty", "avg_px", "arrival_px")} == {
+        "state": "CANCEL", "fill_qty": 200, "avg_px": 100.12, "arrival_px": 100.00}
+    assert got["fill_ratio"] == approx(200 / 1000)
+    assert got["shortfall_bps"] == approx(0.12 / 100.00 * 1e4)
+    assert got["vwap_px"] == approx(vwap)
+    assert got["vwap_slippage_bps"] == approx((100.12 - vwap) / vwap * 1e4)
+    assert got["is_bps"] == approx((200 * 0.12 + 800 * 0.25) / (1000 * 100.00) * 1e4)
+    assert got["fees_bps"] == approx(1.00 / (200 * 100.12) * 1e4)
+    assert got["participation"] == approx(200 / 4000)
+    assert got["ms_to_first_fill"] == approx(1000.0) and got["ms_to_done"] == approx(3000.0)
+    assert got["currency"] == "USD" and got["commission"] == 1.00
+
+
+# ----------------------------------------------------------------------------- many days
+
+
+def day_rows(day_s: int, currency: str | None, orders: list[tuple[str, str, str, float, float,
+             float, float, float]]) -> list[dict[str, Any]]:  # fmt: skip
+    """(tag, symbol, side, qty, fill, avg_px, commission, shortfall_bps) -> ledger rows."""
+    rows = []
+    for i, (tag, symbol, side, qty, fill, avg, comm, shortfall) in enumerate(orders):
+        at = T0 + day_s * S + i * 10 * S
+        base = {"run_id": "r1", "tag": tag, "symbol": symbol, "side": side, "qty": qty,
+                "currency": currency}  # fmt: skip
+        rows += [
+            {**base, "ts": at, "event": "INTENT"},
+            {**base, "ts": at + S, "event": "FILL", "fill_qty": fill, "avg_px": avg,
+             "commission": comm},
+            {**base, "ts": at + S, "event": "PNL_SNAPSHOT", "fill_qty": fill, "avg_px": avg,
+             "shortfall_bps": shortfall},
+        ]  # fmt: skip
+    return rows
+
+
+DAY = 86_400
+
+
+@pytest.fixture
+def three_days(tmp_path: Path) -> Path:
+    """USD stock orders on the 5th and 7th, EUR ones on the 6th and 7th, an order of an
+    old ledger (no currency) on the 8th."""
+    write_day(tmp_path, "2026-01-05", day_rows(0, "USD", [
+        ("u1", "SPY", "BUY", 100, 100, 470.0, 1.0, 2.0),
+        ("u2", "QQQ", "SELL", 50, 50, 400.0, 1.0, -1.0)]))
+    write_day(tmp_path, "2026-01-06", day_rows(DAY, "EUR", [
+        ("e1", "SAP", "BUY", 20, 10, 150.0, 3.0, 4.0)]))
+    write_day(tmp_path, "2026-01-07", day_rows(2 * DAY, "EUR", [
+        ("e2", "SAP", "SELL", 30, 30, 152.0, 2.0, 1.0)]) + day_rows(2 * DAY + 100, "USD", [
+        ("u3", "SPY", "BUY", 10, 10, 471.0, 1.0, 5.0)]))
+    write_day(tmp_path, "2026-01-08", day_rows(3 * DAY, None, [
+        ("o1", "SPY", "BUY", 1, 1, 472.0, 1.0, 9.0)]))
+    return tmp_path  # fmt: skip
+
+
+def test_three_days_total_each_currency_apart(three_days: Path, capsys) -> None:
+    code = main(["tca", "--out-dir", str(three_days), "--from", "2026-01-05", "--to",
+                 "2026-01-07", "--json"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [o["tag"] for o in doc["orders"]] == ["u1", "u2", "e1", "e2", "u3"]
+    eur, usd = doc["totals"]
+    # EUR: e1 10 x 150 = 1,500 (4 bps), e2 30 x 152 = 4,560 (1 bps)
+    assert eur == {"currency": "EUR", "orders": 2, "filled_orders": 2, "fill_qty": 40.0,
+                   "notional": approx(6060.0), "commission": approx(5.0),
+                   "shortfall_bps": approx((1500 * 4 + 4560 * 1) / 6060),
+                   "vwap_slippage_bps": None, "is_bps": None, "fees_bps": None}  # fmt: skip
+    # USD: u1 100 x 470 = 47,000 (2), u2 50 x 400 = 20,000 (-1), u3 10 x 471 = 4,710 (5)
+    assert usd["currency"] == "USD" and usd["orders"] == 3 and usd["fill_qty"] == 160.0
+    assert usd["notional"] == approx(71710.0) and usd["commission"] == approx(3.0)
+    assert usd["shortfall_bps"] == approx((47000 * 2 - 20000 * 1 + 4710 * 5) / 71710)
+
+
+def test_a_ledger_without_currencies_is_its_own_group(three_days: Path, capsys) -> None:
+    assert main(["tca", "--out-dir", str(three_days), "--from", "2026-01-07"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # e2 and u3 on the 7th, o1 on the 8th: EUR, USD, then the unrecorded currency
+    assert [line.split()[0] for line in lines[1:]] == ["e2", "TOTAL", "u3", "TOTAL", "o1",
+                                                       "TOTAL"]  # fmt: skip
+    assert [line.split()[1] for line in lines if line.startswith("TOTAL")] == [
+        "EUR", "USD", "currency?"]
+    assert "notional=472.00 " in lines[-1] and lines[-1].endswith("short=9.0 vwsl=— is=— fees=—")
+
+
+@pytest.mark.parametrize("flags, tags", [
+    (["--to", "2026-01-06"], ["u1", "u2", "e1"]),
+    (["--from", "2026-01-06", "--to", "2026-01-06"], ["e1"]),
+    (["--from", "2026-01-05", "--symbol", "SAP"], ["e1", "e2"]),
+    (["--from", "2026-01-05", "--side", "sell"], ["u2", "e2"]),
+    (["--from", "2026-01-05", "--tag", "u?"], ["u1", "u2", "u3"]),
+    (["--from", "2026-01-05", "--tag", "e*", "--side", "BUY"], ["e1"]),
+    (["--from", "2026-01-05", "--tag", "u"], []),
+    (["2026-01-07"], ["e2", "u3"]),
+])  # fmt: skip
+def test_filters(three_days: Path, capsys, flags: list[str], tags: list[str]) -> None:
+    assert main(["tca", "--out-dir", str(three_days), "--json", *flags]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [o["tag"] for o in doc["orders"]] == tags
+    assert sum(t["orders"] for t in doc["totals"]) == len(tags)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--from", "2026-13-01"],
+     "runner: --from 2026-13-01: not a date (month must be in 1..12) "
+     "(give YYYY-MM-DD, e.g. 2026-01-05)"),
+    (["--to", "5 Jan"], "runner: --to 5 Jan: not a date (not YYYY-MM-DD) "
+     "(give YYYY-MM-DD, e.g. 2026-01-05)"),
+    (["--from", "2026-01-07", "--to", "2026-01-05"],
+     "runner: --from 2026-01-07 is after --to 2026-01-05 (swap them)"),
+    (["2026-01-05", "--from", "2026-01-05"],
+     "runner: both a target (2026-01-05) and --from/--to given "
+     "(give one: a ledger or date, or a --from/--to range)"),
+])  # fmt: skip
+def test_bad_range_exit_2_one_line(three_days: Path, capsys, flags: list[str],
+                                   message: str) -> None:  # fmt: skip
+    assert main(["tca", "--out-dir", str(three_days), *flags]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == message + "\n" and captured.out == ""
+
+
+def test_a_range_with_no_days_exit_2(three_days: Path, capsys) -> None:
+    assert main(["tca", "--out-dir", str(three_days), "--from", "2026-02-01"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"runner: no ledger events found at {three_days} from 2026-02-01 to the last day",
+        "  hint: check --from/--to and --out-dir"]
+
+
+def test_glob_regex_keeps_other_characters_literal() -> None:
+    assert glob_regex("a.b*-?") == r"^a\.b.*\-.$"
+
+
+@pytest.mark.parametrize("tags", [
+    ['plain', 'quote"d', "back\\slash", "ünï €", None],
+    ["new\nline", "tab\there", "ok"],  # control characters: json's own escapes
+])  # fmt: skip
+def test_json_objects_read_back_as_the_rows(tags: list[str | None]) -> None:
+    n = len(tags)
+    numbers = [0.1 + 0.2, 1e-7, 1e300, -0.0, None, 1434.0, 2.5][:n]
+    table = pa.table({"tag": pa.array(tags, pa.string()), "x": pa.array(numbers, pa.float64()),
+                      "q": pa.array(list(range(n)), pa.int64())})
+    assert json.loads(report.json_objects(table)) == table.to_pylist()
+    assert report.json_objects(table.slice(0, 0)) == "[]"
