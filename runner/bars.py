@@ -185,9 +185,11 @@ def load_bars(path: str | Path) -> Bars:
         raise DataError(f"{where}: not a readable Parquet file ({reason})") from None
     if table.num_rows == 0:
         raise DataError(f"{where}: no bars (the file has 0 rows)")
+    prices: dict[str, Any] = {name: _floats(table.column(name), name, where)
+                              for name in REQUIRED}  # Any: Bars also has int fields
     return Bars(
         ts=_ts_ns(table.column(ts_name), ts_name, where),
-        **{name: _floats(table.column(name), name, where) for name in REQUIRED},
+        **prices,
         vwap=_floats(table.column("vwap"), "vwap", where) if "vwap" in names else None,
         path=where,
     )
