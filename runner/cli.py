@@ -190,6 +190,10 @@ def _classic(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--limit", type=number, help="limit price (market order when absent)")
     p.add_argument("--tif", choices=("IOC", "DAY", "GTC"), default="DAY")
     p.add_argument("--bars_path", "--bars-path", dest="bars_path")
+    p.add_argument("--arrival", choices=("bars", "broker"),
+                   help="where the arrival price comes from: bars (the bars file, the "
+                   "default with --bars_path) or broker (IB's snapshot at the INTENT, "
+                   "post-trade VWAP from IB's 1-second bars)")
     p.add_argument("--ttl_sec", "--ttl-sec", dest="ttl_sec", type=number, default=3)
     _classic_common(p)
 

@@ -36,6 +36,7 @@ from runner.errors import (
     Stopped,
     UsageError,
 )
+from runner.livebars import Priced
 from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, trading_day
 
 NS = 1_000_000_000
@@ -75,6 +76,19 @@ class BarsLike(Protocol):
     def arrival_at(self, t_ns: int) -> float | None: ...
     def vwap_between(self, t0_ns: int, t1_ns: int) -> float | None: ...
     def volume_between(self, t0_ns: int, t1_ns: int) -> float: ...
+
+
+class LiveBars(Protocol):
+    """A run that reaches a broker: the bars as of the INTENT and after the order
+    (runner/livebars.py: a growing capture file, or the broker's own bars)."""
+
+    @property
+    def path(self) -> str | None: ...  # the bars file TCA reads again, if any
+
+    def at_intent(self) -> BarsLike | None: ...
+
+    async def after(self, intent_ns: int, end_ns: int,
+                    say: Callable[[str], None]) -> BarsLike | None: ...
 
 
 @dataclass
@@ -139,12 +153,14 @@ class Engine:
                  on_note: Callable[[str], None] | None = None,
                  watch: Callable[[], str | None] | None = None,
                  broker_price: Callable[[], float | None] | None = None,
-                 on_unguarded: Callable[[str, int | None], None] | None = None) -> None:
+                 on_unguarded: Callable[[str, int | None], None] | None = None,
+                 live: LiveBars | None = None) -> None:
         self.pre_place = pre_place  # last gates, with the broker's facts; raises to refuse
         self.plan = plan
         self.broker = broker
         self.journal = journal
         self.bars = bars
+        self.live = live  # bars read again at the INTENT and after the order (broker runs)
         self.on_event = on_event
         self.on_note = on_note
         self.watch = watch  # polled while the order works: a reason to stop (kill switch)
@@ -190,7 +206,7 @@ class Engine:
             self._unlock()
         if self.order is not None and self.order.done:
             await self._settle()
-        self._snapshot()
+        await self._snapshot()
         return self.outcome
 
     def _check_account(self, session: SessionInfo) -> None:
@@ -205,6 +221,8 @@ class Engine:
     async def _place_and_wait(self) -> None:
         req = self.plan.order
         assert req is not None
+        if self.live is not None:  # a growing capture as it is now; a broken one: no file
+            self.bars = self.live.at_intent()
         self._open_journal()  # creating the file is not part of the INTENT's latency
         now = self.broker.now_ns()  # the INTENT: the deadline and the GTD come from it
         if trading_day(now) != self.plan.day:
@@ -227,7 +245,7 @@ class Engine:
         # durable before the order leaves; the deadline tells `runner recover` when to cancel
         self._record(Ev.INTENT, now, arrival_px=arrival, deadline=deadline,
                      good_till=req.good_till_ns, arrival_source=source,
-                     bars_path=self.plan.bars_path)
+                     bars_path=self.plan.bars_path if self.live is None else self.live.path)
         self._unlock()  # counted and durable: the next run's count sees this INTENT
         self.order.placed = True  # from here on, a way out must cancel it
         await self.broker.place(req)
@@ -482,15 +500,24 @@ class Engine:
         out.fill_qty, out.avg_px, out.commission = order.fill_qty, order.avg_px, order.commission
         out.message = order.message or out.message
 
-    def _snapshot(self) -> None:
-        order = self.order
-        if order is None or self.bars is None:
+    async def _snapshot(self) -> None:
+        """The PNL_SNAPSHOT of an order that filled and has an arrival: priced at the
+        INTENT's arrival, later prices from the bars (on a broker run read again after the
+        order, `LiveBars.after`)."""
+        order, arrival = self.order, self.outcome.arrival_px
+        if order is None or not arrival or order.fill_qty <= 0:
             return
         end = order.end_ns if order.end_ns is not None else self.broker.now_ns()
+        bars = self.bars
+        if self.live is not None:
+            bars = await self.live.after(order.intent_ns, end, self._say)
         snap = tca.snapshot(order.req.side, order.req.qty, order.fill_qty, order.avg_px,
                             order.commission, order.intent_ns, order.first_fill_ns, end,
-                            self.bars)
+                            Priced(order.intent_ns, arrival, bars))
         if snap is not None:
             self.outcome.snapshot = snap
             self._record(Ev.PNL_SNAPSHOT, end, **snap)
 
+    def _say(self, line: str) -> None:
+        if self.on_note is not None:
+            self.on_note(f"{self.outcome.tag}: {line}")

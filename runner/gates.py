@@ -2,7 +2,7 @@
 
 No I/O here. The caller gathers the facts into a `Context`: nothing but the spec and
 the policy for `validate`; the kill switch and the port for `plan`; the ledger's day
-totals, the reference price and (dry run) the bars' hours before a run connects; and
+totals, the reference price and (dry run) the calendar's hours before a run connects; and
 the broker's account and the contract's liquid hours right before the INTENT. A fact
 left as None is unknown and its gates are skipped, so the same function serves every
 stage and each stage refuses what it can know.
@@ -44,7 +44,7 @@ class Context:
     day_orders: int | None = None  # orders placed at IB today, from the ledger
     day_notional: float | None = None
     kill_switch: bool = False
-    market_open: bool | None = None  # liquid hours (IB) or the bars (dry run)
+    market_open: bool | None = None  # liquid hours (IB) or the exchange calendar (dry run)
 
 
 @dataclass(frozen=True, slots=True)

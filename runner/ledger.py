@@ -162,6 +162,13 @@ def journal_path(day_dir: Path, run_id: str) -> Path:
 # ----------------------------------------------------------------------------- rows
 
 
+_COLUMN_SET = frozenset(COLUMNS)
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+_INT_TYPES = (int, np.integer)
+# Made once: json.dumps builds a new encoder on every call that passes options.
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _check_value(key: str, value: Any) -> Any:
     """The value as it goes into the journal, or ValueError: a bad row must fail here,
     in the run that made it, not in every later compaction of the day."""
@@ -173,9 +180,9 @@ def _check_value(key: str, value: Any) -> Any:
             return value
     elif isinstance(value, bool):
         pass  # bool is an int subclass; never a number in the ledger
-    elif kind == "float" and isinstance(value, (int, float, np.integer, np.floating)):
+    elif kind == "float" and isinstance(value, _NUMBER_TYPES):
         return float(value)
-    elif kind == "int" and isinstance(value, (int, np.integer)):
+    elif kind == "int" and isinstance(value, _INT_TYPES):
         lo, hi = _INT_RANGE.get(key, _INT64)
         if lo <= int(value) <= hi:
             return int(value)
@@ -183,25 +190,30 @@ def _check_value(key: str, value: Any) -> Any:
 
 
 def _clean_row(row: dict[str, Any], run_id: str, seq: int) -> dict[str, Any]:
-    unknown = sorted(set(row) - set(COLUMNS))
-    if unknown:
+    """Every column in schema order (like table_to_rows), each value checked, run_id and
+    seq filled in; ValueError for an unknown column, an owned one, or a ts that is not
+    int nanoseconds."""
+    if not row.keys() <= _COLUMN_SET:
+        unknown = sorted(row.keys() - _COLUMN_SET)
         raise ValueError(f"unknown ledger column(s): {', '.join(unknown)}")
     owned = [k for k in _OWNED if k in row]
     if owned:
         raise ValueError(f"the ledger fills {', '.join(owned)} itself")
-    if not isinstance(row.get("ts"), (int, np.integer)) or isinstance(row.get("ts"), bool):
-        raise ValueError(f"ledger row needs ts as int nanoseconds, got {row.get('ts')!r}")
-    clean = dict.fromkeys(COLUMNS)  # every column, in schema order, like table_to_rows
-    clean.update((k, _check_value(k, v)) for k, v in row.items())
+    ts = row.get("ts")
+    if not isinstance(ts, _INT_TYPES) or isinstance(ts, bool):
+        raise ValueError(f"ledger row needs ts as int nanoseconds, got {ts!r}")
+    clean = dict.fromkeys(COLUMNS)
+    for key, value in row.items():
+        clean[key] = _check_value(key, value)
     clean["run_id"] = run_id
     clean["seq"] = seq
     return clean
 
 
 def _encode(row: dict[str, Any]) -> bytes:
-    # json writes floats with repr(), which round-trips exactly; nulls are left out.
-    body = {k: v for k, v in row.items() if v is not None}
-    return (json.dumps(body, separators=(",", ":")) + "\n").encode()
+    """One journal line: the row's non-null values as compact JSON (floats are written
+    with repr(), which round-trips exactly), then a newline."""
+    return (_JSON.encode({k: v for k, v in row.items() if v is not None}) + "\n").encode()
 
 
 def rows_to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema = LEDGER_SCHEMA) -> pa.Table:
@@ -297,9 +309,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    """All of `data`, in one write unless the kernel takes less (then the rest, in turn)."""
+    written = os.write(fd, data)
+    while written < len(data):
+        written += os.write(fd, memoryview(data)[written:])
 
 
 def _journals(day_dir: Path) -> list[Path]:

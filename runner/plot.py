@@ -157,7 +157,7 @@ def find_bars(trace: Trace, explicit: str | None, err: TextIO) -> Bars | None:
     for path in bars_candidates(trace, explicit):
         if Path(path).is_file():
             try:
-                return load_bars(path)
+                return load_bars(path, trace.symbol)
             except RunnerError as e:
                 print(f"runner: {trace.tag}: bars not used: {e}", file=err)
                 return None

@@ -1,7 +1,7 @@
 """The run path's side of the gates: gather the facts (I/O), ask `gates.check`, refuse.
 
 `Guard` runs the gates twice: before connecting, with what the run knows alone
-(kill switch, ledger day totals, reference price, in a dry run the bars' hours),
+(kill switch, ledger day totals, reference price, in a dry run the exchange's calendar),
 and as the engine's `pre_place` hook, after connect and qualify, with the broker's
 facts (account, the contract's liquid hours). Either refusal leaves nothing sent
 and no ledger row. `run_lock` keeps two runs of one tag (or one spec) from
@@ -26,6 +26,7 @@ import numpy as np
 from runner.broker import Broker, BrokerEvent, Lookup, Note, OrderRequest, SessionInfo
 from runner.errors import UsageError
 from runner.gates import Context, Refused, check
+from runner.hours import is_open
 from runner.plan import Plan
 from runner.policy import Policy, kill_switch_on, kill_switches_on
 
@@ -44,20 +45,22 @@ def reference(bars: Any, at_ns: int) -> tuple[float, int] | None:
     later, has no price for it: DESIGN §7 asks for bars covering the INTENT)."""
     if bars is None or not len(bars):
         return None
-    if not bars.first_ns <= at_ns < bars.last_end_ns + NS:
+    if not bars.first_ns <= at_ns < bars.last_end_ns + bars.interval_ns:
         return None
-    n = int(np.searchsorted(bars.ts, at_ns - NS, side="right"))
+    n = int(np.searchsorted(bars.ts, at_ns - bars.interval_ns, side="right"))
     if n:
-        return float(bars.close[n - 1]), int(bars.ts[n - 1]) + NS
+        return float(bars.close[n - 1]), int(bars.ts[n - 1]) + bars.interval_ns
     return float(bars.open[0]), at_ns
 
 
-def bars_open(bars: Any, at_ns: int) -> bool | None:
-    """Dry run: the market is open while the bars cover the time (the sample day's bars
-    run 09:30-16:00 New York)."""
-    if bars is None or not len(bars):
+def calendar_open(order: OrderRequest | None, bars: Any, at_ns: int) -> bool | None:
+    """Dry run: whether `at_ns` is inside the regular session of the order's instrument, by
+    the exchange's calendar (runner.hours); None when that calendar is not known, and
+    without bars (nothing can fill, and the clock may be the wall clock: a CI dry run
+    must not pass by day and be refused by night)."""
+    if order is None or bars is None:
         return None
-    return bool(bars.first_ns <= at_ns < bars.last_end_ns)
+    return is_open(order.sec_type, order.exchange, order.currency, at_ns)
 
 
 def in_sessions(sessions: tuple[tuple[int, int], ...] | None, at_ns: int) -> bool | None:
@@ -111,7 +114,7 @@ class Guard:
             orders, notional = day_totals(self.plan.out_dir, self.plan.day)
             orders, notional = orders + self.earlier[0], notional + self.earlier[1]
         if self.dry_run:
-            market_open = bars_open(self.bars, now_ns)
+            market_open = calendar_open(self.plan.order, self.bars, now_ns)
         return Context(
             now_ns=now_ns, port=None if self.dry_run else self.plan.connection.port,
             account=account, priced=True, reference_px=ref[0] if ref else None,

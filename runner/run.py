@@ -152,6 +152,8 @@ def classic_spec(args: argparse.Namespace) -> Spec:
         data["ttl_sec"] = args.ttl_sec
         if args.bars_path:
             data["bars_path"] = args.bars_path
+        if args.arrival:
+            data["arrival"] = args.arrival
     if args.limit is not None:
         order["limit"] = args.limit
     return from_mapping(data, allow_outside=args.allow_outside)
@@ -184,10 +186,15 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     from runner.preflight import Guard
 
     policy = governing(spec, opts.policy)
-    bars = _load_bars(spec.bars_path) if spec.bars_path else None
+    symbol = spec.order.symbol if spec.order else None  # a handshake has no order
+    bars = _load_bars(spec.bars_path, symbol) if spec.bars_path else None
     plan = compile_plan(spec, environ, _start_ns(opts, bars))
     if opts.dry_run and bars is not None:
         _check_bars_cover(plan, bars)
+    if not opts.dry_run and bars is not None and spec.arrival != "broker":
+        from runner.livebars import check_fresh
+
+        check_fresh(plan.bars_path or "", bars, time.time_ns())
     if opts.out_dir:
         plan = replace(plan, out_dir=opts.out_dir)
     ready = _Ready(spec, plan, policy, bars)
@@ -222,9 +229,10 @@ def _run_ready(r: _Ready, opts: RunOptions, environ: Mapping[str, str]) -> int:
         if not opts.dry_run:
             _recover_first(plan, opts)
             _check_duplicate(plan, opts, r.policy)
-        broker = guard.wrap(_broker(plan, r.spec, opts, bars))
+        inner = _broker(plan, r.spec, opts, bars)
+        broker = guard.wrap(inner)
         outcome, ledger_path = execute(plan, broker, bars, opts, guard.pre_place, guard.watch,
-                                       guard.broker_price)
+                                       guard.broker_price, _live_bars(r, inner, opts))
     _report(plan, outcome, ledger_path, opts)
     return _verdict(r.spec, outcome, opts)
 
@@ -234,7 +242,7 @@ def _start_ns(opts: RunOptions, bars: Any) -> int:
     if opts.at:
         return parse_at(opts.at)
     if opts.dry_run and bars is not None:
-        return int(bars.first_ns) + 1_000_000_000  # the first bar is known once it ended
+        return int(bars.first_ns) + int(bars.interval_ns)  # known once it has ended
     return time.time_ns()
 
 
@@ -249,10 +257,30 @@ def _check_bars_cover(plan: Plan, bars: Any) -> None:
                         "pick --at inside the bars, or bars for that day")
 
 
-def _load_bars(path: str) -> Any:
+def _live_bars(r: _Ready, broker: Broker, opts: RunOptions) -> Any:
+    """A run that reaches a broker reads its bars again at the INTENT and after the order:
+    the capture file, or with `arrival: broker` the broker's own bars. None: a dry run."""
+    from runner.livebars import BrokerBars, FileBars
+
+    if opts.dry_run:
+        return None
+    if r.spec.arrival == "broker":
+        from runner.ib import IBBroker
+
+        assert isinstance(broker, IBBroker)
+        return BrokerBars(broker.order_bars)
+    if r.bars is None:
+        return None
+    path = r.spec.bars_path
+    assert path is not None
+    symbol = r.spec.order.symbol if r.spec.order else None
+    return FileBars(path, r.bars, lambda: _load_bars(path, symbol))
+
+
+def _load_bars(path: str, symbol: str | None) -> Any:
     from runner.bars import load_bars
 
-    return load_bars(path)
+    return load_bars(path, symbol)
 
 
 def _recover_first(plan: Plan, opts: RunOptions) -> None:
@@ -330,7 +358,8 @@ class _Journal:
 def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
             pre_place: Callable[[SessionInfo], Callable[[], None] | None] | None = None,
             watch: Callable[[], str | None] | None = None,
-            broker_price: Callable[[], float | None] | None = None) -> tuple[Outcome, Path]:
+            broker_price: Callable[[], float | None] | None = None,
+            live: Any = None) -> tuple[Outcome, Path]:
     """Run the plan; whatever happens, what was journaled is merged into the ledger."""
     from runner.errors import LedgerError
     from runner.ledger import Ledger
@@ -342,7 +371,7 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
     status = for_run(plan, broker.now_ns, opts.as_json)  # a live line on a TTY, else None
     engine = Engine(plan, broker, journal, bars, status.on_event if status else None,
                     pre_place=pre_place, on_note=_say, watch=watch, broker_price=broker_price,
-                    on_unguarded=lambda tag, oid: _unguarded(plan, tag, oid))
+                    on_unguarded=lambda tag, oid: _unguarded(plan, tag, oid), live=live)
     try:
         with status or contextlib.nullcontext():
             outcome = asyncio.run(_run_with_signals(engine))

@@ -1,22 +1,35 @@
-"""The dry-run broker: a virtual clock and deterministic fills from 1 s bars.
+"""The dry-run broker: a virtual clock and deterministic fills from bars.
 
 Rules (DESIGN §5; the README copies them):
 
 - Clock. Virtual, in ns, starting at `start_ns`. `next_event(deadline)` jumps
   to the next scheduled event at or before the deadline, or to the deadline
   itself. It never sleeps and never reads the wall clock; it never runs back.
-- Bars. A bar's `ts` is its start; the bar is known once it has ended (ts + 1 s).
+- Bars. A bar's `ts` is its start; it covers [ts, ts + `bars.interval_ns`) and is
+  known once it has ended (ts + interval: 1 s for 1 s bars, 5 s for 5 s bars).
 - Ack. `place` at clock t acknowledges at t + `ack_ms` (order ids 1, 2, 3…).
   With `reject: "reason"` the order is rejected at that time instead (REJ,
   message = the reason) and nothing else happens.
-- Which bars. Fills are judged only on bars that START at or after the ack.
-- Limit. A BUY fills on a bar whose low is strictly below the limit (a SELL:
-  high strictly above); touching the limit is not enough. The fill is at the
-  limit price, at most floor(participation × bar volume) shares per bar (a bar
-  whose cap rounds to 0 gives nothing), so big orders fill in PARTIALs. It is
-  reported when the bar has ended: event ts = bar ts + 1 s.
-- Market. The whole quantity at the open of the first bar starting at or after
-  the ack, event ts = that bar's ts. No participation cap for market orders.
+- Which bars. Fills are judged only on bars that START at or after the ack, and,
+  unless the order has `outside_rth`, only on bars that start inside the
+  instrument's regular session (runner.hours: US stocks 09:30-16:00 New York on
+  NYSE trading days, 13:00 on early closes; CRYPTO always; IDEALPRO FX Sunday
+  17:15 - Friday 17:00 less the daily 17:00-17:15 break). An instrument whose
+  calendar is not known trades on every bar.
+- Participation cap. A bar gives an order at most participation (10%) × its
+  volume, floored to the instrument's quantity step: whole units for STK, 1e-8 for
+  CASH and CRYPTO. Computed in decimal on the numbers as written, so 10% of 3.7 BTC
+  is 0.37 and 29% of 100 shares is 29. A bar whose cap is 0 (no volume, or a cap
+  that rounds to 0) gives nothing. Big orders fill in PARTIALs, bar after bar; the
+  fill that completes the order is exactly what was left (0.5 - 0.37 = 0.13).
+- Market. At each bar's open, within the cap, reported at the bar's start.
+- Limit, marketable. A BUY whose limit is strictly above the bar's open (a SELL:
+  strictly below) fills at the open, the better price, within the cap, reported
+  at the bar's start. Strict, like the touch rule below: a limit equal to the open
+  only touches it, and a touch never proves the order traded.
+- Limit, otherwise. A BUY fills on a bar whose low is strictly below the limit (a
+  SELL: high strictly above); touching the limit is not enough. The fill is at the
+  limit price, within the cap, reported when the bar has ended (ts + interval).
 - IOC. Only the first bar at/after the ack counts; what it gives is filled and
   the rest is cancelled at that bar's end. An IOC with no bar to trade against
   is cancelled at its ack.
@@ -35,19 +48,25 @@ Rules (DESIGN §5; the README copies them):
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 
-from runner.bars import BAR_NS, Bars
+from runner.bars import Bars
 from runner.broker import BrokerEvent, Ev, Lookup, OrderRequest, SessionInfo
+from runner.hours import sessions
 
 Fill = tuple[int, float, float]  # (event ts ns, last_qty, px)
 
-# floor(0.29 * 100) would be 28 in binary floating point; this nudge makes it 29.
-_CAP_EPS = 1e-9
+WHOLE_UNITS = frozenset({"STK"})  # instruments traded in whole units only
+FRACTION_SCALE = 10**8  # CASH and CRYPTO: quantities in steps of 1 / this (1e-8)
+# A float cap this close to a whole step is recomputed in decimal (floor(0.29 * 100)
+# would be 28 in binary floating point; it is 29).
+_NEAR_STEP = 1e-9
 _FIRST_CHUNK = 64  # bars scanned first; each further chunk is 4x bigger
 _PERM_ID_BASE = 1_000_000_000
 _NS_PER_MS = 1_000_000
@@ -72,6 +91,12 @@ class SimConfig:
             raise ValueError("ack_ms and cancel_ms must be >= 0")
 
 
+def quantity_scale(sec_type: str) -> int:
+    """Quantities of `sec_type` move in steps of 1 / this: 1 for whole-unit instruments
+    (STK), FRACTION_SCALE for the fractional ones (CASH, CRYPTO)."""
+    return 1 if sec_type in WHOLE_UNITS else FRACTION_SCALE
+
+
 def fill_schedule(
     bars: Bars | None,
     side: str,
@@ -81,60 +106,128 @@ def fill_schedule(
     tif: str,
     ack_ns: int,
     participation: float,
+    sec_type: str = "STK",
+    session: tuple[str, str] | None = None,
 ) -> list[Fill]:
     """The fills an order acknowledged at `ack_ns` gets, in time order, per the module rules.
 
-    Pure: the same inputs give the same list. Cancels (IOC remainder, TTL, GTD)
-    are not applied here; the caller truncates the list at the cancel time.
+    `session` is the (exchange, currency) whose regular session (with `sec_type`) limits
+    the bars the order trades on; None: every bar (outside_rth). Pure: the same inputs
+    give the same list. Cancels (IOC remainder, TTL, GTD) are not applied here; the
+    caller truncates the list at the cancel time.
     """
     if bars is None or qty <= 0:
         return []
-    start = int(np.searchsorted(bars.ts, ack_ns, side="left"))
-    if start == len(bars):
-        return []
-    if order_type == "MKT":
-        return [(int(bars.ts[start]), float(qty), float(bars.open[start]))]
-    if limit is None:
-        raise ValueError(f"{order_type} order without a limit price")
-    stop = start + 1 if tif == "IOC" else len(bars)
-    idx, take = _limit_fills(bars, side, float(qty), limit, start, stop, participation)
-    ends = bars.ts[idx] + BAR_NS
-    return [(int(t), float(q), float(limit)) for t, q in zip(ends, take, strict=True)]
-
-
-def _limit_fills(
-    bars: Bars, side: str, qty: float, limit: float, start: int, stop: int, participation: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the bars that fill and the shares each gives, until `qty` is done.
-
-    Scans in geometrically growing chunks, each fully vectorised: a small order
-    near the market finishes in the first chunk, and no order costs more than
-    a handful of numpy passes over the day.
-    """
-    crossing = bars.low if side == "BUY" else bars.high
     sign = 1.0 if side == "BUY" else -1.0
-    got_idx: list[np.ndarray] = []
-    got_qty: list[np.ndarray] = []
-    remaining, lo, size = qty, start, _FIRST_CHUNK
-    while lo < stop and remaining > 0:
-        hi = min(stop, lo + size)
-        # BUY: low < limit; SELL: high > limit, i.e. -high < -limit. Strict both ways.
-        idx = lo + np.flatnonzero(sign * crossing[lo:hi] < sign * limit)
-        cap = np.floor(participation * bars.volume[idx] + _CAP_EPS)
-        idx, cap = idx[cap > 0], cap[cap > 0]
-        cum = np.cumsum(cap)
+    if order_type == "MKT":
+        bound = sign * math.inf  # no price bound: every bar is marketable at its open
+    elif limit is None:
+        raise ValueError(f"{order_type} order without a limit price")
+    else:
+        bound = limit
+    start = int(np.searchsorted(bars.ts, ack_ns, side="left"))
+    stop = start + 1 if tif == "IOC" else len(bars)
+    scale = quantity_scale(sec_type)
+    units = Decimal(repr(float(qty))) * scale
+    live = tradable_bars(bars, participation, sec_type, session)
+    idx, take = _capped_fills(live, sign * bound, sign > 0, math.ceil(units), start, stop)
+    if not len(idx):
+        return []
+    opens = bars.open[idx]
+    at_open = sign * opens < sign * bound
+    px = np.where(at_open, opens, bound).tolist()
+    ts = np.where(at_open, bars.ts[idx], bars.ts[idx] + bars.interval_ns).tolist()
+    return list(zip(ts, _quantities(take, units, scale), px, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Tradable:
+    """The bars an order may take something from, in time order: inside its session, with
+    a cap above 0. Their index in the bars, low, minus high (a SELL crosses where
+    -high < -limit) and cap in quantity steps."""
+
+    idx: np.ndarray
+    low: np.ndarray
+    neg_high: np.ndarray
+    cap: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def tradable_bars(bars: Bars, participation: float, sec_type: str,
+                  session: tuple[str, str] | None) -> Tradable:
+    """The `Tradable` bars of an instrument, computed once per bars file and settings."""
+    caps = bar_caps(bars, participation, quantity_scale(sec_type))
+    ok = caps > 0
+    if session is not None:
+        regular = regular_bars(bars, sec_type, *session)
+        if regular is not None:
+            ok &= regular
+    idx = np.flatnonzero(ok)
+    return Tradable(idx, bars.low[idx], -bars.high[idx], caps[idx])
+
+
+def bar_caps(bars: Bars, participation: float, scale: int) -> np.ndarray:
+    """Per bar, the most an order may take: floor(participation x volume) in steps of
+    1 / `scale`, computed exactly in decimal on the shortest text of each number (the
+    float product where it is not within a hair of a step, else the decimal one)."""
+    approx = participation * bars.volume * scale
+    caps = np.floor(approx)
+    near = np.flatnonzero(np.abs(approx - np.round(approx)) <= _NEAR_STEP * np.maximum(approx, 1))
+    exact_share = Decimal(repr(participation)) * scale
+    for i in near:
+        caps[i] = math.floor(exact_share * Decimal(repr(float(bars.volume[i]))))
+    return caps
+
+
+def regular_bars(bars: Bars, sec_type: str, exchange: str, currency: str) -> np.ndarray | None:
+    """Which bars start inside a regular session of the instrument (runner.hours); None
+    when its calendar is not known (then every bar trades)."""
+    found = sessions(sec_type, exchange, currency, bars.first_ns, int(bars.ts[-1]))
+    if found is None:
+        return None
+    mask = np.zeros(len(bars), dtype=bool)
+    for opens, closes in found:
+        lo, hi = np.searchsorted(bars.ts, [opens, closes], side="left")
+        mask[lo:hi] = True
+    return mask
+
+
+def _capped_fills(
+    live: Tradable, threshold: float, buy: bool, needed: int, start: int, stop: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the bars in [start, stop) that fill and the steps each gives, until
+    `needed` steps are reached (the last bar's full cap is returned; `_quantities` cuts it).
+
+    A tradable bar fills when its low (a SELL: minus its high) is strictly below
+    `threshold` (the limit, signed; infinite for a market order). Scans in geometrically
+    growing chunks, each fully vectorised: a small order near the market finishes in the
+    first chunk, and no order costs more than a handful of numpy passes over the day.
+    """
+    crossing = live.low if buy else live.neg_high
+    lo, end = np.searchsorted(live.idx, [start, stop], side="left").tolist()
+    got: list[np.ndarray] = []
+    remaining, size = float(needed), _FIRST_CHUNK
+    while lo < end and remaining > 0:
+        hi = min(end, lo + size)
+        at = lo + np.flatnonzero(crossing[lo:hi] < threshold)  # strict: a touch is no fill
+        cum = np.cumsum(live.cap[at])
         k = int(np.searchsorted(cum, remaining, side="left"))
-        if k < len(cum):  # this chunk completes the order at bar idx[k]
-            cap = cap[: k + 1].copy()
-            cap[k] = remaining - (cum[k - 1] if k else 0.0)
-            idx = idx[: k + 1]
-        got_idx.append(idx)
-        got_qty.append(cap)
-        remaining -= float(cap.sum())
+        if k < len(cum):  # this chunk completes the order at bar at[k]
+            at, cum = at[: k + 1], cum[: k + 1]
+        got.append(at)
+        remaining -= float(cum[-1]) if len(cum) else 0.0
         lo, size = hi, size * 4
-    if not got_idx:
-        return np.empty(0, np.int64), np.empty(0)
-    return np.concatenate(got_idx), np.concatenate(got_qty)
+    at = np.concatenate(got) if got else np.empty(0, np.int64)
+    return live.idx[at], live.cap[at]
+
+
+def _quantities(take: np.ndarray, units: Decimal, scale: int) -> list[float]:
+    """The fills' quantities from their steps: each bar's cap, except that the bar that
+    completes the order gives exactly what was left (decimal: 0.5 - 0.37 is 0.13)."""
+    out: list[float] = (take / scale).tolist()
+    if len(take) and float(take.sum()) >= units:
+        out[-1] = float((units - Decimal(int(take[:-1].sum()))) / scale)
+    return out
 
 
 def ioc_cancel_ns(bars: Bars | None, ack_ns: int) -> int:
@@ -142,7 +235,7 @@ def ioc_cancel_ns(bars: Bars | None, ack_ns: int) -> int:
     if bars is None:
         return ack_ns
     start = int(np.searchsorted(bars.ts, ack_ns, side="left"))
-    return int(bars.ts[start]) + BAR_NS if start < len(bars) else ack_ns
+    return int(bars.ts[start]) + bars.interval_ns if start < len(bars) else ack_ns
 
 
 @dataclass(slots=True)
@@ -153,7 +246,7 @@ class _Order:
     order_id: int
     ack_ns: int
     cutoff_ns: float = math.inf  # fills after this are dropped (cancel / expiry time)
-    filled: float = 0.0
+    filled: Decimal = Decimal(0)  # summed in decimal: 0.37 + 0.13 is 0.5 exactly
     notional: float = 0.0
     done: bool = False  # FILL, CANCEL or REJ has been emitted
     cancelling: bool = False
@@ -252,9 +345,10 @@ class SimBroker:
 
     def _schedule_fills(self, state: _Order) -> None:
         req, cfg = state.req, self._config
+        session = None if req.outside_rth else (req.exchange, req.currency)
         fills = fill_schedule(
             self._bars, req.side, req.qty, req.order_type, req.limit, req.tif,
-            state.ack_ns, cfg.participation,
+            state.ack_ns, cfg.participation, req.sec_type, session,
         )
         for ts_ns, qty, px in fills:
             self._schedule(ts_ns, Ev.FILL, req.tag, fill=(qty, px))
@@ -290,9 +384,9 @@ class SimBroker:
         return self._event(state, item.kind, item.ts_ns, message=item.message)
 
     def _fill_event(self, state: _Order, item: _Scheduled) -> BrokerEvent:
-        state.filled += item.last_qty
+        state.filled += Decimal(repr(item.last_qty))
         state.notional += item.last_qty * item.px
-        state.done = state.filled >= state.req.qty
+        state.done = state.filled >= Decimal(repr(state.req.qty))
         kind = Ev.FILL if state.done else Ev.PARTIAL
         return self._event(state, kind, item.ts_ns, last=(item.last_qty, item.px))
 
@@ -304,7 +398,7 @@ class SimBroker:
         last: tuple[float, float] | None = None,
         message: str = "",
     ) -> BrokerEvent:
-        filled, cfg = state.filled, self._config
+        filled, cfg = float(state.filled), self._config
         return BrokerEvent(
             kind=kind,
             ts_ns=ts_ns,

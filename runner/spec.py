@@ -85,6 +85,7 @@ class Spec:
     sim: tuple[tuple[str, Any], ...]  # the spec's sim: knobs, defaults filled
     expect: Expect | None
     line: int = 1  # where the document starts
+    arrival: str | None = None  # bars | broker; None: bars when bars_path is set
 
 
 @dataclass
@@ -629,7 +630,7 @@ def _semantic(doc: _Doc, data: dict[str, Any], root: Path, allow_outside: bool) 
     kind = data["kind"]
     given = doc.data
     if kind == "handshake":
-        for key in ("order", "ttl_sec", "limits", "expect", "bars_path"):
+        for key in ("order", "ttl_sec", "limits", "expect", "bars_path", "arrival"):
             if key in given:
                 doc.error((key,), "not used by kind handshake; remove it", key=True)
     else:
@@ -637,6 +638,9 @@ def _semantic(doc: _Doc, data: dict[str, Any], root: Path, allow_outside: bool) 
     if kind == "sanity-cancel" and "ttl_sec" in given:
         doc.error(("ttl_sec",), "only one-shot uses ttl_sec (sanity-cancel cancels right after "
                                 "the ACK); remove it", key=True)
+    if given.get("arrival") == "bars" and "bars_path" not in given:
+        doc.error(("arrival",), "'bars' needs bars_path (add bars_path, or use "
+                                "arrival: broker)")
     for key in ("bars_path", "out_dir"):
         if key in data and not allow_outside:
             _check_inside(doc, key, data[key], root)
@@ -733,6 +737,7 @@ def _build(doc: _Doc, data: dict[str, Any]) -> Spec:
         out_dir=data["out_dir"], limits=Limits(**{k: float(v) for k, v in
                                                  data.get("limits", {}).items()}),
         sim=tuple(sorted(sim.items())), expect=expect, line=doc.mark(()).line,
+        arrival=data.get("arrival"),
     )
 
 

@@ -66,7 +66,8 @@ def _context(plan: Plan, policy: Policy, v: Preview) -> Any:
     from runner.bars import load_bars
     from runner.preflight import Guard, in_sessions
 
-    bars = load_bars(plan.bars_path) if plan.bars_path else None
+    symbol = plan.order.symbol if plan.order else None
+    bars = load_bars(plan.bars_path, symbol) if plan.bars_path else None
     guard = Guard(plan, policy, bars, dry_run=False)
     return guard.context(plan.at_ns, v.account, in_sessions(v.sessions, plan.at_ns))
 

@@ -107,14 +107,15 @@ def test_missing_columns_message_is_exact(tmp_path: Path) -> None:
     path = write(tmp_path, {"time": ts_array([0, 1]), "open": [1.0, 1.0], "low": [1.0, 1.0]})
     assert error_of(path) == (
         f"{path}: missing column(s) high, close, volume; found: time, open, low "
-        "(a bars file needs ts (or timestamp/time/datetime), open, high, low, close, volume)"
+        "(a bars file needs ts (or timestamp/time/datetime/date), open, high, low, close, "
+        "volume, in any case)"
     )
 
 
 def test_missing_ts_column_is_named(tmp_path: Path) -> None:
-    path = write(tmp_path, {"date": ts_array([0, 1, 2, 3, 4]), **COLUMNS})
+    path = write(tmp_path, {"when": ts_array([0, 1, 2, 3, 4]), **COLUMNS})
     assert error_of(path).startswith(
-        f"{path}: missing column(s) ts; found: date, open, high, low, close, volume ("
+        f"{path}: missing column(s) ts; found: when, open, high, low, close, volume ("
     )
 
 
@@ -130,21 +131,24 @@ def test_duplicate_names_both_rows(tmp_path: Path) -> None:
     path = standard(tmp_path, ts=ts_array([0, 1, 1, 2, 3]))
     assert error_of(path) == (
         f"{path}: duplicate ts 2026-01-05T14:30:01Z at rows 1 and 2"
-        " (one bar per second; drop or merge the duplicate)"
+        " (one bar per time: drop or merge the duplicate; bars of several symbols need a symbol"
+        " column)"
     )
 
 
 def test_nan_price_names_column_and_row(tmp_path: Path) -> None:
     path = standard(tmp_path, close=[100.0, 100.1, float("nan"), 100.3, 100.4])
     assert error_of(path) == (
-        f"{path}: NaN (or null) in column 'close' at row 2 (2026-01-05T14:30:02Z)"
+        f"{path}: row 2 (2026-01-05T14:30:02Z): close is NaN or null, not a finite number"
+        " (fix or drop that bar)"
     )
 
 
 def test_null_volume_is_reported_like_nan(tmp_path: Path) -> None:
     path = standard(tmp_path, volume=pa.array([1, 2, 3, None, 5], pa.int64()))
     assert error_of(path) == (
-        f"{path}: NaN (or null) in column 'volume' at row 3 (2026-01-05T14:30:03Z)"
+        f"{path}: row 3 (2026-01-05T14:30:03Z): volume is NaN or null, not a finite number"
+        " (fix or drop that bar)"
     )
 
 
@@ -168,7 +172,9 @@ def test_not_parquet(tmp_path: Path) -> None:
 def test_string_ts_is_refused(tmp_path: Path) -> None:
     path = standard(tmp_path, ts=["2026-01-05 14:30:0" + str(i) for i in range(5)])
     assert error_of(path) == (
-        f"{path}: column 'ts' has type string; expected a timestamp or int64 epoch ns"
+        f"{path}: column 'ts' has type string; expected a timestamp or integer epoch s, ms, µs"
+        " or ns (write it as a timestamp, e.g. pandas: df['ts'] = pd.to_datetime(df['ts'],"
+        " utc=True))"
     )
 
 

@@ -119,16 +119,21 @@ def test_tca_snapshot_by_hand_buy_and_sell(work):
     arrival = 100.00  # close of bar0, the last bar ended at the INTENT (T0 + 1 s)
     # BUY 60 @ 100.04: bar1 (low 99.95) gives 50, bar2 (low 100.00) gives the last 10 at T0+3 s
     assert buy["fill_qty"] == 60 and buy["avg_px"] == pytest.approx(100.04, abs=1e-9)
-    # SELL 60 @ 100.12: bar1 (high 100.20) gives 50, bar2 (high 100.30) gives 10
-    assert sell["fill_qty"] == 60 and sell["avg_px"] == pytest.approx(100.12, abs=1e-9)
-    # both end at T0+3 s: the bars overlapping [T0+1, T0+3) are bar1 and bar2
+    # SELL 60 @ 100.12: bar1 (high 100.20) gives 50 at the limit at its end (T0+2 s); bar2
+    # opens at 100.20, above the limit (marketable): the last 10 at that open, at T0+2 s
+    sell_px = (50 * 100.12 + 10 * 100.20) / 60
+    assert sell["fill_qty"] == 60 and sell["avg_px"] == pytest.approx(sell_px, abs=1e-9)
+    # the BUY ends at T0+3 s: the bars overlapping [T0+1, T0+3) are bar1 and bar2; the
+    # SELL at T0+2 s: bar1 alone
     vwap_px = (100.08 * 500 + 100.15 * 800) / (500 + 800)
     assert buy["vwap_px"] == pytest.approx(vwap_px, abs=1e-9)
+    assert sell["vwap_px"] == pytest.approx(100.08, abs=1e-9)
     assert buy["shortfall_bps"] == pytest.approx((100.04 - arrival) / arrival * 1e4, abs=1e-9)
-    assert sell["shortfall_bps"] == pytest.approx(-(100.12 - arrival) / arrival * 1e4, abs=1e-9)
+    assert sell["shortfall_bps"] == pytest.approx(-(sell_px - arrival) / arrival * 1e4,
+                                                  abs=1e-9)
     assert buy["vwap_slippage_bps"] == pytest.approx((100.04 - vwap_px) / vwap_px * 1e4,
                                                      abs=1e-9)
-    assert sell["vwap_slippage_bps"] == pytest.approx(-(100.12 - vwap_px) / vwap_px * 1e4,
+    assert sell["vwap_slippage_bps"] == pytest.approx(-(sell_px - 100.08) / 100.08 * 1e4,
                                                       abs=1e-9)
     commission = max(1.0, 0.005 * 60)
     assert buy["commission"] == commission

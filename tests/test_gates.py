@@ -1,8 +1,8 @@
 """The pre-trade gates: one case per reason (exact text), every reason at once, the
 facts a stage does not know skipped; then over the wire against the fake gateway
 (port/account disagreement, kill switch, day caps from the ledger, market hours,
-the tag lock, `run --json` on a refusal) and in dry runs (bars as market hours,
-the sanity distance of the built-in policy)."""
+the tag lock, `run --json` on a refusal) and in dry runs (the exchange's calendar as
+market hours, the sanity distance of the built-in policy)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from runner.gates import Context, check
 from runner.ledger import read_ledger
 from runner.plan import Plan, compile_plan, trading_day
 from runner.policy import DEFAULT, Policy
-from runner.preflight import bars_open, day_totals, run_lock
+from runner.preflight import calendar_open, day_totals, run_lock
 from runner.spec import from_mapping
 
 NS = 1_000_000_000
@@ -373,18 +373,58 @@ def test_a_running_tag_locks_out_a_second_run(gateway, cli, tmp_path):
     assert cli(gateway.port, "run", "s.yaml")[0] == 0  # released with the other run
 
 
-# --- dry runs: the bars are the market -----------------------------------------------------
+# --- dry runs: the exchange's calendar is the market -----------------------------------
 
 
-def test_dry_run_market_hours_are_the_bars():
+def test_dry_run_market_hours_are_the_exchange_calendar():
     from runner.bars import load_bars
 
-    bars = load_bars(SAMPLE)  # 1 s bars from 09:30:00 to 15:59:59 New York
-    assert bars_open(bars, T0) is True  # 09:30:00, the first bar starts
-    assert bars_open(bars, T0 + (6 * 3600 + 30 * 60 - 1) * NS) is True  # 15:59:59
-    assert bars_open(bars, T0 + (6 * 3600 + 30 * 60) * NS) is False  # 16:00:00
-    assert bars_open(bars, T0 - NS) is False
-    assert bars_open(None, T0) is None  # no bars: unknown, not closed
+    order = plan_of().order  # SPY STK SMART USD: the NYSE's regular session
+    bars = load_bars(SAMPLE)  # 09:30-16:00: the calendar, not their coverage, decides
+    assert calendar_open(order, bars, T0) is True  # 09:30:00
+    assert calendar_open(order, bars, T0 - NS) is False  # 09:29:59, pre-market
+    assert calendar_open(order, bars, T0 + (6 * 3600 + 30 * 60 - 1) * NS) is True  # 15:59:59
+    assert calendar_open(order, bars, T0 + (6 * 3600 + 30 * 60) * NS) is False  # 16:00:00
+    assert calendar_open(order, bars, T0 + 5 * 86_400 * NS) is False  # Saturday 09:30
+    assert calendar_open(dataclasses.replace(order, exchange="TSE", currency="CAD"), bars,
+                         T0) is None  # a calendar runner does not know: unknown, not closed
+    assert calendar_open(None, bars, T0) is None  # a handshake has no order
+    assert calendar_open(order, None, T0 - NS) is None  # no bars: not judged
+
+
+def write_pre_market_bars(path: Path) -> None:
+    """1 s bars from 08:59:59 to 09:30:04 New York, each trading down to 99.50."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 30 * 60 + 6
+    ts = T0 - 30 * 60 * NS - NS + np.arange(n, dtype=np.int64) * NS
+    pq.write_table(pa.table({"ts": pa.array(ts, pa.timestamp("ns", tz="UTC")),
+                             "open": [100.0] * n, "high": [100.5] * n, "low": [99.5] * n,
+                             "close": [100.0] * n, "volume": [1000.0] * n}), path)
+
+
+def test_dry_run_refuses_a_day_order_pre_market_unless_outside_rth(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(tmp_path)
+    write_pre_market_bars(tmp_path / "bars.parquet")
+    order = "order: {symbol: SPY, side: BUY, qty: 10, limit: 99.90, tag: pre-1%s}\n"
+    head = "version: 1\nkind: one-shot\nttl_sec: 2\nbars_path: bars.parquet\nout_dir: out\n"
+    write(tmp_path / "day.yaml", head + order % "")
+    at = ["--dry-run", "--at", "2026-01-05T09:00:00-05:00"]
+    assert main(["run", "day.yaml", *at]) == 2
+    assert capsys.readouterr().err == (
+        "runner: day.yaml: refused by the built-in policy; nothing was sent:\n"
+        "  - the market is closed at 2026-01-05T14:00:00Z (outside regular trading hours); "
+        "set order.outside_rth: true to send the order anyway\n")
+    assert not (tmp_path / "out").exists()
+    write(tmp_path / "rth.yaml", head + order % ", outside_rth: true")
+    assert main(["run", "rth.yaml", *at]) == 0
+    # pre-market bars trade for it: 10% of 1,000 a bar, 10 fill on the 09:00:00 bar
+    rows = read_ledger(tmp_path / "out").to_pylist()
+    assert [(r["event"], r["fill_qty"]) for r in rows][:3] == [
+        ("INTENT", 0.0), ("ACK", 0.0), ("FILL", 10.0)]
 
 
 def test_dry_run_sanity_cancel_too_close_to_the_market(tmp_path, monkeypatch, capsys):

@@ -456,16 +456,17 @@ def test_market_and_ioc_orders_in_bars_mode() -> None:
         async with FakeGateway(bars=bars, bars_start_ns=start, speed=20) as gw, \
                 connected(gw) as ib:
             [contract] = await ib.qualifyContractsAsync(SPY)
-            trade = ib.placeOrder(contract, MarketOrder("SELL", 300, orderRef="mkt"))
+            # market: 10% of each bar's 1000 at its open, 100 @ 50.0 then 100 @ 51.0
+            trade = ib.placeOrder(contract, MarketOrder("SELL", 200, orderRef="mkt"))
             # IOC: bar 0 gives 10% of its 1000 below the limit; the rest dies at its end.
             ioc = ib.placeOrder(contract, LimitOrder("BUY", 150, 50.0, tif="IOC",
                                                      orderRef="ioc"))
             await until(ib, lambda: trade.orderStatus.status == "Filled"
                         and ioc.orderStatus.status == "Cancelled", timeout=3)
             assert [(f.execution.side, f.execution.shares, f.execution.price)
-                    for f in trade.fills] == [("SLD", 300, 50.0)]
+                    for f in trade.fills] == [("SLD", 100, 50.0), ("SLD", 100, 51.0)]
             [snap] = gw.orders_by_ref("mkt")
-            assert (snap.status, snap.avg_px) == ("Filled", 50.0)
+            assert (snap.status, snap.avg_px) == ("Filled", (100 * 50.0 + 100 * 51.0) / 200)
             assert [(f.execution.shares, f.execution.price) for f in ioc.fills] == [(100, 50.0)]
             assert (ioc.orderStatus.filled, ioc.orderStatus.remaining) == (100, 50)
 

@@ -293,11 +293,11 @@ def test_no_value_ticks_fall_back_to_the_last_one_second_bar(make_gateway, no_va
     assert request[16:22] == ("1 secs", "60 S", "0", "TRADES", "2", "0")
 
 
-def test_with_set_quote_only_it_is_the_last_price(gateway):
+def test_with_set_quote_only_its_midpoint_comes_first(gateway):
     gateway.set_quote("SPY", 101.23, bid=101.2, ask=101.3, close=99.0)
     before = time.time_ns()
     (price, known_ns), _ = reference(gateway)
-    assert price == 101.23 and before <= known_ns <= time.time_ns()
+    assert price == (101.2 + 101.3) / 2 and before <= known_ns <= time.time_ns()
 
 
 @pytest.mark.parametrize("quote, want", [
@@ -306,6 +306,8 @@ def test_with_set_quote_only_it_is_the_last_price(gateway):
     ((math.nan, 101.2, -1.0, 99.0), 99.0),  # one side missing: the close
     ((None, 101.3, 101.2, 99.0), 99.0),  # a crossed quote is no midpoint
     ((None, None, None, 98.5), 98.5),
+    ((101.23, None, None, 99.0), 101.23),  # no quote: the last price
+    ((101.23, 101.3, 101.2, 99.0), 101.23),  # a crossed quote: the last price
     ((None, 101.2, None, None), None),
     ((1.7976931348623157e308, 0.0, 0.0, math.nan), None),
 ])

@@ -59,7 +59,7 @@ def test_run_test_tca_and_ledger_show_json(project, capsys) -> None:
     assert set(run) == {"version", "spec", "kind", "tag", "state", "fill_qty", "avg_px",
                         "arrival_px", "commission", "message", "events", "tca", "ledger"}
     assert (run["version"], run["state"], run["fill_qty"], run["avg_px"], run["commission"]) == (
-        1, "FILL", 100, 473.10, 1.00)
+        1, "FILL", 100, 472.92, 1.00)  # the first bar opens below the limit: at its open
     assert run["events"] == ["INTENT", "ACK", "FILL", "PNL_SNAPSHOT"]
 
     tca = run_json(capsys, "tca", "--out-dir", "exec", "--json")
@@ -68,7 +68,7 @@ def test_run_test_tca_and_ledger_show_json(project, capsys) -> None:
     assert set(order) == set(ORDER_FIELDS)
     assert (order["tag"], order["state"], order["fill_qty"]) == (run["tag"], "FILL", 100)
     assert (tca["totals"]["fill_qty"], tca["totals"]["commission"]) == (100, 1.00)
-    assert tca["totals"]["notional"] == pytest.approx(100 * 473.10)
+    assert tca["totals"]["notional"] == pytest.approx(100 * 472.92)
 
     shown = run_json(capsys, "ledger", "show", "--out-dir", "exec", "--json")
     assert set(shown) == {"version", "events"} and shown["version"] == 1

@@ -21,10 +21,14 @@ except ImportError:  # CI installs it through the test extra: missing is a failu
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = "data/live/2026-01-05/bars1s_SPY.parquet"
-# BUY 2,000 at 473.10 on the sample bars: three bars give 10% of their volume each
-# (4,727 -> 472, 4,507 -> 450, 5,125 -> 512; specs/scenarios/partial-then-ttl-cancel.yaml),
-# reported at each bar's end, 1, 2 and 3 s after the INTENT; then the TTL cancels.
-FILLS = [(1.0, 472.0), (2.0, 450.0), (3.0, 512.0)]
+# BUY 2,000 at 473.10 on the sample bars: four bars give 10% of their volume each
+# (4,727 -> 472, 4,507 -> 450, 5,125 -> 512, 3,270 -> 327;
+# specs/scenarios/partial-then-ttl-cancel.yaml). Bars 1, 3 and 4 open below the limit and
+# fill at their open, at their start (0, 2 and 3 s after the INTENT); bar 2 trades through
+# the limit and fills at it, at its end (2 s); then the TTL cancels at 3 s.
+# (seconds after the INTENT, quantity, price)
+FILLS = [(0.0, 472.0, 472.92), (2.0, 450.0, 473.10), (2.0, 512.0, 473.07),
+         (3.0, 327.0, 472.95)]
 LIMIT, ARRIVAL = 473.10, 472.92
 
 
@@ -78,14 +82,14 @@ def test_plot_writes_one_png_per_order_not_blank(ran, capsys) -> None:
 def test_the_figure_holds_the_orders_fills_limit_and_arrival(ran) -> None:
     table = read_ledger(ran / "exec")
     [trace] = traces(table)
-    assert (trace.tag, trace.state, trace.fill_qty, trace.limit) == ("probe", "CANCEL", 1434, LIMIT)
-    assert sum(q for _, q in FILLS) == 1434
+    assert (trace.tag, trace.state, trace.fill_qty, trace.limit) == ("probe", "CANCEL", 1761, LIMIT)
+    assert sum(q for _, q, _ in FILLS) == 1761
 
     fig = figure(trace, None)  # no bars: prices and marks only
     price = fig.axes[0]
     [dots] = [c for c in price.collections if c.get_label().startswith("fills")]
-    assert dots.get_offsets().tolist() == [[x, LIMIT] for x, _ in FILLS]
-    assert dots.get_sizes().tolist() == pytest.approx([400 * q / 512 for _, q in FILLS])
+    assert dots.get_offsets().tolist() == [[x, px] for x, _, px in FILLS]
+    assert dots.get_sizes().tolist() == pytest.approx([400 * q / 512 for _, q, _ in FILLS])
     levels = {line.get_label(): line.get_ydata()[0] for line in price.get_lines()}
     assert levels[f"limit {LIMIT:g}"] == LIMIT and levels[f"arrival {ARRIVAL:g}"] == ARRIVAL
     assert [t.get_text() for t in price.texts] == ["INTENT+ACK", "CANCEL"]

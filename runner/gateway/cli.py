@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bars", metavar="FILE",
                    help="1 s bars Parquet: fill orders against them and serve market data "
                    "(snapshots, 1 s historical bars) from them")
+    p.add_argument("--symbol", metavar="SYM",
+                   help="with --bars: the symbol whose rows to serve, when the file has a "
+                   "symbol column of several symbols")
     p.add_argument("--account", action="append", metavar="ACCT",
                    help="managed account, repeatable (default DU1234567; U… is a live one)")
     p.add_argument("--speed", type=float, default=1.0,
@@ -67,7 +70,7 @@ def _gateway(args: argparse.Namespace) -> FakeGateway:
     if args.bars:
         from runner.bars import load_bars
 
-        bars = load_bars(args.bars)
+        bars = load_bars(args.bars, args.symbol)
     gateway = FakeGateway(
         args.host, args.port, tuple(args.account or ("DU1234567",)), bars,
         read_only=args.read_only, speed=args.speed, participation=args.participation,

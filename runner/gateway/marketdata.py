@@ -1,7 +1,7 @@
 """Market data the fake gateway serves: a quote (reqMktData) and 1-second bars
 (reqHistoricalData), from its bars on the bar clock, or from a quote a test set.
 
-A bar [ts, ts + 1 s) is known once it has ended, so "now" shows the close of the
+A bar [ts, ts + bars.interval_ns) is known once it has ended, so "now" shows the close of the
 last bar that ended at or before the bar clock's now (as `Bars.arrival_at`); the
 quote around it is one tick either side (bid = last - 0.01, ask = last + 0.01).
 Historical bars are dated on the gateway's wall clock (`BarClock.wall_of`), the
@@ -87,7 +87,7 @@ def bars_between(clock: BarClock, start_wall_ns: int, end_wall_ns: int) -> list[
     bars = clock.bars
     lo_bar, hi_bar = clock.bar_now(start_wall_ns), clock.bar_now(end_wall_ns)
     lo = int(_searchsorted(bars, lo_bar, "left"))
-    hi = int(_searchsorted(bars, hi_bar - NS, "right"))
+    hi = int(_searchsorted(bars, hi_bar - bars.interval_ns, "right"))
     out = []
     for i in range(lo, hi):
         wap = bars.vwap[i] if bars.vwap is not None else bars.close[i]
@@ -98,7 +98,7 @@ def bars_between(clock: BarClock, start_wall_ns: int, end_wall_ns: int) -> list[
 
 
 def _last_ended(bars: Bars, bar_now_ns: int) -> int | None:
-    n = int(_searchsorted(bars, bar_now_ns - NS, "right"))
+    n = int(_searchsorted(bars, bar_now_ns - bars.interval_ns, "right"))
     return n - 1 if n else None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.broker import BrokerEvent, Ev, Lookup, Note, NoteKind, OrderRequest, SessionInfo
 from runner.broker import WhatIf as WhatIf
@@ -25,6 +25,9 @@ from runner.ib.orders import END_OF_STATUS, Execution, Tracker
 from runner.ib.queries import Found, Identity, gtd_string, parse_hours
 from runner.ib.session import READ_ONLY_HINT, Session
 from runner.plan import Connection
+
+if TYPE_CHECKING:
+    from runner.bars import Bars
 
 __all__ = ["IBBroker", "Found", "Identity", "gtd_string", "parse_hours"]
 
@@ -351,6 +354,17 @@ class IBBroker:
         if self.contract is None:
             raise RuntimeError("reference_price() needs qualify() first")
         return await queries.reference(self.session, self.contract)
+
+    async def order_bars(self, start_ns: int, end_ns: int) -> Bars | None:
+        """IB's 1-second bars over an order's life (`queries.order_bars`); None when IB
+        has none, or the connection is not there (post-trade figures are then null)."""
+        if self.contract is None or not self.session.connected:
+            return None
+        try:
+            return await queries.order_bars(self.session, self.contract, start_ns,  # type: ignore[no-any-return]
+                                            end_ns)
+        except ConnectionError:
+            return None
 
     # --- for runner recover -------------------------------------------------------------
 

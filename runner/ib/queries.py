@@ -286,7 +286,7 @@ def _ib_local_ns(text: str, tz: ZoneInfo) -> int:
 
 async def reference(s: Session, contract: Any) -> tuple[float, int] | None:
     """The broker's reference price of a qualified contract and the instant it was known
-    (ns since the epoch, UTC): a market-data snapshot (last, else the bid/ask midpoint,
+    (ns since the epoch, UTC): a market-data snapshot (the bid/ask midpoint, else last,
     else the close), else the close of the last 1-second TRADES bar of the past minute
     (known at the bar's end). IB's "no value" prices (-1, 0, nan, 1.79e308) are none.
 
@@ -320,7 +320,7 @@ async def _snapshot_price(s: Session, contract: Any) -> tuple[float, int] | None
     finally:
         ib.wrapper.endTicker(ticker, "snapshot")
         ib.wrapper.reqId2Ticker.pop(req_id, None)  # a late tick goes nowhere
-    price = _ib_price(ticker.last) or _midpoint(ticker.bid, ticker.ask) \
+    price = _midpoint(ticker.bid, ticker.ask) or _ib_price(ticker.last) \
         or _ib_price(ticker.close)
     if price is None:
         return None
@@ -364,3 +364,49 @@ def _ib_price(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) and 0 < x < IB_UNSET else None
+
+
+# --- the broker's bars over an order's life (arrival: broker) ------------------------------
+
+
+async def order_bars(s: Session, contract: Any, start_ns: int, end_ns: int) -> Any:
+    """IB's 1-second TRADES bars from the bar before the one holding `start_ns` (so a
+    price that ended by any instant of the order is there) to the end of the bar holding
+    `end_ns` (asked once that bar has ended), as a `runner.bars.Bars` whose vwap is IB's
+    bar average; None if IB sent none within the connection's timeout (no data, pacing:
+    162 ends the wait at once)."""
+    first = start_ns // BAR_NS * BAR_NS - BAR_NS
+    last_end = end_ns // BAR_NS * BAR_NS + BAR_NS
+    await asyncio.sleep(max(0.0, (last_end - time.time_ns()) / NS))  # < 1 s: let it end
+    timeout = s.conn.timeout_sec
+    try:
+        got = await asyncio.wait_for(s.ib.reqHistoricalDataAsync(
+            contract, gtd_string(last_end), f"{(last_end - first) // NS} S", "1 secs",
+            "TRADES", useRTH=False, formatDate=2, timeout=timeout), timeout + 1.0)
+    except TimeoutError:
+        return None
+    return ib_bars(list(got or ()), first, last_end)
+
+
+def ib_bars(bars: list[Any], first_ns: int, end_ns: int) -> Any:
+    """ib_async BarData (epoch-second dates) within [first_ns, end_ns) -> Bars; a bar
+    without a price (no trade) is left out, and an average IB leaves unset is the close.
+    None if no bar is left."""
+    from runner.bars import Bars
+
+    rows = []
+    for bar in bars:
+        start = int(bar.date.timestamp()) * NS if isinstance(bar.date, datetime) else None
+        prices = [_ib_price(x) for x in (bar.open, bar.high, bar.low, bar.close)]
+        if start is None or not first_ns <= start < end_ns or None in prices:
+            continue
+        rows.append((start, *prices, max(float(bar.volume), 0.0),
+                     _ib_price(bar.average) or prices[3]))
+    if not rows:
+        return None
+    import numpy as np
+
+    cols = np.array(rows, dtype=np.float64).T
+    return Bars(ts=np.array([r[0] for r in rows], dtype=np.int64), open=cols[1],
+                high=cols[2], low=cols[3], close=cols[4], volume=cols[5], vwap=cols[6],
+                path="IB reqHistoricalData")
