@@ -69,15 +69,23 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 # ---------------------------------------------------------------------------
-# Slow tests: a second or more each (pytest --durations=0, 2 cores), marked `slow` so
+# Slow tests: a second or more each (pytest --cov --durations=0, 2 busy cores), marked `slow` so
 # `pytest -m "not slow"` is the quick loop. Listed here by file and function (every
 # parameter set), so the test files stay as their owners write them. A name that is not
 # a test function of its file (renamed, removed) stops the run: the list cannot rot.
 # ---------------------------------------------------------------------------
 
 SLOW: dict[str, tuple[str, ...]] = {
+    "test_bars_shapes.py": (
+        "test_dry_runs_on_every_shape_import_no_pandas",
+        "test_the_plot_reads_the_orders_rows_of_a_long_file",
+    ),
+    "test_dryrun.py": (
+        "test_a_dry_run_imports_no_pandas_nor_ib_async",
+    ),
     "test_faults.py": (
         "test_disk_full_after_the_intent_cancels_and_prints_the_events",
+        "test_disk_full_before_the_intent_sends_nothing",
         "test_hostile_spec_validates_or_exits_2_in_one_line",
     ),
     "test_gateway_misbehave.py": (
@@ -85,6 +93,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     ),
     "test_ib_e2e.py": (
         "test_read_only_api_refused_before_any_order",
+        "test_signal_cancels_the_live_order_first",
     ),
     "test_ib_misbehave.py": (
         "test_a_commission_late_early_or_not_sent_live_is_in_the_ledger",
@@ -111,7 +120,13 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_any_rows_round_trip_through_journal_and_commit",
         "test_eight_concurrent_processes_lose_no_row",
     ),
+    "test_live_bars.py": (
+        "test_a_capture_that_stops_is_waited_for_bounded_then_used_as_it_is",
+        "test_a_growing_capture_prices_the_intent_and_the_whole_order",
+        "test_arrival_broker_prices_the_order_with_the_gateways_bars",
+    ),
     "test_lsp.py": (
+        "test_a_typo_gets_a_diagnostic_on_its_line",
         "test_shipped_specs_have_no_diagnostics",
     ),
     "test_plot.py": (
@@ -128,11 +143,16 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_cut_and_back_before_the_ttl",
         "test_cut_for_good_exits_3_and_recover_settles",
         "test_cut_past_the_ttl_cancels_at_once_on_return",
+        "test_kill_after_intent_before_send",
         "test_kill_after_partial_then_more_fills_and_overdue",
+        "test_kill_during_cancel_gateway_cancels_meanwhile",
+        "test_kill_during_ttl_wait_left_alone_until_deadline",
         "test_next_run_recovers_before_placing",
     ),
     "test_redact.py": (
         "test_property_dry_run_status_line_and_json_leak_no_id",
+        "test_property_ledger_show_leaks_no_id",
+        "test_property_raw_and_escaped_ids_never_survive_redact",
     ),
 }
 
