@@ -39,6 +39,7 @@ def run_limited(port: int, cwd: Path, max_file_bytes: int, *args: str,
 
     full = dict(os.environ, IB_GATEWAY_PORT=str(port), IB_CONNECT_TIMEOUT="3",
                 PYTHONDONTWRITEBYTECODE="1", **env)
+    full.pop("COVERAGE_PROCESS_CONFIG", None)  # coverage could not write its data either
     return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=full,
                           preexec_fn=limit, capture_output=True, text=True, timeout=60)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from needs import absent
 
 from runner.errors import SpecError
 from runner.spec import load_text
@@ -120,12 +121,12 @@ class Client:
 @pytest.fixture(scope="module")
 def server() -> Iterator[Client]:
     if shutil.which("node") is None:
-        pytest.fail("node is not installed; the editor tests run yaml-language-server with it "
-                    "(apt-get install nodejs npm)", pytrace=False)
+        absent("node is not installed (the editor tests run yaml-language-server with it)",
+               "apt-get install nodejs npm")
     if not SERVER.exists():
-        pytest.fail(f"yaml-language-server is not installed in {NODE_DIR}: run "
-                    f"`npm install --prefix .ci/node yaml-language-server@{pinned_version()}` "
-                    "(the README's test command does)", pytrace=False)
+        absent(f"yaml-language-server is not installed in {NODE_DIR}",
+               f"npm install --prefix .ci/node yaml-language-server@{pinned_version()} "
+               "(the README's test command does)")
     client = Client(["node", str(SERVER), "--stdio"])
     try:
         client.request("initialize", {

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import absent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,19 @@ GOOD = BAD.replace("ttl_secs", "ttl_sec")
 
 def _need(tool: str, hint: str) -> None:
     if shutil.which(tool) is None:
-        pytest.fail(f"{tool} is not installed: {hint}", pytrace=False)
+        absent(f"{tool} is not installed", hint)
+
+
+def _need_index(tmp: Path) -> None:
+    """pre-commit builds the hook's environment with pip: a package index must answer
+    (asked once, for what a build of this project needs first)."""
+    probe = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                            "--retries", "0", "--timeout", "10", "-d", str(tmp),
+                            "setuptools>=68"], capture_output=True, text=True, timeout=120)
+    if probe.returncode != 0:
+        why = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        absent(f"no package index answers pip ({why})",
+               "go online, or point PIP_INDEX_URL / PIP_FIND_LINKS at an index")
 
 
 def _git(cwd: Path, *args: str) -> None:
@@ -53,6 +66,7 @@ def _tree_files() -> list[str]:
 @pytest.fixture(scope="module")
 def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _need("git", "apt-get install git")
+    _need_index(tmp_path_factory.mktemp("index-probe"))
     repo = tmp_path_factory.mktemp("hook-repo")
     for name in _tree_files():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +82,7 @@ def try_repo(hook_repo: Path, cwd: Path, *hook: str) -> subprocess.Popen[str]:
     try:
         import pre_commit  # noqa: F401
     except ImportError:
-        pytest.fail("pre-commit is not installed: pip install -e '.[test]'", pytrace=False)
+        absent("pre-commit is not installed", "pip install -e '.[test]'")
     env = dict(os.environ, PRE_COMMIT_HOME=str(cwd.parent / "pre-commit-home"),
                PIP_NO_COMPILE="1",  # no .pyc for pandas & co: the build is 20% faster
                PIP_DISABLE_PIP_VERSION_CHECK="1")
