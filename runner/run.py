@@ -200,21 +200,39 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     ready = _Ready(spec, plan, policy, bars)
     if plan.order is None:
         return ready
-    mine = [r.plan for r in earlier if r.plan.order is not None and r.plan.day == plan.day
+    mine = [r for r in earlier if r.plan.order is not None and r.plan.day == plan.day
             and os.path.realpath(r.plan.out_dir) == os.path.realpath(plan.out_dir)]
-    if plan.order.tag in {p.order.tag for p in mine if p.order is not None}:
+    if plan.order.tag in {r.plan.order.tag for r in mine if r.plan.order is not None}:
         raise UsageError(f"{_where(spec)}: tag {plan.order.tag} is also an earlier document's "
                          "tag; nothing was sent", "give each document its own tag")
-    placed = (0, 0.0) if opts.dry_run else (len(mine), sum(_notional(p) for p in mine))
+    placed = (0, 0.0) if opts.dry_run else (len(mine), _earlier_notional(spec, mine, policy))
     Guard(plan, policy, bars, opts.dry_run, earlier=placed).before_connect()
     if not opts.dry_run:
         _check_duplicate(plan, opts, policy)
     return ready
 
 
-def _notional(plan: Plan) -> float:
-    o = plan.order
-    return o.qty * o.limit if o is not None and o.limit is not None else 0.0
+def _earlier_notional(spec: Spec, mine: list[_Ready], policy: Any) -> float:
+    """The notional of the file's earlier orders, for the day caps: a file is all or
+    nothing, so a cap they would break refuses it before anything is sent. A market
+    order is priced by its bars at the plan's time; with none, under a notional cap,
+    the file cannot be judged whole: refused (exit 2)."""
+    from runner.preflight import reference
+
+    total = 0.0
+    for r in mine:
+        o = r.plan.order
+        assert o is not None
+        ref = reference(r.bars, r.plan.at_ns) if o.limit is None else None
+        price = o.limit if o.limit is not None else (ref[0] if ref is not None else None)
+        if price is None and policy.max_day_notional is not None:
+            raise UsageError(
+                f"{_where(spec)}: the earlier document's order {o.tag} is a market order with "
+                "no price before connecting, so max_day_notional cannot be checked for the "
+                "whole file; nothing was sent",
+                "give that order a limit or a bars_path, or put the orders in separate files")
+        total += o.qty * (price or 0.0)
+    return total
 
 
 def _run_ready(r: _Ready, opts: RunOptions, environ: Mapping[str, str]) -> int:

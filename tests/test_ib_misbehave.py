@@ -493,6 +493,38 @@ def test_a_two_document_file_whose_second_is_refused_sends_nothing(gateway, cli,
     assert gateway.received == [] and not (tmp_path / "data").exists()
 
 
+MARKET_POLICY = "version: 1\nmax_day_notional: 500000\nallow_market: true\n"
+MARKET_DOCS = "---\n".join(
+    "version: 1\nkind: one-shot\norder: {{symbol: SPY, side: BUY, qty: 2000, "
+    f"allow_market: true, tag: mkt-{i}}}}}\nttl_sec: 0.2\n{{bars}}" for i in (1, 2, 3))
+
+
+def test_market_orders_of_one_file_count_against_the_day_cap_before_any_is_sent(
+        gateway, cli, tmp_path):
+    """Three market orders of 2,000 at the bars' 100.00: 200,000 each. Under a 500,000 day
+    cap the third would break it: the file is refused whole, before connecting."""
+    (tmp_path / "runner-policy.yaml").write_text(MARKET_POLICY)
+    _bars_at(tmp_path / "bars.parquet", close=100.0)
+    (tmp_path / "three.yaml").write_text(MARKET_DOCS.format(bars="bars_path: bars.parquet\n"))
+    code, out, err = cli(gateway.port, "run", "three.yaml")
+    assert code == 2 and out == "", err
+    assert "three.yaml: document #3 of 3 refused; none of them was run" in err
+    assert "400,000" in err and "500,000" in err, err
+    assert gateway.received == [] and not (tmp_path / "data").exists()
+
+
+def test_market_orders_without_a_price_cannot_be_counted_so_the_file_is_refused(
+        gateway, cli, tmp_path):
+    (tmp_path / "runner-policy.yaml").write_text(MARKET_POLICY)
+    (tmp_path / "three.yaml").write_text(MARKET_DOCS.format(bars=""))
+    code, out, err = cli(gateway.port, "run", "three.yaml")
+    assert code == 2 and out == "", err
+    assert ("the earlier document's order mkt-1 is a market order with no price before "
+            "connecting, so max_day_notional cannot be checked for the whole file; nothing "
+            "was sent") in err, err
+    assert gateway.received == [] and not (tmp_path / "data").exists()
+
+
 def test_a_later_document_failing_at_the_broker_says_which_ran(gateway, cli, tmp_path):
     (tmp_path / "two.yaml").write_text(TWO_DOCS.format(symbol="ZZZZ", qty=1))
     code, out, err = cli(gateway.port, "run", "two.yaml")
@@ -647,12 +679,12 @@ def _bars_at(path: Path, close: float) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    first = (time.time_ns() // NS - 60) * NS
-    ts = first + np.arange(120, dtype=np.int64) * NS
-    c = np.full(120, close)
+    first = (time.time_ns() // NS - 60) * NS  # to the bar after the current one: a live
+    ts = first + np.arange(62, dtype=np.int64) * NS  # capture runs at most a bar ahead
+    c = np.full(62, close)
     pq.write_table(pa.table({"ts": pa.array(ts, pa.timestamp("ns", tz="UTC")), "open": c,
                              "high": c + 0.05, "low": c - 0.05, "close": c,
-                             "volume": np.full(120, 1000.0)}), path)
+                             "volume": np.full(62, 1000.0)}), path)
 
 
 

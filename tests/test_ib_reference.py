@@ -365,3 +365,22 @@ def test_reference_price_needs_a_qualified_contract():
     broker = IBBroker(Connection("127.0.0.1", 1, client_id=21))
     with pytest.raises(RuntimeError, match="qualify"):
         run(broker.reference_price())
+
+
+def test_ibs_one_second_bars_of_a_thin_name_stay_one_second_bars() -> None:
+    """reqHistoricalData "1 secs" leaves out seconds without trades: bars at 0, 2 and 4 s
+    are 1 s bars with gaps, not 2 s bars (which would price a second late)."""
+    from datetime import UTC, datetime
+
+    from ib_async import BarData
+
+    from runner.ib.queries import ib_bars
+
+    t0 = 1_767_623_400
+    data = [BarData(date=datetime.fromtimestamp(t0 + s, UTC), open=c, high=c, low=c, close=c,
+                    volume=100.0, average=c, barCount=1)
+            for s, c in ((0, 100.0), (2, 101.0), (4, 102.0))]
+    bars = ib_bars(data, t0 * NS, (t0 + 10) * NS)
+    assert bars is not None and bars.interval_ns == NS
+    assert bars.arrival_at(t0 * NS + 3_500_000_000) == 101.0  # the 2 s bar ended at 3 s
+    assert bars.last_end_ns == (t0 + 5) * NS

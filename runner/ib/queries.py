@@ -409,4 +409,5 @@ def ib_bars(bars: list[Any], first_ns: int, end_ns: int) -> Any:
     cols = np.array(rows, dtype=np.float64).T
     return Bars(ts=np.array([r[0] for r in rows], dtype=np.int64), open=cols[1],
                 high=cols[2], low=cols[3], close=cols[4], volume=cols[5], vwap=cols[6],
-                path="IB reqHistoricalData")
+                path="IB reqHistoricalData", interval_ns=NS)  # asked for "1 secs": a thin
+    # name's bars skip seconds without trades, which must not read as longer bars
