@@ -22,14 +22,19 @@ Rules (DESIGN §5; the README copies them):
   is 0.37 and 29% of 100 shares is 29. A bar whose cap is 0 (no volume, or a cap
   that rounds to 0) gives nothing. Big orders fill in PARTIALs, bar after bar; the
   fill that completes the order is exactly what was left (0.5 - 0.37 = 0.13).
-- Market. At each bar's open, within the cap, reported at the bar's start.
+- Reported when the bar has ended. Every fill is reported at its bar's end
+  (ts + interval), whatever its price: the cap is a share of the bar's volume,
+  which is known only then (a bar is known once it has ended). So the order's
+  end is after the bar it traded in, and that bar is inside TCA's window
+  [INTENT, end).
+- Market. At each bar's open, within the cap.
 - Limit, marketable. A BUY whose limit is strictly above the bar's open (a SELL:
-  strictly below) fills at the open, the better price, within the cap, reported
-  at the bar's start. Strict, like the touch rule below: a limit equal to the open
-  only touches it, and a touch never proves the order traded.
+  strictly below) fills at the open, the better price, within the cap. Strict,
+  like the touch rule below: a limit equal to the open only touches it, and a
+  touch never proves the order traded.
 - Limit, otherwise. A BUY fills on a bar whose low is strictly below the limit (a
   SELL: high strictly above); touching the limit is not enough. The fill is at the
-  limit price, within the cap, reported when the bar has ended (ts + interval).
+  limit price, within the cap.
 - IOC. Only the first bar at/after the ack counts; what it gives is filled and
   the rest is cancelled at that bar's end. An IOC with no bar to trade against
   is cancelled at its ack.
@@ -136,7 +141,7 @@ def fill_schedule(
     opens = bars.open[idx]
     at_open = sign * opens < sign * bound
     px = np.where(at_open, opens, bound).tolist()
-    ts = np.where(at_open, bars.ts[idx], bars.ts[idx] + bars.interval_ns).tolist()
+    ts = (bars.ts[idx] + bars.interval_ns).tolist()  # every fill: once its bar has ended
     return list(zip(ts, _quantities(take, units, scale), px, strict=True))
 
 

@@ -237,20 +237,26 @@ def test_five_second_bars_are_known_when_they_end(tmp_path):
 
 def test_dry_run_on_five_second_bars(tmp_path, monkeypatch):
     path, cols = five_second_bars(tmp_path)
+    # ttl 10 s (to T0+17 s): the fill is reported when bar 2 has ended, T0+15 s, which a
+    # 3 s TTL (T0+10 s) would cancel first: with 5 s bars no fill is known 3 s after the ACK
     spec = ("version: 1\nkind: one-shot\norder: {symbol: SPY, side: BUY, qty: 10, "
-            "allow_market: true, tag: m5}\nbars_path: bars.parquet\nout_dir: out\n")
+            "allow_market: true, tag: m5}\nttl_sec: 10\nbars_path: bars.parquet\n"
+            "out_dir: out\n")
     (tmp_path / "s.yaml").write_text(spec)
     assert dry_run(tmp_path, monkeypatch, "--at", str(T0 // S + 7)) == 0
     rows = read_ledger(tmp_path / "out").to_pylist()
     intent, fill, snap = rows[0], rows[2], rows[-1]
     # INTENT at T0+7 s: only bar 0 has ended (bar 1 runs to T0+10 s) -> its close
     assert intent["arrival_px"] == cols["close"][0]
-    # the market order fills at the open of the first bar starting at/after the ACK: bar 2
+    # the market order fills at the open of the first bar starting at/after the ACK: bar 2,
+    # reported when it has ended (T0+15 s: 5 s after its start, not 1 s)
     assert (fill["event"], fill["last_px"], fill["ts"].value) == ("FILL", cols["open"][2],
-                                                                   T0 + 2 * FIVE)
-    # the order lived [T0+7 s, T0+10 s): inside bar 1
-    assert snap["vwap_px"] == cols["vwap"][1]
-    assert snap["participation"] == pytest.approx(10 / cols["volume"][1])
+                                                                   T0 + 3 * FIVE)
+    # the order lived [T0+7 s, T0+15 s): bar 1 and bar 2, the bar it traded in
+    vwap = (cols["vwap"][1] * cols["volume"][1] + cols["vwap"][2] * cols["volume"][2]) / (
+        cols["volume"][1] + cols["volume"][2])
+    assert snap["vwap_px"] == pytest.approx(vwap, abs=1e-12)
+    assert snap["participation"] == pytest.approx(10 / (cols["volume"][1] + cols["volume"][2]))
 
 
 def test_dry_run_without_at_starts_when_the_first_five_second_bar_ends(tmp_path, monkeypatch):

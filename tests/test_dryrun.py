@@ -120,26 +120,29 @@ def test_tca_snapshot_by_hand_buy_and_sell(work):
     # BUY 60 @ 100.04: bar1 (low 99.95) gives 50, bar2 (low 100.00) gives the last 10 at T0+3 s
     assert buy["fill_qty"] == 60 and buy["avg_px"] == pytest.approx(100.04, abs=1e-9)
     # SELL 60 @ 100.12: bar1 (high 100.20) gives 50 at the limit at its end (T0+2 s); bar2
-    # opens at 100.20, above the limit (marketable): the last 10 at that open, at T0+2 s
+    # opens at 100.20, above the limit (marketable): the last 10 at that open, reported at
+    # bar2's end (T0+3 s) like every fill
     sell_px = (50 * 100.12 + 10 * 100.20) / 60
     assert sell["fill_qty"] == 60 and sell["avg_px"] == pytest.approx(sell_px, abs=1e-9)
-    # the BUY ends at T0+3 s: the bars overlapping [T0+1, T0+3) are bar1 and bar2; the
-    # SELL at T0+2 s: bar1 alone
+    # both end at T0+3 s: the bars overlapping [T0+1, T0+3) are bar1 and bar2 (the SELL's
+    # last 10 traded at bar2's open, and bar2 is inside its window)
     vwap_px = (100.08 * 500 + 100.15 * 800) / (500 + 800)
     assert buy["vwap_px"] == pytest.approx(vwap_px, abs=1e-9)
-    assert sell["vwap_px"] == pytest.approx(100.08, abs=1e-9)
+    assert sell["vwap_px"] == pytest.approx(vwap_px, abs=1e-9)
     assert buy["shortfall_bps"] == pytest.approx((100.04 - arrival) / arrival * 1e4, abs=1e-9)
     assert sell["shortfall_bps"] == pytest.approx(-(sell_px - arrival) / arrival * 1e4,
                                                   abs=1e-9)
     assert buy["vwap_slippage_bps"] == pytest.approx((100.04 - vwap_px) / vwap_px * 1e4,
                                                      abs=1e-9)
-    assert sell["vwap_slippage_bps"] == pytest.approx(-(sell_px - 100.08) / 100.08 * 1e4,
+    assert sell["vwap_slippage_bps"] == pytest.approx(-(sell_px - vwap_px) / vwap_px * 1e4,
                                                       abs=1e-9)
     commission = max(1.0, 0.005 * 60)
     assert buy["commission"] == commission
     assert buy["fees_bps"] == pytest.approx(commission / (60 * 100.04) * 1e4, abs=1e-9)
     assert buy["participation"] == pytest.approx(60 / 1300, abs=1e-12)
     assert buy["ms_to_first_fill"] == 1000 and buy["ms_to_done"] == 2000
+    assert sell["participation"] == pytest.approx(60 / 1300, abs=1e-12)
+    assert sell["ms_to_first_fill"] == 1000 and sell["ms_to_done"] == 2000
 
 
 def test_market_order_fills_at_the_next_open(work):
@@ -151,8 +154,9 @@ def test_market_order_fills_at_the_next_open(work):
         "allow_market: true, tag: m1}\nbars_path: bars.parquet\nout_dir: out\n")
     assert main(["run", "m.yaml", "--dry-run", "--at", str(T0 // NS)]) == 0
     fill = [r for r in ledger_rows(work) if r["event"] == "FILL"][0]
-    # INTENT at T0: no bar has ended; bar0 starts at the ACK (T0) -> its open, 50.00
-    assert (fill["last_qty"], fill["last_px"], fill["ts"].value) == (7, 50.00, T0)
+    # INTENT at T0: no bar has ended; bar0 starts at the ACK (T0) -> its open, 50.00,
+    # reported when bar0 has ended (T0+1 s)
+    assert (fill["last_qty"], fill["last_px"], fill["ts"].value) == (7, 50.00, T0 + NS)
 
 
 def test_same_inputs_same_ledger_and_runs_append(work):

@@ -32,14 +32,13 @@ except ImportError:  # CI installs it through the test extra: missing is a failu
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = "data/live/2026-01-05/bars1s_SPY.parquet"
-# BUY 2,000 at 473.10 on the sample bars: four bars give 10% of their volume each
-# (4,727 -> 472, 4,507 -> 450, 5,125 -> 512, 3,270 -> 327;
-# specs/scenarios/partial-then-ttl-cancel.yaml). Bars 1, 3 and 4 open below the limit and
-# fill at their open, at their start (0, 2 and 3 s after the INTENT); bar 2 trades through
-# the limit and fills at it, at its end (2 s); then the TTL cancels at 3 s.
+# BUY 2,000 at 473.10 on the sample bars: bars 1-3 give 10% of their volume each
+# (4,727 -> 472, 4,507 -> 450, 5,125 -> 512; specs/scenarios/partial-then-ttl-cancel.yaml),
+# every fill reported when its bar has ended: bars 1 and 3 open below the limit and fill
+# at their open, bar 2 trades through the limit and fills at it, at 1, 2 and 3 s after the
+# INTENT; then the TTL cancels at 3 s, before bar 4 (which would give 327) has ended.
 # (seconds after the INTENT, quantity, price)
-FILLS = [(0.0, 472.0, 472.92), (2.0, 450.0, 473.10), (2.0, 512.0, 473.07),
-         (3.0, 327.0, 472.95)]
+FILLS = [(1.0, 472.0, 472.92), (2.0, 450.0, 473.10), (3.0, 512.0, 473.07)]
 LIMIT, ARRIVAL = 473.10, 472.92
 # The sample bars start at 14:30:00 UTC (09:30 in New York); the dry run's clock starts
 # when the first bar has ended, so the INTENT is at 14:30:01 UTC.
@@ -97,8 +96,8 @@ def test_plot_writes_one_png_per_order_not_blank(ran, capsys) -> None:
 def test_the_figure_holds_the_orders_fills_limit_and_arrival(ran) -> None:
     table = read_ledger(ran / "exec")
     [trace] = traces(table)
-    assert (trace.tag, trace.state, trace.fill_qty, trace.limit) == ("probe", "CANCEL", 1761, LIMIT)
-    assert sum(q for _, q, _ in FILLS) == 1761
+    assert (trace.tag, trace.state, trace.fill_qty, trace.limit) == ("probe", "CANCEL", 1434, LIMIT)
+    assert sum(q for _, q, _ in FILLS) == 472 + 450 + 512 == 1434
 
     fig = figure(trace, None)  # no bars: prices and marks only
     price = fig.axes[0]

@@ -97,7 +97,7 @@ def test_buy_limit_partials_per_bar_with_strict_cross() -> None:
         ("PARTIAL", 1, 100, 100),  # bar 0 ends at T0+1s
         # bar 1: low == limit, no fill
         ("PARTIAL", 3, 300, 200),  # bar 2, at its end
-        ("PARTIAL", 3, 330, 30),  # bar 3 opens below the limit: at its open, at its start
+        ("PARTIAL", 4, 330, 30),  # bar 3 opens below the limit: at its open, at its end
         # bar 4: low above the limit
         ("PARTIAL", 6, 429, 99),
     ]  # 429 of 500: the order stays live, never FILLs
@@ -126,7 +126,7 @@ def test_sell_limit_needs_high_strictly_above() -> None:
     assert brief(events)[1:] == [
         ("PARTIAL", 2, 50, 50),
         ("PARTIAL", 3, 250, 200),  # bar 2 opens at the limit: a touch, filled at the limit
-        ("PARTIAL", 4, 750, 500),  # bar 4 opens above the limit: at its open 100.10
+        ("PARTIAL", 5, 750, 500),  # bar 4 opens above the limit: at its open 100.10, at its end
         ("PARTIAL", 6, 849, 99),
     ]
     assert [e.last_px for e in events[1:]] == [100.05, 100.05, 100.10, 100.05]
@@ -148,7 +148,8 @@ def test_fills_only_on_bars_starting_at_or_after_the_ack() -> None:
     place(sim, order(qty=500))
     events = drain(sim)
     assert events[0].ts_ns == T0 + 500 * MS
-    assert brief(events)[1:] == [("PARTIAL", 3, 200, 200), ("PARTIAL", 3, 230, 30),
+    # bars 2, 3 and 5 (bar 0 started before the ack), each at its end
+    assert brief(events)[1:] == [("PARTIAL", 3, 200, 200), ("PARTIAL", 4, 230, 30),
                                  ("PARTIAL", 6, 329, 99)]
 
 
@@ -187,9 +188,10 @@ def test_market_bigger_than_the_cap_fills_bar_after_bar_at_each_open() -> None:
     sim = broker(start_ns=T0 + S // 2)
     place(sim, order(qty=5000, limit=None))  # more than bars 1..5 give: 50+200+30+500+99
     events = drain(sim)
-    assert brief(events) == [("ACK", 0.5, 0, None), ("PARTIAL", 1, 50, 50),
-                             ("PARTIAL", 2, 250, 200), ("PARTIAL", 3, 280, 30),
-                             ("PARTIAL", 4, 780, 500), ("PARTIAL", 5, 879, 99)]
+    # at each bar's open, reported at its end: bar i at T0 + (i + 1) s
+    assert brief(events) == [("ACK", 0.5, 0, None), ("PARTIAL", 2, 50, 50),
+                             ("PARTIAL", 3, 250, 200), ("PARTIAL", 4, 280, 30),
+                             ("PARTIAL", 5, 780, 500), ("PARTIAL", 6, 879, 99)]
     assert [e.last_px for e in events[1:]] == [100.02, 100.05, 99.98, 100.10, 100.00]
     last = events[-1]
     notional = 50 * 100.02 + 200 * 100.05 + 30 * 99.98 + 500 * 100.10 + 99 * 100.00
@@ -203,7 +205,7 @@ def test_market_order_skips_bars_that_traded_nothing() -> None:
     sim = broker(quiet)
     place(sim, order(qty=30, limit=None))  # caps: 0, floor(0.9) = 0, 0, 40
     events = drain(sim)
-    assert brief(events) == [("ACK", 0, 0, None), ("FILL", 3, 30, 30)]
+    assert brief(events) == [("ACK", 0, 0, None), ("FILL", 4, 30, 30)]  # bar 3, at its end
     assert events[-1].last_px == 100.3
 
 
@@ -221,10 +223,10 @@ def test_market_order_on_bars_that_never_trade_never_fills() -> None:
 def test_marketable_buy_limit_fills_at_the_open_within_the_cap() -> None:
     sim = broker(start_ns=T0 + 3 * S)
     place(sim, order(qty=40, limit=100.20))
-    # bar 3 opens at 99.98 < 100.20: 30 (its cap) at 99.98, at its start; bar 4 opens at
-    # 100.10 < 100.20: the other 10 at 100.10
+    # bar 3 opens at 99.98 < 100.20: 30 (its cap) at 99.98, reported at its end (4 s); bar 4
+    # opens at 100.10 < 100.20: the other 10 at 100.10, at its end (5 s)
     events = drain(sim)
-    assert brief(events) == [("ACK", 3, 0, None), ("PARTIAL", 3, 30, 30), ("FILL", 4, 40, 10)]
+    assert brief(events) == [("ACK", 3, 0, None), ("PARTIAL", 4, 30, 30), ("FILL", 5, 40, 10)]
     assert [e.last_px for e in events[1:]] == [99.98, 100.10]
     assert events[-1].avg_px == pytest.approx((30 * 99.98 + 10 * 100.10) / 40, rel=1e-12)
 
@@ -233,7 +235,7 @@ def test_marketable_sell_limit_fills_at_the_open() -> None:
     sim = broker(start_ns=T0 + 4 * S)
     place(sim, order(side="SELL", qty=20, limit=99.00))
     events = drain(sim)
-    assert brief(events) == [("ACK", 4, 0, None), ("FILL", 4, 20, 20)]
+    assert brief(events) == [("ACK", 4, 0, None), ("FILL", 5, 20, 20)]  # at bar 4's end
     assert events[-1].last_px == 100.10  # the open, better than the 99.00 limit
 
 
@@ -241,8 +243,8 @@ def test_market_sell_at_bar_start_fills_at_that_open() -> None:
     sim = broker(start_ns=T0 + 3 * S)
     place(sim, order(side="SELL", qty=7, limit=None))
     events = drain(sim)
-    assert brief(events) == [("ACK", 3, 0, None), ("FILL", 3, 7, 7)]
-    assert events[1].last_px == 99.98
+    assert brief(events) == [("ACK", 3, 0, None), ("FILL", 4, 7, 7)]  # at bar 3's end
+    assert events[1].last_px == 99.98  # bar 3's open
 
 
 # --- quantity steps: whole shares for STK, 1e-8 for CASH and CRYPTO ----------------
@@ -273,13 +275,13 @@ def test_a_fractional_cap_floors_to_the_step() -> None:
     fine = Bars(ts=[T0, T0 + S], open=[100.0] * 2, high=[101.0] * 2, low=[99.0] * 2,
                 close=[100.0] * 2, volume=[0.123456789] * 2)
     assert fill_schedule(fine, "BUY", 0.02, "MKT", None, "DAY", T0, 0.10, "CRYPTO") == [
-        (T0, 0.01234567, 100.0), (T0 + S, 0.00765433, 100.0)]
+        (T0 + S, 0.01234567, 100.0), (T0 + 2 * S, 0.00765433, 100.0)]  # at each bar's end
 
 
 def test_fx_caps_are_fractional_too() -> None:
     fx = Bars(ts=[T0], open=[1.1], high=[1.2], low=[1.0], close=[1.1], volume=[12_345.5])
     assert fill_schedule(fx, "SELL", 5000, "MKT", None, "DAY", T0, 0.10, "CASH") == [
-        (T0, 1234.55, 1.1)]
+        (T0 + S, 1234.55, 1.1)]  # at the bar's end
 
 
 def test_stock_caps_stay_whole_shares() -> None:
@@ -338,7 +340,7 @@ def test_a_pre_market_market_order_waits_for_the_open() -> None:
     sim = broker(early, start_ns=T0 - 2 * S)  # 09:29:58
     place(sim, order(qty=10, limit=None))
     events = drain(sim)
-    assert brief(events) == [("ACK", -2, 0, None), ("FILL", 0, 10, 10)]
+    assert brief(events) == [("ACK", -2, 0, None), ("FILL", 1, 10, 10)]  # 09:30:00's end
     assert events[-1].last_px == 100.0  # 09:30:00's open
 
 
@@ -349,9 +351,10 @@ def test_an_early_close_ends_the_trading_at_13_00() -> None:
     sim = broker(bars, start_ns=early)
     place(sim, order(qty=10, limit=None), replace(order("x", qty=10, limit=None),
                                                   outside_rth=True))
-    # 12:59:59 traded nothing; from 13:00 only the outside_rth order trades
+    # 12:59:59 traded nothing; from 13:00 only the outside_rth order trades (the 13:00:00
+    # bar, reported at its end, 13:00:01)
     assert [(e.tag, e.kind, (e.ts_ns - early) / S) for e in drain(sim, early + 10 * S)] == [
-        ("t1", Ev.ACK, 0), ("x", Ev.ACK, 0), ("x", Ev.FILL, 1)]
+        ("t1", Ev.ACK, 0), ("x", Ev.ACK, 0), ("x", Ev.FILL, 2)]
 
 
 def test_an_unknown_calendar_trades_every_bar() -> None:
@@ -402,16 +405,16 @@ def test_ttl_cancel_keeps_fills_up_to_the_cancel_instant() -> None:
     assert sim.now_ns() == T0 + 3 * S
     cancel(sim)
     after = drain(sim)
-    # The fills at exactly T0+3s (bar 2's end, bar 3's open) are kept; 6 s is dropped.
+    # The fill at exactly T0+3s (bar 2's end) is kept; bar 3's (at its open, reported at its
+    # end, 4 s) and bar 5's (6 s) are dropped: bar 3 had not ended when the cancel came.
     assert brief(before + after) == [
         ("ACK", 0, 0, None),
         ("PARTIAL", 1, 100, 100),
         ("PARTIAL", 3, 300, 200),
-        ("PARTIAL", 3, 330, 30),
-        ("CANCEL", 3, 330, None),
+        ("CANCEL", 3, 300, None),
     ]
-    assert after[-1].avg_px == pytest.approx((300 * 100.00 + 30 * 99.98) / 330, rel=1e-12)
-    assert after[-1].commission == pytest.approx(0.005 * 330)
+    assert after[-1].avg_px == pytest.approx((100 * 100.00 + 200 * 100.00) / 300, rel=1e-12)
+    assert after[-1].commission == pytest.approx(0.005 * 300)
 
 
 def test_cancel_latency_lets_earlier_fills_through() -> None:
@@ -421,7 +424,7 @@ def test_cancel_latency_lets_earlier_fills_through() -> None:
     cancel(sim)  # at 2.5 s, effective at 4.0 s
     assert brief(drain(sim)) == [
         ("PARTIAL", 3, 300, 200),
-        ("PARTIAL", 3, 330, 30),
+        ("PARTIAL", 4, 330, 30),  # bar 3's end, the cancel's instant: kept, before it
         ("CANCEL", 4, 330, None),
     ]
 
@@ -446,7 +449,7 @@ def test_ignore_cancel_keeps_filling() -> None:
     place(sim, order(qty=500))
     drain(sim, T0 + 2 * S)
     cancel(sim)
-    assert brief(drain(sim)) == [("PARTIAL", 3, 300, 200), ("PARTIAL", 3, 330, 30),
+    assert brief(drain(sim)) == [("PARTIAL", 3, 300, 200), ("PARTIAL", 4, 330, 30),
                                  ("PARTIAL", 6, 429, 99)]
 
 
@@ -553,12 +556,12 @@ def test_fill_schedule_is_the_same_rule() -> None:
     assert fill_schedule(BARS, "BUY", 500, "LMT", 100.00, "DAY", T0, 0.10) == [
         (T0 + 1 * S, 100.0, 100.00),
         (T0 + 3 * S, 200.0, 100.00),
-        (T0 + 3 * S, 30.0, 99.98),
+        (T0 + 4 * S, 30.0, 99.98),  # bar 3, at its open, reported at its end
         (T0 + 6 * S, 99.0, 100.00),
     ]
     assert fill_schedule(BARS, "SELL", 60, "LMT", 100.05, "IOC", T0, 0.10) == []
     assert fill_schedule(BARS, "BUY", 9, "MKT", None, "DAY", T0 + 1, 0.10) == [
-        (T0 + S, 9.0, 100.02)
+        (T0 + 2 * S, 9.0, 100.02)  # bar 1 (the first to start after the ack), at its end
     ]
     assert fill_schedule(None, "BUY", 9, "MKT", None, "DAY", T0, 0.10) == []
 

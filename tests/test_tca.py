@@ -17,7 +17,7 @@ import pytest
 from runner import report
 from runner.bars import Bars, load_bars
 from runner.cli import main
-from runner.ledger import Ledger, rows_to_table
+from runner.ledger import Ledger, read_ledger, rows_to_table
 from runner.tca import glob_regex, order_table, snapshot, totals
 
 S = 1_000_000_000
@@ -319,6 +319,36 @@ def test_tca_json_of_a_dry_run_carries_every_figure(tmp_path: Path, monkeypatch,
     assert got["participation"] == approx(200 / 4000)
     assert got["ms_to_first_fill"] == approx(1000.0) and got["ms_to_done"] == approx(3000.0)
     assert got["currency"] == "USD" and got["commission"] == 1.00
+
+
+def test_a_marketable_fill_at_a_bars_open_counts_that_bar(tmp_path: Path, monkeypatch,
+                                                           capsys) -> None:
+    # The review's case. BUY 100 at 100.08 on bars whose opens are close + 0.05: the
+    # INTENT is at 1 s (bar 0 has ended: arrival 100.00); bar 1 (1-2 s) traded 1 share, a
+    # cap of floor(0.1 x 1) = 0: nothing; bar 2 (2-3 s) opens at 100.02 + 0.05 = 100.07,
+    # below the limit: marketable, it fills all 100 (its cap is 10% of 1,000) at that open.
+    # That fill is known when bar 2 has ended, at 3 s, so the order's life [1 s, 3 s)
+    # holds bar 1 AND bar 2, the bar it traded in. (Reported at bar 2's start, 2 s, the
+    # window would be bar 1 alone: vwap 100.01 and participation 100 / 1 = 10,000%.)
+    monkeypatch.chdir(tmp_path)
+    close, volume = [100.00, 100.01, 100.02, 100.03], [1000, 1, 1000, 1000]
+    write_bars(tmp_path / "bars.parquet", close, volume)
+    assert main(["one-shot", "--symbol", "SPY", "--qty", "100", "--limit", "100.08",
+                 "--ttl_sec", "3", "--bars_path", "bars.parquet", "--tag", "mk", "--dry-run",
+                 "--out_dir", "exec"]) == 0
+    capsys.readouterr()
+    rows = read_ledger(tmp_path / "exec").to_pylist()
+    assert [r["event"] for r in rows] == ["INTENT", "ACK", "FILL", "PNL_SNAPSHOT"]
+    fill, snap = rows[2], rows[3]
+    open_2 = close[2] + 0.05  # the bars' open, as write_bars makes it
+    assert (fill["last_qty"], fill["last_px"], fill["ts"].value) == (100, open_2, T0 + 3 * S)
+    vwap = (close[1] * volume[1] + close[2] * volume[2]) / (volume[1] + volume[2])
+    assert snap["arrival_px"] == close[0] and snap["avg_px"] == open_2
+    assert snap["vwap_px"] == approx(vwap)
+    assert snap["vwap_slippage_bps"] == approx((open_2 - vwap) / vwap * 1e4)
+    assert snap["participation"] == approx(100 / (volume[1] + volume[2]))  # 100 / 1,001
+    assert snap["participation"] <= 0.10  # within the simulator's participation cap
+    assert snap["ms_to_first_fill"] == approx(2000.0) and snap["ms_to_done"] == approx(2000.0)
 
 
 # ----------------------------------------------------------------------------- many days
