@@ -8,7 +8,7 @@ lookup here honours that, so nothing sees the future: 5-second bars never give
 
 Reading (`load_bars`):
 - Column names in any case. The timestamp is the first of ts, timestamp, time,
-  datetime, date; the bar's volume-weighted price is `vwap`, else `average` (the
+  datetime, date; the bar's volume-weighted price is `vwap`, else `average` or `wap` (the
   name in IB's `util.df(reqHistoricalData(...))`); `symbol` is optional.
 - A timestamp column of any unit: tz-aware is converted to UTC, naive is read as
   UTC. A date column is midnight UTC (daily bars: a 1-day interval).
@@ -52,7 +52,8 @@ REQUIRED = (*PRICE_COLUMNS, "volume")
 ALIASES = {  # our name -> the file's names for it, first match wins (any case)
     "ts": ("ts", "timestamp", "time", "datetime", "date"),
     **{name: (name,) for name in REQUIRED},
-    "vwap": ("vwap", "average"),
+    "open": ("open", "open_"),  # open_: ib_async's RealTimeBar (util.df(reqRealTimeBars))
+    "vwap": ("vwap", "average", "wap"),  # IB's names: BarData.average, RealTimeBar.wap
     "symbol": ("symbol",),
 }
 _NEEDS = ("a bars file needs ts (or timestamp/time/datetime/date), open, high, low, close, "

@@ -521,3 +521,23 @@ def test_plan_broker_reads_the_orders_rows_of_a_long_file(gateway, cli, tmp_path
     code, out, err = cli(gateway.port, "plan", "w.yaml", "--broker")
     assert (code, err) == (0, "")  # not "bars of AAPL, SPY and no symbol to pick"
     assert "what-if (IB, account DU****567; no order was created)" in out
+
+
+def test_ibs_real_time_bars_are_read_as_five_second_bars(tmp_path):
+    """util.df(reqRealTimeBars): time, endTime, open_, high, low, close, volume, wap, count."""
+    from ib_async import util
+    from ib_async.objects import RealTimeBar
+
+    start = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)
+    rows = [RealTimeBar(time=start + dt.timedelta(seconds=5 * k), endTime=-1,
+                        open_=100.0 + k, high=101.0 + k, low=99.0 + k, close=100.5 + k,
+                        volume=10.0 * (k + 1), wap=100.25 + k, count=3) for k in range(4)]
+    util.df(rows).to_parquet(tmp_path / "rt.parquet")
+    bars = load_bars(tmp_path / "rt.parquet")
+    assert bars.interval_ns == 5 * S and bars.first_ns == int(start.timestamp()) * S
+    assert list(bars.open) == [100.0, 101.0, 102.0, 103.0]
+    assert list(bars.vwap) == [100.25, 101.25, 102.25, 103.25]  # IB's wap
+    t = bars.first_ns + 9 * S  # bar 0 ended at 5 s, bar 1 not until 10 s
+    assert bars.arrival_at(t) == 100.5
+    assert bars.vwap_between(bars.first_ns, bars.first_ns + 10 * S) == \
+        (100.25 * 10 + 101.25 * 20) / 30
