@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from runner.errors import UsageError
-from runner.tca import Selection
+from runner.tca import Selection, scalar, string_array
 
 if TYPE_CHECKING:  # the CLI imports this module; pyarrow is loaded only when a command runs
     import pyarrow as pa
@@ -221,14 +221,14 @@ def order_lines(orders: pa.Table) -> list[str]:
     import pyarrow.compute as pc
 
     fill_qty = pc.binary_join_element_wise(
-        _text(orders["fill_qty"]), _text(orders["qty"]), "/")
+        _text(orders["fill_qty"]), _text(orders["qty"]), scalar("/"))
     cells = []
     for _, name, width, kind in ORDER_COLUMNS:
         column = fill_qty if name == "fill/qty" else _FORMATS[kind](orders[name])
-        column = pc.fill_null(column, _D)
+        column = pc.fill_null(column, scalar(_D))
         pad = pc.utf8_rpad if width < 0 else pc.utf8_lpad
         cells.append(pad(column, width=abs(width), padding=" "))
-    lines: list[str] = pc.binary_join_element_wise(*cells, " ").to_pylist()
+    lines: list[str] = pc.binary_join_element_wise(*cells, scalar(" ")).to_pylist()
     return lines
 
 
@@ -254,21 +254,21 @@ def _fixed(values: Any, decimals: int) -> Any:
     import pyarrow.compute as pc
 
     scale = 10**decimals
-    units = pc.cast(pc.round(pc.multiply(values, float(scale))), pa.int64())
+    units = pc.cast(pc.round(pc.multiply(values, scalar(float(scale)))), pa.int64())
     size = pc.abs(units)
-    whole = pc.divide(size, scale)
-    part = pc.subtract(size, pc.multiply(whole, scale))
-    sign = pc.if_else(pc.less(units, 0), "-", "")
+    whole = pc.divide(size, scalar(scale))
+    part = pc.subtract(size, pc.multiply(whole, scalar(scale)))
+    sign = pc.if_else(pc.less(units, scalar(0)), scalar("-"), scalar(""))
     digits = pc.utf8_lpad(_text(part), width=decimals, padding="0")
-    return pc.binary_join_element_wise(sign, _text(whole), ".", digits, "")
+    return pc.binary_join_element_wise(sign, _text(whole), scalar("."), digits, scalar(""))
 
 
 def _percent(values: Any, decimals: int) -> Any:
     import pyarrow.compute as pc
 
-    scaled = pc.multiply(values, 100.0)
+    scaled = pc.multiply(values, scalar(100.0))
     text = _rounded(scaled, 0) if decimals == 0 else _fixed(scaled, decimals)
-    return pc.binary_join_element_wise(text, "%", "")
+    return pc.binary_join_element_wise(text, scalar("%"), scalar(""))
 
 
 _FORMATS: dict[str, Callable[[Any], Any]] = {
@@ -285,7 +285,7 @@ _FORMATS: dict[str, Callable[[Any], Any]] = {
 def _ms_to_s(values: Any) -> Any:
     import pyarrow.compute as pc
 
-    return pc.divide(values, 1000.0)
+    return pc.divide(values, scalar(1000.0))
 
 
 def _f2(value: float | None) -> str:
@@ -322,7 +322,8 @@ def _nan_to_null(table: pa.Table) -> pa.Table:
     for i, field in enumerate(table.schema):
         if pa.types.is_floating(field.type):
             column = table.column(i)
-            table = table.set_column(i, field, pc.if_else(pc.is_finite(column), column, None))
+            table = table.set_column(i, field, pc.if_else(pc.is_finite(column), column,
+                                                          scalar(None, field.type)))
     return table
 
 
@@ -349,9 +350,9 @@ def json_objects(table: pa.Table) -> str:
         return "[]"
     parts: list[Any] = []
     for i, name in enumerate(table.column_names):  # {"a":1,"b":"x"}: keys and values in turn
-        parts.append(("{" if i == 0 else ",") + _compact(name) + ":")
-        parts.append(pc.fill_null(_json_values(table.column(name)), "null"))
-    rows = pc.binary_join_element_wise(*parts, "}", "")
+        parts.append(scalar(("{" if i == 0 else ",") + _compact(name) + ":"))
+        parts.append(pc.fill_null(_json_values(table.column(name)), scalar("null")))
+    rows = pc.binary_join_element_wise(*parts, scalar("}"), scalar(""))
     return "[" + ",".join(rows.to_pylist()) + "]"
 
 
@@ -362,7 +363,7 @@ def _json_values(column: Any) -> Any:
     if not pa.types.is_string(column.type):
         return pc.cast(column, pa.string())
     if pc.any(pc.match_substring_regex(column, r"[\x00-\x1f]")).as_py():
-        return pa.array([None if v is None else _compact(v) for v in column.to_pylist()],
-                        pa.string())  # control characters: json's own escapes
+        texts = [None if v is None else _compact(v) for v in column.to_pylist()]
+        return string_array(texts)  # control characters: json's own escapes
     escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
-    return pc.binary_join_element_wise('"', escaped, '"', "")
+    return pc.binary_join_element_wise(scalar('"'), escaped, scalar('"'), scalar(""))
