@@ -530,3 +530,21 @@ def test_order_table_matches_arrow_group_by_on_nulls_and_interleaving() -> None:
                           ("commission", "last")]:  # fmt: skip
             assert same(o[name], w[f"{name}_{agg}"]), (name, o, w)
         assert same(o["vwap_px"], w["snap_vwap_last"]) and same(o["is_bps"], w["snap_is_last"])
+
+
+@pytest.mark.parametrize("decimals", [1, 2])
+def test_fixed_decimals_round_half_to_even_on_the_scaled_value(decimals: int) -> None:
+    rng = np.random.default_rng(3)
+    values = [*(rng.normal(0, 50, 2000).round(4)).tolist(), 0.05, -0.05, 0.15, 0.25, -0.0,
+              -0.04, 0.0, 1e9 + 0.5, -123.45, None]  # fmt: skip
+    scale = 10**decimals
+
+    def want(v: float | None) -> str | None:
+        if v is None:
+            return None
+        units = round(v * scale)  # half to even, as pc.round
+        whole, part = divmod(abs(units), scale)
+        return f"{'-' if units < 0 else ''}{whole}.{part:0{decimals}d}"
+
+    column = pa.chunked_array([pa.array(values[:7]), pa.array(values[7:])]).slice(3)
+    assert report._fixed(column, decimals).to_pylist() == [want(v) for v in values[3:]]
