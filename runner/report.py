@@ -245,8 +245,7 @@ def _joined(strings: Any) -> str:
     ends = np.frombuffer(offsets, width)[strings.offset:strings.offset + len(strings) + 1]
     if data is None or not len(strings):
         return ""
-    text: bytes = data.to_pybytes()[int(ends[0]):int(ends[-1])]
-    return text.decode()
+    return str(memoryview(data)[int(ends[0]):int(ends[-1])], "utf-8")  # one copy
 
 
 def _text(values: Any) -> Any:
