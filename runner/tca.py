@@ -121,51 +121,198 @@ def _in_time_order(table: pa.Table) -> pa.Table:
 
 
 def _per_order(table: pa.Table) -> pa.Table:
-    """Grouped in arrow: without threads its aggregation keeps row order, so "first" and
-    "last" mean first and last in time, and groups come in order of first appearance."""
+    """Grouped with numpy over the columns' buffers (Table.group_by loads Acero, and with
+    it pandas: 0.2 s). Rows are in time order, so "first" and "last" are first and last
+    in time; orders come in order of first appearance. Nulls are skipped, as Arrow's
+    first/last/max skip them."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    groups = _Groups(table)
     event = table.column("event")
-    terminal = pc.if_else(pc.is_in(event, pa.array(TERMINAL)), event, None)
-    events = table.drop_columns(list(_SNAPSHOT)).append_column("state", terminal)
-    aggs = [(c, "first") for c in _FIRST] + [("state", "last")]
-    aggs += [("fill_qty", "max")] + [(c, "last") for c in _LAST]
-    grouped = _grouped(events, aggs)
-    snapshots = table.filter(pc.equal(event, "PNL_SNAPSHOT"))
-    figures = _grouped(snapshots.select([*ORDER_KEYS, *_SNAPSHOT]),
-                       [(c, "last") for c in _SNAPSHOT])
-    where = pc.index_in(_order_key(grouped), value_set=_order_key(figures))
-    for name in _SNAPSHOT:  # grouped over the PNL_SNAPSHOT rows (1/5 of a day), not all
-        grouped = grouped.append_column(name, figures[name].take(where))
-    grouped = _replace(grouped, "state", pc.fill_null(grouped["state"], "OPEN"))
-    filled = pc.fill_null(grouped["fill_qty"], 0.0)
-    grouped = _replace(grouped, "fill_qty", filled)
-    qty = grouped["qty"]
-    ratio = pc.if_else(pc.greater(qty, 0), pc.divide(filled, qty), None)
-    return grouped.append_column("fill_ratio", ratio).select(list(ORDER_FIELDS))
+    terminal = pc.is_in(event, value_set=string_array(list(TERMINAL)))
+    snapshot = pc.equal(event, scalar("PNL_SNAPSHOT"))
+    columns = {name: groups.pick(table[name], "first") for name in (*ORDER_KEYS, *_FIRST)}
+    columns["state"] = groups.pick(event, "last", where=terminal)
+    columns["fill_qty"] = groups.max(table["fill_qty"])
+    columns.update({name: groups.pick(table[name], "last") for name in _LAST})
+    columns.update({name: groups.pick(table[name], "last", where=snapshot)
+                    for name in _SNAPSHOT})
+    columns["state"] = pc.fill_null(columns["state"], scalar("OPEN"))
+    filled = columns["fill_qty"] = pc.fill_null(columns["fill_qty"], scalar(0.0))
+    qty = columns["qty"]
+    columns["fill_ratio"] = pc.if_else(pc.greater(qty, scalar(0.0)), pc.divide(filled, qty),
+                                       scalar(None, pa.float64()))
+    return pa.table({name: columns[name] for name in ORDER_FIELDS})
 
 
-def _grouped(table: pa.Table, aggs: list[tuple[str, str]]) -> pa.Table:
-    grouped = table.group_by(list(ORDER_KEYS), use_threads=False).aggregate(aggs)
-    return grouped.rename_columns([_bare(n) for n in grouped.column_names])
+class _Groups:
+    """The orders of a table: each row's order number (0, 1, … by first appearance of its
+    (run_id, tag)), and the rows sorted by order, in time order within one."""
+
+    def __init__(self, table: pa.Table) -> None:
+        import numpy as np
+        import pyarrow.compute as pc
+
+        runs, tags = _codes(table["run_id"]), _codes(table["tag"])
+        width = int(tags.max()) + 1 if len(tags) else 1
+        encoded = pc.dictionary_encode(_arrow(runs.astype(np.int64) * width + tags))
+        self.ids = _data(encoded.indices)
+        self.count = len(encoded.dictionary)
+        self.rows = np.argsort(self.ids, kind="stable")
+
+    def pick(self, column: Any, which: str, where: Any = None) -> Any:
+        """The first or last non-null value of `column` in each order (null if none),
+        among the rows where `where` is true (all rows if None)."""
+        import numpy as np
+
+        rows = self._valid_rows(column, where)
+        ids = self.ids[rows]
+        at = _edges(ids, which)
+        index = np.full(self.count, -1, np.int64)
+        index[ids[at]] = rows[at]
+        return column.take(_arrow(np.maximum(index, 0), valid=index >= 0))
+
+    def max(self, column: Any) -> Any:
+        """The largest non-null value of a float column in each order (null if none;
+        NaN only when all are NaN)."""
+        import numpy as np
+        import pyarrow as pa
+
+        rows = self._valid_rows(column)
+        ids = self.ids[rows]
+        starts = np.flatnonzero(_edges(ids, "first"))
+        out = np.zeros(self.count, np.float64)
+        if len(starts):
+            out[ids[starts]] = np.fmax.reduceat(_data(_flat(column))[rows], starts)
+        valid = np.zeros(self.count, bool)
+        valid[ids[starts]] = True
+        return _arrow(out, pa.float64(), valid)
+
+    def _valid_rows(self, column: Any, where: Any = None) -> Any:
+        """self.rows less those where `column` is null or `where` is not true."""
+        mask = _valid(_flat(column))
+        if where is not None:
+            keep = _bits(_flat(where))
+            mask = keep if mask is None else mask & keep
+        return self.rows if mask is None else self.rows[mask[self.rows]]
 
 
-def _order_key(table: pa.Table) -> Any:
+def _edges(ids: Any, which: str) -> Any:
+    """True at the first (or last) of each run of equal ids."""
+    import numpy as np
+
+    if not len(ids):
+        return np.zeros(0, bool)
+    change = ids[1:] != ids[:-1]
+    return np.concatenate(([True], change) if which == "first" else (change, [True]))
+
+
+def _codes(column: Any) -> Any:
+    """A string column as int32 codes, by first appearance (null one code of its own)."""
     import pyarrow.compute as pc
 
-    return pc.binary_join_element_wise(table["run_id"], table["tag"], "\x1f")
+    return _data(pc.dictionary_encode(_flat(column), null_encoding="encode").indices)
 
 
-def _replace(table: pa.Table, name: str, column: Any) -> pa.Table:
-    return table.set_column(table.schema.get_field_index(name), name, column)
+# ----------------------------------------------------------------------------- arrow, no pandas
+# pyarrow converts a Python value through code that imports pandas on first use (0.2 s):
+# pa.array, pa.scalar, and every pc.* call given a plain number or string. So constants and
+# small arrays are built here from buffers, and numpy reads columns through their buffers.
 
 
-def _bare(name: str) -> str:
-    for suffix in ("_first", "_last", "_max"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+def scalar(value: str | float | bool | None, kind: pa.DataType | None = None) -> pa.Scalar:
+    """An Arrow scalar of a str (string), bool, int (int64) or float (float64), or a null
+    of `kind`, made without pandas."""
+    import numpy as np
+    import pyarrow as pa
+
+    if value is None:
+        return pa.nulls(1, kind or pa.null())[0]
+    if isinstance(value, str):
+        return string_array([value])[0]
+    if isinstance(value, bool):
+        return _arrow(np.array([value]))[0]
+    return _arrow(np.array([value], np.int64 if isinstance(value, int) else np.float64))[0]
+
+
+def string_array(values: list[str | None]) -> pa.Array:
+    """A string array (None: null) made without pandas."""
+    import numpy as np
+    import pyarrow as pa
+
+    data = [b"" if v is None else v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    valid = np.array([v is not None for v in values], bool)
+    return pa.Array.from_buffers(pa.string(), len(data), [
+        _bitmap(valid), pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def _arrow(data: Any, kind: pa.DataType | None = None, valid: Any = None) -> pa.Array:
+    """A numpy array (bool, int or float) as Arrow, null where `valid` is false."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(data)
+    if data.dtype == bool:
+        kind, data = pa.bool_(), np.packbits(data, bitorder="little")
+    kind = kind or pa.from_numpy_dtype(data.dtype)
+    return pa.Array.from_buffers(kind, n, [_bitmap(valid), pa.py_buffer(data)])
+
+
+def _bitmap(valid: Any) -> pa.Buffer | None:
+    """An Arrow validity bitmap of a numpy bool array; None when all are valid."""
+    import numpy as np
+    import pyarrow as pa
+
+    if valid is None or valid.all():
+        return None
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _flat(column: Any) -> pa.Array:
+    """A chunked column as one array."""
+    import pyarrow as pa
+
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _data(array: pa.Array) -> Any:
+    """The values buffer of a fixed-width array as numpy, zero-copy (Array.to_numpy
+    imports pandas); what lies under a null is undefined."""
+    import numpy as np
+
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    return np.frombuffer(array.buffers()[1], dtype)[array.offset:array.offset + len(array)]
+
+
+def _bits(array: pa.Array) -> Any:
+    """A bitmap (an Arrow bool array's values, or its validity) as a numpy bool array."""
+    return _unpack(array.buffers()[1], array.offset, len(array)) & _notnull(array)
+
+
+def _valid(array: pa.Array) -> Any:
+    """Where `array` is not null, as numpy bool; None when it has no nulls."""
+    return None if array.null_count == 0 else _notnull(array)
+
+
+def _notnull(array: pa.Array) -> Any:
+    import numpy as np
+
+    if array.null_count == 0:
+        return np.ones(len(array), bool)
+    if array.null_count == len(array):
+        return np.zeros(len(array), bool)
+    return _unpack(array.buffers()[0], array.offset, len(array))
+
+
+def _unpack(buffer: pa.Buffer, offset: int, n: int) -> Any:
+    """Bits offset..offset+n of an Arrow bitmap as numpy bool."""
+    import numpy as np
+
+    bits = np.unpackbits(np.frombuffer(buffer, np.uint8), count=offset + n, bitorder="little")
+    return bits[offset:].astype(bool)
 
 
 # ----------------------------------------------------------------------------- selection
@@ -186,20 +333,17 @@ class Selection:
 
     def mask(self, orders: pa.Table) -> Any:
         """True for each row (tag, symbol and side columns) that matches every filter."""
-        import pyarrow as pa
+        import numpy as np
         import pyarrow.compute as pc
 
-        masks = [pa.array([True] * orders.num_rows, pa.bool_())]
+        mask = _arrow(np.ones(orders.num_rows, bool))
         if self.tag is not None:
-            masks.append(_tag_mask(orders["tag"], self.tag))
+            mask = pc.and_kleene(mask, _tag_mask(orders["tag"], self.tag))
         if self.symbol is not None:
-            masks.append(pc.equal(orders["symbol"], self.symbol))
+            mask = pc.and_kleene(mask, pc.equal(orders["symbol"], scalar(self.symbol)))
         if self.side is not None:
-            masks.append(pc.equal(orders["side"], self.side.upper()))
-        mask = masks[0]
-        for more in masks[1:]:
-            mask = pc.and_kleene(mask, more)
-        return pc.fill_null(mask, False)
+            mask = pc.and_kleene(mask, pc.equal(orders["side"], scalar(self.side.upper())))
+        return pc.fill_null(mask, scalar(False))
 
 
 def _tag_mask(tags: Any, pattern: str) -> Any:
@@ -207,7 +351,7 @@ def _tag_mask(tags: Any, pattern: str) -> Any:
     import pyarrow.compute as pc
 
     if "*" not in pattern and "?" not in pattern:
-        return pc.equal(tags, pattern)
+        return pc.equal(tags, scalar(pattern))
     return pc.match_substring_regex(tags, glob_regex(pattern))
 
 
@@ -236,7 +380,7 @@ def in_currency(orders: pa.Table, currency: str | None) -> pa.Table:
 
     column = orders["currency"]
     mask = pc.is_null(column) if currency is None else pc.fill_null(
-        pc.equal(column, currency), False)
+        pc.equal(column, scalar(currency)), scalar(False))
     return orders.filter(mask)
 
 
@@ -259,7 +403,7 @@ def totals(orders: pa.Table, currency: str | None) -> dict[str, Any]:
     the notional, and every total is in that one currency."""
     import pyarrow.compute as pc
 
-    filled = orders.filter(pc.and_(pc.greater(orders["fill_qty"], 0), pc.is_valid(
+    filled = orders.filter(pc.and_(pc.greater(orders["fill_qty"], scalar(0)), pc.is_valid(
         orders["avg_px"])))
     notional = pc.multiply(filled["fill_qty"], filled["avg_px"])
     return {

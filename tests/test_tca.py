@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -479,3 +480,101 @@ def test_json_objects_read_back_as_the_rows(tags: list[str | None]) -> None:
                       "q": pa.array(list(range(n)), pa.int64())})
     assert json.loads(report.json_objects(table)) == table.to_pylist()
     assert report.json_objects(table.slice(0, 0)) == "[]"
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def test_runner_tca_imports_no_pandas(tmp_path: Path) -> None:
+    """`runner tca` groups with numpy and builds Arrow constants from buffers: pandas
+    (0.2 s, pulled in by Table.group_by and by pyarrow given plain Python values) is
+    never imported, in text or JSON, with filters (DESIGN §9)."""
+    import subprocess
+    import sys
+
+    write_day(tmp_path)
+    script = ("import sys, json; from runner.cli import main; code = main(sys.argv[1:]); "
+              "sys.stderr.write(json.dumps([code, 'pandas' in sys.modules]))")
+    for extra in ([], ["--json"], ["--tag", "A*", "--symbol", "SPY", "--side", "buy"]):
+        proc = subprocess.run([sys.executable, "-c", script, "tca", "--out-dir",
+                               str(tmp_path), *extra], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert json.loads(proc.stderr) == [0, False], extra
+        assert proc.stdout.startswith(("tag ", '{"version"'))
+
+
+def test_order_table_matches_arrow_group_by_on_nulls_and_interleaving() -> None:
+    """Per order: the first non-null of symbol/side/currency/qty, the last terminal
+    event, the largest fill (NaN skipped), the last non-null of avg_px/arrival_px/
+    commission and of each figure on a PNL_SNAPSHOT row; as Arrow's own group_by says,
+    over orders whose rows interleave and whose columns have gaps. Orders come in order
+    of first appearance (group_by's own order is its hash table's)."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    events = ["INTENT", "ACK", "PARTIAL", "FILL", "CANCEL", "REJ", "PNL_SNAPSHOT", None]
+
+    def gappy(values: np.ndarray) -> list[Any]:
+        return [None if rng.random() < 0.3 else v for v in values.tolist()]
+
+    fills = rng.random(n) * 10
+    fills[rng.random(n) < 0.05] = np.nan
+    rows = [{"ts": T0 + i, "run_id": f"r{r}", "seq": i, "tag": f"t{t}", "event": e,
+             "symbol": s, "side": d, "currency": c, "qty": q, "fill_qty": f, "avg_px": a,
+             "arrival_px": ap, "commission": cm, "vwap_px": v, "is_bps": b}
+            for i, (r, t, e, s, d, c, q, f, a, ap, cm, v, b) in enumerate(zip(
+                rng.integers(0, 40, n), rng.integers(0, 30, n),
+                [events[k] for k in rng.integers(0, len(events), n)],
+                gappy(np.array(["SPY", "QQQ"])[rng.integers(0, 2, n)]),
+                gappy(np.array(["BUY", "SELL"])[rng.integers(0, 2, n)]),
+                gappy(np.array(["USD", "EUR"])[rng.integers(0, 2, n)]),
+                gappy(rng.integers(0, 5, n).astype(float)), gappy(fills),
+                *(gappy(rng.random(n)) for _ in range(5)), strict=True))]  # fmt: skip
+    table = rows_to_table(rows)
+    got = order_table(table)
+    keys = list(zip(table["run_id"].to_pylist(), table["tag"].to_pylist(), strict=True))
+    assert list(zip(got["run_id"].to_pylist(), got["tag"].to_pylist(), strict=True)) == \
+        list(dict.fromkeys(keys))
+
+    terminal = pc.is_in(table["event"], value_set=pa.array(["FILL", "CANCEL", "REJ"]))
+    snap = pc.equal(table["event"], "PNL_SNAPSHOT")
+    state = pc.if_else(terminal, table["event"], None)
+    frame = table.append_column("state", state).append_column(
+        "snap_vwap", pc.if_else(snap, table["vwap_px"], None)).append_column(
+        "snap_is", pc.if_else(snap, table["is_bps"], None))
+    aggs = [("symbol", "first"), ("side", "first"), ("currency", "first"), ("qty", "first"),
+            ("state", "last"), ("fill_qty", "max"), ("avg_px", "last"),
+            ("arrival_px", "last"), ("commission", "last"), ("snap_vwap", "last"),
+            ("snap_is", "last")]  # fmt: skip
+    want = {(r["run_id"], r["tag"]): r for r in frame.group_by(
+        ["run_id", "tag"], use_threads=False).aggregate(aggs).to_pylist()}
+
+    def same(a: Any, b: Any) -> bool:
+        return a == b or (a != a and b != b)  # NaN == NaN here
+
+    for o in got.to_pylist():
+        w = want[(o["run_id"], o["tag"])]
+        assert o["state"] == (w["state_last"] or "OPEN")
+        assert same(o["fill_qty"], 0.0 if w["fill_qty_max"] is None else w["fill_qty_max"])
+        for name, agg in [("symbol", "first"), ("side", "first"), ("currency", "first"),
+                          ("qty", "first"), ("avg_px", "last"), ("arrival_px", "last"),
+                          ("commission", "last")]:  # fmt: skip
+            assert same(o[name], w[f"{name}_{agg}"]), (name, o, w)
+        assert same(o["vwap_px"], w["snap_vwap_last"]) and same(o["is_bps"], w["snap_is_last"])
+
+
+@pytest.mark.parametrize("decimals", [1, 2])
+def test_fixed_decimals_round_half_to_even_on_the_scaled_value(decimals: int) -> None:
+    rng = np.random.default_rng(3)
+    values = [*(rng.normal(0, 50, 2000).round(4)).tolist(), 0.05, -0.05, 0.15, 0.25, -0.0,
+              -0.04, 0.0, 1e9 + 0.5, -123.45, None]  # fmt: skip
+    scale = 10**decimals
+
+    def want(v: float | None) -> str | None:
+        if v is None:
+            return None
+        units = round(v * scale)  # half to even, as pc.round
+        whole, part = divmod(abs(units), scale)
+        return f"{'-' if units < 0 else ''}{whole}.{part:0{decimals}d}"
+
+    column = pa.chunked_array([pa.array(values[:7]), pa.array(values[7:])]).slice(3)
+    assert report._fixed(column, decimals).to_pylist() == [want(v) for v in values[3:]]
