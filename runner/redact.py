@@ -58,8 +58,8 @@ def _glued(text: str, end: int) -> bool:
         return False  # the letter ends a terminal control sequence: invisible
     if "\\" not in text[max(0, end - 10):end]:
         return True  # the common case: no escape near
-    if end >= 2 and text[end - 2] == "\\":
-        return False  # \n, \t, \r, \0, ...: one escaped character
+    if end >= 2 and text[end - 2] == "\\" and text[end - 1] != "_":
+        return False  # \n, \t, \r, \0, ...: one escaped character (never \_)
     for letter, n, digits in LONG_ESCAPES:
         start = end - n - len(letter) - 1
         if start >= 0 and text[start] == "\\" and text[start + 1:start + 1 + len(letter)] \

@@ -331,3 +331,10 @@ def test_a_logged_exception_is_masked_whatever_handler_formats_it(caplog):
                                                             stack_info=True)
     assert "ValueError: bad account x\nDU****567" in caplog.text
     assert UNMASKED.findall(caplog.text) == [] and "U****321" in caplog.text
+
+
+def test_a_backslash_before_an_underscore_is_no_escape() -> None:
+    """`\\_` stands for no character in JSON or repr(): the `_` glues, as in `x_U1234`
+    (found by the property test above)."""
+    assert redact("\\_U1234") == "\\_U1234" and UNMASKED.findall("\\_U1234") == []
+    assert redact("\\nU1234") == "\\nU*234"
