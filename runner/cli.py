@@ -214,7 +214,22 @@ def _classic_common(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader went away (`runner plan ... | head`): stop quietly, as SIGPIPE would
+    (exit 141), with stdout pointed at /dev/null so the final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["gateway"]:  # its own parser: `runner gateway --help` shows its flags
         from runner.gateway import main as gateway_main
 
@@ -238,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("runner: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            raise  # not a bug: main stops quietly
         except Exception as e:  # the boundary: anything else is a bug, shown briefly
             if args.verbose:  # printed here, not re-raised: Python would print it after
                 print_traceback(e)  # the redacting stream is gone, ids in the clear

@@ -20,11 +20,23 @@ from runner.gateway.wire import SERVER_VERSION
 from runner.redact import redact
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="runner gateway",
         description="A fake IB gateway (TWS API, server version 178) for offline rehearsal.")
-    p.add_argument("--port", type=int, default=4002, help="0 picks a free port (default 4002)")
+    p.add_argument("--port", type=_port, default=7497,
+                   help="0 picks a free port (default 7497, where runner connects by default)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (nothing here is authenticated)")
