@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -213,11 +214,39 @@ def iso(t_ns: int) -> str:
 def parse_at(text: str) -> int:
     """`--at`: ISO 8601 with a UTC offset (or Z), or epoch seconds."""
     try:
-        return int(float(text) * 1e9) if text.replace(".", "", 1).isdigit() else _iso_ns(text)
+        return _epoch_ns(text) if text.replace(".", "", 1).isdigit() else _iso_ns(text)
     except ValueError:
         raise UsageError(f"--at {text!r}: not a time",
                          "use ISO 8601 with an offset, e.g. 2026-01-05T09:30:00-05:00, "
                          "or epoch seconds") from None
+
+
+def parse_day(text: str | None, flag: str) -> str | None:
+    """A YYYY-MM-DD flag (--date, --from, --to), a real date, else UsageError (exit 2)."""
+    if text is None:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text).isoformat()
+        raise ValueError("not YYYY-MM-DD")
+    except ValueError as e:
+        raise UsageError(f"{flag} {text}: not a date ({e})", "give YYYY-MM-DD, e.g. 2026-01-05"
+                         ) from None
+
+
+_EPOCH_SECONDS = (631_152_000, 4_102_444_800)  # 1990-01-01 .. 2100-01-01 UTC
+
+
+def _epoch_ns(text: str) -> int:
+    """Epoch seconds, exactly (decimal, not float: nanoseconds survive), within 1990-2100."""
+    from decimal import Decimal
+
+    seconds = Decimal(text)
+    if not _EPOCH_SECONDS[0] <= seconds < _EPOCH_SECONDS[1]:
+        raise UsageError(f"--at {text}: not epoch seconds between 1990 and 2100 "
+                         f"({len(text.split('.')[0])} digits; milliseconds?)",
+                         "give epoch seconds (e.g. 1767623400), or ISO 8601 with an offset")
+    return int(seconds * 1_000_000_000)
 
 
 def _iso_ns(text: str) -> int:

@@ -325,7 +325,11 @@ def plot_orders(
                          "pip install 'runner[plot]'") from None
     items = selected(traces(table), select)
     out = Path(plot_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--plot {plot_dir}: a file is in the way; --plot takes a folder "
+                         "(one PNG per order)", "give a folder name") from None
     return [save(figure(t, find_bars(t, bars_path, err)), out / name)
             for t, name in zip(items, file_names(items), strict=True)]
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.broker import Lookup
-from runner.errors import GatewayError
-from runner.plan import Connection, trading_day
+from runner.errors import GatewayError, UsageError
+from runner.plan import Connection, parse_day, trading_day
 
 TERMINAL = frozenset({"FILL", "CANCEL", "REJ"})
 CARRIED = ("spec", "tag", "broker", "account", "order_id", "perm_id", "client_id", "symbol",
@@ -452,8 +452,13 @@ def days_to_visit(out_dir: Path, today: str) -> list[str]:
 
 def recover(out_dir: str, date: str | None, cancel_all: bool, connection: Connection,
             verbose: int = 0) -> int:
-    """The command: the day given, or every day that may hold an orphan."""
+    """The command: the day given, or every day that may hold an orphan. A date that is
+    none or an out_dir that is no folder is a usage error (exit 2), not "nothing to do"."""
+    date = parse_day(date, "--date")
     root = Path(out_dir)
+    if not root.is_dir():
+        raise UsageError(f"--out-dir {out_dir}: no such folder, so no ledger to recover from",
+                         "give the out_dir your runs write to (default data/exec)")
     days = [date] if date else days_to_visit(root, trading_day(time.time_ns()))
     results = [(d, s) for d in days
                for s in asyncio.run(recover_day(root, d, connection, cancel_all, verbose))]

@@ -11,11 +11,11 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from runner.errors import UsageError
+from runner.plan import parse_day
 from runner.tca import Selection, scalar, string_array
 
 if TYPE_CHECKING:  # the CLI imports this module; pyarrow is loaded only when a command runs
@@ -48,22 +48,10 @@ def day_range(start: str | None, end: str | None) -> Days | None:
     when neither is given. A bad date or a start after the end is a UsageError."""
     if start is None and end is None:
         return None
-    first, last = _day(start, "--from"), _day(end, "--to")
+    first, last = parse_day(start, "--from"), parse_day(end, "--to")
     if first is not None and last is not None and first > last:
         raise UsageError(f"--from {start} is after --to {end}", "swap them")
     return first, last
-
-
-def _day(text: str | None, flag: str) -> str | None:
-    if text is None:
-        return None
-    try:
-        if _DATE.match(text):
-            return date.fromisoformat(text).isoformat()
-        raise ValueError("not YYYY-MM-DD")
-    except ValueError as e:
-        raise UsageError(f"{flag} {text}: not a date ({e})", "give YYYY-MM-DD, e.g. 2026-01-05"
-                         ) from None
 
 
 def _day_folders(out_dir: str, days: Days) -> list[Path]:
