@@ -300,6 +300,37 @@ def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- files
 
 
+def write_durable(path: Path, text: str) -> None:
+    """`text` at `path`, whole or not at all, and still there after a crash: a temp file
+    fsynced, renamed over `path`, then the folder fsynced (the folder's own parent too
+    when the folder is new). For the small files that say what is left to do."""
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(folder.parent)
+    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(folder)
+
+
+def remove_durable(path: Path) -> None:
+    """Remove `path` (if there) so that a crash cannot bring it back."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    _fsync_dir(path.parent)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -372,12 +372,13 @@ def _marker(out_dir: Path, day: str, tag: str, folder: str = MARKERS,
 def note_missing_commissions(out_dir: Path, day: str, tag: str, exec_ids: list[str]) -> None:
     """An ended order whose executions' commissions did not all come: recover asks for
     them (not a reason to refuse new orders)."""
+    from runner.ledger import remove_durable, write_durable
+
     path = _marker(out_dir, day, tag, INCOMPLETE)
     if not exec_ids:
-        path.unlink(missing_ok=True)
+        remove_durable(path)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"day": day, "tag": tag, "exec_ids": exec_ids}) + "\n")
+    write_durable(path, json.dumps({"day": day, "tag": tag, "exec_ids": exec_ids}) + "\n")
 
 
 async def complete_commissions(out_dir: Path, connection: Connection,
@@ -400,7 +401,12 @@ async def complete_commissions(out_dir: Path, connection: Connection,
             day, tag, wanted = note["day"], note["tag"], list(note["exec_ids"])
             rows = [r for r in ledger.table_to_rows(ledger.read_ledger(Path(out_dir) / day))
                     if r["tag"] == tag]
-            last = [r for r in rows if r["event"] != "PNL_SNAPSHOT"][-1]
+            events = [r for r in rows if r["event"] != "PNL_SNAPSHOT"]
+            if not events:
+                lines.append(f"recover {day} {tag}: no order rows in the ledger for the "
+                             f"commissions noted in {path}; left as it is")
+                continue
+            last = events[-1]
             who = Identity(tag, last.get("perm_id"), last.get("client_id"), last.get("order_id"))
             found = {f.exec_id: f.commission for f in await broker.find_executions(who)}
             got = [(e, found[e]) for e in wanted if found.get(e) is not None]
@@ -427,12 +433,13 @@ def mark(out_dir: Path, day: str, tag: str, unsettled: bool,
          order_id: int | None = None) -> None:
     """Note (or clear) that an order (tag, order id) of `day` is left for recover: later
     runs look there."""
+    from runner.ledger import remove_durable, write_durable
+
     path = _marker(out_dir, day, tag, order_id=order_id)
-    if unsettled:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"day": day, "tag": tag}) + "\n")
+    if unsettled:  # durable: a crash must not forget an order that may still work
+        write_durable(path, json.dumps({"day": day, "tag": tag}) + "\n")
     else:
-        path.unlink(missing_ok=True)
+        remove_durable(path)
 
 
 def marked_days(out_dir: Path) -> set[str]:

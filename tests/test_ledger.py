@@ -543,3 +543,26 @@ def test_sql_over_the_ledger_sees_the_parts(tmp_path: Path, small_thresholds: No
     commit_run(tmp_path, "r1", 100, 2)
     result = run_query("SELECT count(*), count(DISTINCT run_id) FROM ledger", tmp_path)
     assert result.rows == [(14, 2)]
+
+
+def test_write_durable_is_whole_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    """recover's markers (orders left for it) go through write_durable: a failure before
+    the rename leaves the old text and no temp file; a new folder is made."""
+    from runner.ledger import remove_durable, write_durable
+
+    path = tmp_path / ".unsettled" / "2026-01-05.x.json"
+    write_durable(path, "old\n")
+    assert path.read_text() == "old\n"
+
+    def fail(*args: Any) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_durable(path, "new\n")
+    monkeypatch.undo()
+    assert path.read_text() == "old\n" and sorted(p.name for p in path.parent.iterdir()) == \
+        [path.name]
+    remove_durable(path)
+    remove_durable(path)  # gone already: nothing to do
+    assert not path.exists()
