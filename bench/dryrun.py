@@ -102,9 +102,9 @@ def _measure(root: Path, reps: int) -> Results:
         "dry-run floor: reading the same bars file, bare python, same run (medians)",
         ["command", "wall", "imports pandas"],
         [[FLOOR, fmt_s(base), "no"],
-         ["pq.read_table(bars)  (what runner.bars uses)", fmt_s(median(t["read_table"])),
+         ["pq.read_table(bars)", fmt_s(median(t["read_table"])),
           _pandas(read_table, root)],
-         ["pq.ParquetFile(bars).read()", fmt_s(median(t["read_file"])),
+         ["pq.ParquetFile(bars).read()  (what runner.bars uses)", fmt_s(median(t["read_file"])),
           _pandas(read_file, root)],
          ["runner run --dry-run", fmt_s(m), _pandas(probe, root)]],
         note="pq.read_table goes through pyarrow.dataset, whose import pulls in pandas "

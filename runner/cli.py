@@ -291,6 +291,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         days = report.day_range(args.from_day, args.to_day)
         select = Selection(args.tag, args.symbol, args.side)
+        if args.plot:
+            from runner.plot import check_folder
+
+            check_folder(args.plot)  # refused before the report is printed
         code = report.tca_report(args.target, args.out_dir, args.json, days=days, select=select)
         if code or not args.plot:
             return code

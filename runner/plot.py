@@ -324,12 +324,8 @@ def plot_orders(
         raise UsageError("`runner tca --plot` needs matplotlib",
                          "pip install 'runner[plot]'") from None
     items = selected(traces(table), select)
-    out = Path(plot_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"--plot {plot_dir}: a file is in the way; --plot takes a folder "
-                         "(one PNG per order)", "give a folder name") from None
+    out = check_folder(plot_dir)
+    out.mkdir(parents=True, exist_ok=True)
     return [save(figure(t, find_bars(t, bars_path, err)), out / name)
             for t, name in zip(items, file_names(items), strict=True)]
 
@@ -343,6 +339,17 @@ def selected(items: list[Trace], select: Selection | None) -> list[Trace]:
     keys = pa.table({"tag": [t.tag for t in items], "symbol": [t.symbol for t in items],
                      "side": [t.side for t in items]})
     return [t for t, keep in zip(items, select.mask(keys).to_pylist(), strict=True) if keep]
+
+
+def check_folder(plot_dir: str) -> Path:
+    """`--plot DIR` as a folder that is there or can be made; a file in the way (DIR or
+    one above it) is a UsageError, raised before anything is printed or written."""
+    out = Path(plot_dir)
+    there = next((p for p in (out, *out.parents) if p.exists()), None)
+    if there is not None and not there.is_dir():
+        raise UsageError(f"--plot {plot_dir}: a file is in the way; --plot takes a folder "
+                         "(one PNG per order)", "give a folder name")
+    return out
 
 
 def tca_plot(
