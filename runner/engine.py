@@ -256,6 +256,8 @@ class Engine:
             await self._wait(lambda o: o.stopped, deadline)
         if not self.order.stopped:
             await self._cancel()
+        elif self.order.state == Ev.UNKNOWN:
+            await self._cancel_unseen()
 
     async def _wait(self, until: Callable[[_Order], bool], deadline_ns: int,
                     interruptible: bool = True) -> None:
@@ -386,8 +388,23 @@ class Engine:
             return f"order {tag} ended {order.state.value} and was recorded"
         return self.outcome.message or f"order {tag} may still be live (runner recover)"
 
+    async def _cancel_unseen(self) -> None:
+        """An acknowledged order the gateway no longer shows (UNKNOWN) may still work at
+        IB: one cancel by its id, best effort, before it is left for `runner recover`."""
+        order = self.order
+        assert order is not None
+        if order.cancel_sent:
+            return
+        order.cancel_sent = True
+        try:
+            await self.broker.cancel(order.req.tag)
+        except RunnerError as e:
+            self.outcome.notes.append(f"cancel of {order.req.tag} not sent: {e.message}")
+
     async def _cancel_on_the_way_out(self, cause: BaseException) -> None:
         order = self.order
+        if order is not None and order.placed and order.state == Ev.UNKNOWN:
+            await self._cancel_unseen()
         if order is None or not order.placed or order.stopped or order.cancel_sent:
             return
         try:
