@@ -356,6 +356,26 @@ def test_a_fill_held_during_1100_is_recorded_after_the_restore(gateway, cli, tmp
     assert rows(tmp_path, tag)[-1]["commission"] == 1.0
 
 
+def test_a_fill_whose_messages_the_outage_lost_is_found_by_the_resync(gateway, cli, tmp_path):
+    """1101 and none of the messages sent meanwhile: runner must ask the gateway again
+    (open orders, executions) to learn of the fill, and does so well before the TTL."""
+    gateway.script("o-lost", [Ack(), Outage(0.6, restored=1101, lose_held=True),
+                              Fill(10, 100.0, delay=0.1)])
+    code, out, err = one_shot(cli, gateway, "o-lost")
+    assert code == 0 and "state=FILL fill_qty=10" in out, err
+    assert "IB 1100" in err and "IB 1101" in err
+    r = rows(tmp_path, "o-lost")
+    got = [x["event"] for x in r]
+    # the execution is journaled once, the end is IB's Filled (no CANCEL, no second fill);
+    # the execution is found again at once, IB's Filled status only by the TTL's lookup
+    assert got[:2] == ["INTENT", "ACK"] and got[-1] == "FILL" and "CANCEL" not in got, got
+    assert sum(x["last_qty"] or 0 for x in r) == 10 and r[-1]["fill_qty"] == 10
+    assert r[-1]["commission"] == 1.0
+    # found again soon after the restore, not only by the TTL's cancel 5 s after the INTENT
+    [filled] = [x for x in r if x["last_qty"]]
+    assert (filled["ts"] - r[0]["ts"]).total_seconds() < 3.0, filled
+
+
 def test_a_restart_that_loses_the_order_is_unknown_never_an_end(gateway, cli, tmp_path):
     gateway.script("rs-1", [Ack(), Restart(down=0.3, lose_orders=True, delay=0.2)])
     code, out, err = one_shot(cli, gateway, "rs-1", 1, 5)

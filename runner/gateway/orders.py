@@ -55,7 +55,8 @@ class Outbox(Protocol):
 
     def drop(self, client_id: int) -> None: ...
 
-    def client_outage(self, client_id: int | None, seconds: float, restored: int) -> None: ...
+    def client_outage(self, client_id: int | None, seconds: float, restored: int,
+                      lose_held: bool = False) -> None: ...
 
     def restart_now(self, down: float, lose_orders: bool, rollback_ids: bool) -> None: ...
 
@@ -320,8 +321,8 @@ class OrderEngine:
                     self._finish(record, "Inactive")
             case Correct():
                 self._correct(record, step)
-            case Outage(seconds=seconds, restored=restored):
-                self.outbox.client_outage(record.client_id, seconds, restored)
+            case Outage(seconds=seconds, restored=restored, lose_held=lose_held):
+                self.outbox.client_outage(record.client_id, seconds, restored, lose_held)
             case Restart(down=down, lose_orders=lose, rollback_ids=rollback):
                 self.outbox.restart_now(down, lose, rollback)
             case DropBeforeAck():

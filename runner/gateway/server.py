@@ -391,10 +391,12 @@ class FakeGateway:
             session.close()
 
     def client_outage(self, client_id: int | None, seconds: float,
-                      restored: int = wire.CONNECTIVITY_RESTORED) -> None:
+                      restored: int = wire.CONNECTIVITY_RESTORED,
+                      lose_held: bool = False) -> None:
         """1100 now to the sessions of `client_id` (None: all), hold what they are
-        sent for `seconds`, then `restored` and the held messages. A second outage
-        during one extends it (one 1100, one restore, at the later end)."""
+        sent for `seconds`, then `restored` and the held messages (`lose_held`: not
+        those, which only a resync of the book shows again). A second outage during one
+        extends it (one 1100, one restore, at the later end)."""
         if restored not in (wire.CONNECTIVITY_RESTORED, wire.CONNECTIVITY_RESTORED_DATA_LOST):
             raise ValueError(f"restored must be 1101 or 1102, got {restored!r}")
         for session in list(self._sessions.values()):
@@ -405,14 +407,15 @@ class FakeGateway:
                 session.held = []
             session.outage_token += 1
             self._call_later(seconds, self._end_outage, session, session.outage_token,
-                             restored)
+                             restored, lose_held)
 
-    def _end_outage(self, session: Session, token: int, restored: int) -> None:
+    def _end_outage(self, session: Session, token: int, restored: int,
+                    lose_held: bool = False) -> None:
         if session.outage_token != token or session.held is None:
             return  # a later outage took over
         held, session.held = session.held, None
         session.write(wire.ib_error(wire.NO_REQ_ID, restored))
-        for fields in held:
+        for fields in [] if lose_held else held:
             session.write(fields)
 
     def restart_now(self, down: float, lose_orders: bool, rollback_ids: bool) -> None:

@@ -170,11 +170,13 @@ class Outage:
     """Connectivity inside the gateway is lost for the order's client: error 1100,
     then every message to that client is held for `seconds` (the socket stays up),
     then `restored` (1102 data maintained, or 1101 data lost) and the held messages
-    in order. Does not block: later steps run during the outage (held)."""
+    in order (with `lose_held`, none of them: what IB has, only a resync shows).
+    Does not block: later steps run during the outage (held)."""
 
     seconds: float
     restored: int = 1102
     delay: float = 0.0
+    lose_held: bool = False  # drop the held order messages at the restore (the book keeps them)
 
     def __post_init__(self) -> None:
         _finite(self.seconds, "seconds")
