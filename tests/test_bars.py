@@ -247,8 +247,6 @@ def test_sample_day_is_a_full_regular_session() -> None:
     assert bars.last_end_ns == T0 + 23_400 * S  # 16:00 New York
     assert np.all(np.diff(bars.ts) == S)
     assert bars.open[0] == 473.00
-    assert np.all(bars.low <= np.minimum(bars.open, bars.close))
-    assert np.all(np.maximum(bars.open, bars.close) <= bars.high)
     assert bars.vwap is not None
     assert np.all((bars.low <= bars.vwap) & (bars.vwap <= bars.high))
     assert np.all(bars.volume == np.round(bars.volume))
