@@ -20,6 +20,8 @@ from runner.errors import RunnerError, SpecError
 
 EPILOG = ("exit codes: 0 ok, 2 invalid spec/usage or refused by a gate (nothing sent), "
           "3 gateway, 4 rejected/expect failed, 1 other")
+TEST_EPILOG = ("exit codes: 0 every case passed (skips allowed), 4 any failed, else 2 any "
+               "errored (1 if an error was unexpected), 2 nothing to test or bad usage")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,13 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose(p)
 
     p = sub.add_parser("test", help="run specs' expect: blocks on the simulator",
-                       description="Run every spec with an expect: block on the simulator "
-                       "and report like a test suite. Exit 4 if any fails.", epilog=EPILOG)
+                       description="Run every spec document with an expect: block on the "
+                       "simulator and report like a test suite: passed, failed (an expect: "
+                       "not met), errored (invalid spec or bars, refused by a gate, "
+                       "unexpected error) and skipped (no expect: block).", epilog=TEST_EPILOG)
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
     p.add_argument("--out-dir", "--out_dir", dest="out_dir",
                    help="ledger root for scenario runs (default: a temporary folder)")
     p.add_argument("--json", action="store_true", help="print one JSON result object")
+    _policy_flag(p)
     _verbose(p)
 
     p = sub.add_parser("ledger", help="read the ledger")
@@ -311,7 +316,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from runner.scenarios import test
 
         return test(args.paths, junit=args.junit, out_dir=args.out_dir, as_json=args.json,
-                    environ=env)
+                    environ=env, policy=args.policy)
     from runner.run import run_command
 
     return run_command(args, env)

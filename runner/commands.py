@@ -117,10 +117,11 @@ def load_one(path: str, allow_outside: bool = False) -> list[Spec]:
 def plan(spec_path: str, as_json: bool, at: str | None, environ: Mapping[str, str],
          allow_outside: bool = False, policy: str | None = None, broker: bool = False,
          verbose: int = 0) -> int:
-    at_ns = parse_at(at) if at else time.time_ns()
+    now = time.time_ns()
     specs = load_one(spec_path, allow_outside)
     policies = [governing(s, policy) for s in specs]
-    plans = [compile_plan(s, environ, at_ns) for s in specs]
+    plans = [compile_plan(s, environ, parse_at(t) if (t := at or s.at) else now)
+             for s in specs]  # --at, else the spec's own at:, else now
     if broker:  # connects: IB's what-if and the broker's facts (imports ib_async)
         from runner.whatif import plan_with_broker
 

@@ -211,12 +211,14 @@ def iso(t_ns: int) -> str:
     return text + "Z"
 
 
-def parse_at(text: str) -> int:
-    """`--at`: ISO 8601 with a UTC offset (or Z), or epoch seconds."""
+def parse_at(text: str, flag: str = "--at") -> int:
+    """`--at` (or a spec's `at:`, named by `flag` in errors): ISO 8601 with a UTC offset
+    (or Z), or epoch seconds."""
+    parse = _epoch_ns if text.replace(".", "", 1).isdigit() else _iso_ns
     try:
-        return _epoch_ns(text) if text.replace(".", "", 1).isdigit() else _iso_ns(text)
+        return parse(text, flag)
     except ValueError:
-        raise UsageError(f"--at {text!r}: not a time",
+        raise UsageError(f"{flag} {text!r}: not a time",
                          "use ISO 8601 with an offset, e.g. 2026-01-05T09:30:00-05:00, "
                          "or epoch seconds") from None
 
@@ -237,22 +239,22 @@ def parse_day(text: str | None, flag: str) -> str | None:
 _EPOCH_SECONDS = (631_152_000, 4_102_444_800)  # 1990-01-01 .. 2100-01-01 UTC
 
 
-def _epoch_ns(text: str) -> int:
+def _epoch_ns(text: str, flag: str) -> int:
     """Epoch seconds, exactly (decimal, not float: nanoseconds survive), within 1990-2100."""
     from decimal import Decimal
 
     seconds = Decimal(text)
     if not _EPOCH_SECONDS[0] <= seconds < _EPOCH_SECONDS[1]:
-        raise UsageError(f"--at {text}: not epoch seconds between 1990 and 2100 "
+        raise UsageError(f"{flag} {text}: not epoch seconds between 1990 and 2100 "
                          f"({len(text.split('.')[0])} digits; milliseconds?)",
                          "give epoch seconds (e.g. 1767623400), or ISO 8601 with an offset")
     return int(seconds * 1_000_000_000)
 
 
-def _iso_ns(text: str) -> int:
+def _iso_ns(text: str, flag: str) -> int:
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if dt.tzinfo is None:
-        raise UsageError(f"--at {text!r} has no time zone",
+        raise UsageError(f"{flag} {text!r} has no time zone",
                          "add one, e.g. 2026-01-05T09:30:00-05:00 or ...Z")
     whole = int(dt.replace(microsecond=0).timestamp())
     return whole * 1_000_000_000 + dt.microsecond * 1000

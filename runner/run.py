@@ -163,9 +163,12 @@ def _num(x: float) -> float | int:
     return int(x) if x == int(x) else x
 
 
-def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> int:
-    """One document, on its own."""
-    return _run_ready(_prepare(spec, opts, environ, []), opts, environ)
+def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> Outcome:
+    """One document with an order, on its own: its Outcome, neither printed nor judged
+    (`runner test` judges it against the spec's `expect:`)."""
+    r = _prepare(spec, opts, environ, [])
+    assert r.plan.order is not None, "a handshake has no outcome to judge"
+    return _execute(r, opts)[0]
 
 
 def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
@@ -176,6 +179,10 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
         raise UsageError(f"--at {opts.at}: a run that reaches a broker runs on the broker's "
                          "clock; nothing was sent",
                          "drop --at, or use it with --dry-run or `runner plan`")
+    if spec.at and not opts.dry_run:
+        raise UsageError(f"{_where(spec)}: at: {spec.at} pins a scenario's start, but a run "
+                         "that reaches a broker runs on the broker's clock; nothing was sent",
+                         "run it with --dry-run or `runner test`, or remove at:")
     if spec.mode == "live" and not opts.live:
         raise UsageError(f"{spec.source}: the spec says mode: live but --live was not given; "
                          "nothing was sent", "add --live to trade live, or use mode: paper")
@@ -188,7 +195,7 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     policy = governing(spec, opts.policy)
     symbol = spec.order.symbol if spec.order else None  # a handshake has no order
     bars = _load_bars(spec.bars_path, symbol) if spec.bars_path else None
-    plan = compile_plan(spec, environ, _start_ns(opts, bars))
+    plan = compile_plan(spec, environ, _start_ns(opts.at or spec.at, opts.dry_run, bars))
     if opts.dry_run and bars is not None:
         _check_bars_cover(plan, bars)
     if not opts.dry_run and bars is not None and spec.arrival != "broker":
@@ -236,11 +243,18 @@ def _earlier_notional(spec: Spec, mine: list[_Ready], policy: Any) -> float:
 
 
 def _run_ready(r: _Ready, opts: RunOptions, environ: Mapping[str, str]) -> int:
+    if r.plan.order is None:
+        return _handshake(r.plan, opts)
+    outcome, ledger_path = _execute(r, opts)
+    _report(r.plan, outcome, ledger_path, opts)
+    return _verdict(r.spec, outcome, opts)
+
+
+def _execute(r: _Ready, opts: RunOptions) -> tuple[Outcome, Path]:
+    """The gates once more, under the run's lock, then the order: its Outcome and ledger."""
     from runner.preflight import Guard, run_lock
 
     plan, bars = r.plan, r.bars
-    if plan.order is None:
-        return _handshake(plan, opts)
     guard = Guard(plan, r.policy, bars, opts.dry_run)
     with run_lock(plan):  # one run per tag and per spec; the duplicate check needs it
         guard.before_connect()  # the gates again: every reason at once, before connecting
@@ -248,18 +262,15 @@ def _run_ready(r: _Ready, opts: RunOptions, environ: Mapping[str, str]) -> int:
             _recover_first(plan, opts)
             _check_duplicate(plan, opts, r.policy)
         inner = _broker(plan, r.spec, opts, bars)
-        broker = guard.wrap(inner)
-        outcome, ledger_path = execute(plan, broker, bars, opts, guard.pre_place, guard.watch,
-                                       guard.broker_price, _live_bars(r, inner, opts))
-    _report(plan, outcome, ledger_path, opts)
-    return _verdict(r.spec, outcome, opts)
+        return execute(plan, guard.wrap(inner), bars, opts, guard.pre_place, guard.watch,
+                       guard.broker_price, _live_bars(r, inner, opts))
 
 
-def _start_ns(opts: RunOptions, bars: Any) -> int:
-    """--at, else (dry run) the end of the first bar, else now."""
-    if opts.at:
-        return parse_at(opts.at)
-    if opts.dry_run and bars is not None:
+def _start_ns(at: str | None, dry_run: bool, bars: Any) -> int:
+    """--at or the spec's at:, else (dry run) the end of the first bar, else now."""
+    if at:
+        return parse_at(at)
+    if dry_run and bars is not None:
         return int(bars.first_ns) + int(bars.interval_ns)  # known once it has ended
     return time.time_ns()
 
@@ -545,7 +556,9 @@ def result_object(plan: Plan, o: Outcome, ledger_path: Path) -> dict[str, Any]:
 
 def _verdict(spec: Spec, o: Outcome, opts: RunOptions) -> int:
     if opts.dry_run and spec.expect is not None:  # a scenario: its expect: is the judge
-        diff = expect_diff(spec, o)
+        from runner.expect import expect_diff
+
+        diff = expect_diff(spec.expect, o)
         if diff:
             raise ExpectFailed(f"{spec.name}: expect failed: " + "; ".join(diff))
         return 0
@@ -558,21 +571,3 @@ def _verdict(spec: Spec, o: Outcome, opts: RunOptions) -> int:
         raise RunnerError(o.message or f"order {o.tag} did not end")
     return 0
 
-
-def expect_diff(spec: Spec, o: Outcome) -> list[str]:
-    """Each unmet `expect:` line as `key: expected X, got Y`."""
-    e = spec.expect
-    if e is None:
-        return []
-    out: list[str] = []
-    if e.state is not None and e.state != o.state:
-        out.append(f"state: expected {e.state}, got {o.state}")
-    if e.fill_qty is not None and abs(e.fill_qty - o.fill_qty) > 1e-9:
-        out.append(f"fill_qty: expected {e.fill_qty:g}, got {o.fill_qty:g}")
-    if e.avg_px is not None and (o.avg_px is None or abs(e.avg_px - o.avg_px) > 1e-9):
-        out.append(f"avg_px: expected {e.avg_px:g}, got {_px(o.avg_px)}")
-    if e.events is not None and list(e.events) != o.events:
-        out.append(f"events: expected {', '.join(e.events)}, got {', '.join(o.events)}")
-    if e.message is not None and e.message not in o.message:
-        out.append(f"message: expected to contain {e.message!r}, got {o.message!r}")
-    return out

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from runner.errors import SpecError
+from runner.errors import RunnerError, SpecError
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "spec.schema.json"
 MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is a mistake or an attack
@@ -86,6 +86,7 @@ class Spec:
     expect: Expect | None
     line: int = 1  # where the document starts
     arrival: str | None = None  # bars | broker; None: bars when bars_path is set
+    at: str | None = None  # `at:` as written: pins a dry run's (and a plan's) start, like --at
 
 
 @dataclass
@@ -351,6 +352,8 @@ class _Walk:
         self.doc.marks.setdefault(path, _mark(node))
         if isinstance(node, yaml.ScalarNode):
             self.number(node, path)
+            if path == ("at",) and node.tag == _TIMESTAMP:  # YAML 1.1 builds a datetime:
+                node.tag = _STR  # keep the text, as YAML 1.2 and the editor read it
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -413,6 +416,7 @@ def _document(node: yaml.Node | None, source: str, index: int) -> _Doc:
 MAX_INT = 2**53  # every whole number up to this is exact as a 64-bit float
 MAX_NUMBER_CHARS = 64  # the text of any number a spec needs is far shorter
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_STR, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
 _SCALARS = yaml.constructor.SafeConstructor()  # builds one scalar at a time; keeps no state
 _BAD_TEXT = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # control, format (bidi), surrogates, separators
 
@@ -630,7 +634,7 @@ def _semantic(doc: _Doc, data: dict[str, Any], root: Path, allow_outside: bool) 
     kind = data["kind"]
     given = doc.data
     if kind == "handshake":
-        for key in ("order", "ttl_sec", "limits", "expect", "bars_path", "arrival"):
+        for key in ("order", "ttl_sec", "limits", "expect", "bars_path", "arrival", "at"):
             if key in given:
                 doc.error((key,), "not used by kind handshake; remove it", key=True)
     else:
@@ -644,6 +648,12 @@ def _semantic(doc: _Doc, data: dict[str, Any], root: Path, allow_outside: bool) 
     for key in ("bars_path", "out_dir"):
         if key in data and not allow_outside:
             _check_inside(doc, key, data[key], root)
+    if "at" in given and kind != "handshake":
+        from runner.plan import parse_at  # the grammar of --at (plan imports this module)
+        try:
+            parse_at(str(given["at"]), "at:")
+        except RunnerError as e:
+            doc.errors.append((doc.mark(("at",)), str(e)))
 
 
 def _check_order(doc: _Doc, data: dict[str, Any]) -> None:
@@ -737,7 +747,7 @@ def _build(doc: _Doc, data: dict[str, Any]) -> Spec:
         out_dir=data["out_dir"], limits=Limits(**{k: float(v) for k, v in
                                                  data.get("limits", {}).items()}),
         sim=tuple(sorted(sim.items())), expect=expect, line=doc.mark(()).line,
-        arrival=data.get("arrival"),
+        arrival=data.get("arrival"), at=str(data["at"]) if "at" in data else None,
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from runner.cli import main
 from runner.ledger import read_ledger
+from runner.spec import load
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "live" / "2026-01-05" / "bars1s_SPY.parquet"
@@ -204,7 +205,7 @@ def test_runner_test_reports_a_wrong_expectation(work, capsys):
         "FAIL  bad.yaml (bad)",
         "      state: expected CANCEL, got FILL",
         "      fill_qty: expected 3, got 10",
-        "1 passed, 1 failed",
+        "1 passed, 1 failed, 0 errored, 0 skipped",
     ]
     junit = (work / "junit.xml").read_text()
     assert 'tests="2" failures="1"' in junit and "state: expected CANCEL, got FILL" in junit
@@ -212,9 +213,12 @@ def test_runner_test_reports_a_wrong_expectation(work, capsys):
 
 def test_shipped_scenarios_pass(monkeypatch, capsys):
     monkeypatch.chdir(REPO)
+    docs = [s for f in sorted((REPO / "specs").rglob("*.yaml")) for s in load(str(f))]
+    scenarios = sum(s.expect is not None for s in docs)
     assert main(["test", "specs/"]) == 0
     out = capsys.readouterr().out
-    assert out.endswith(" passed, 0 failed\n") and int(out.split()[-4]) >= 9
+    assert scenarios >= 9 and out.endswith(
+        f"\n{scenarios} passed, 0 failed, 0 errored, {len(docs) - scenarios} skipped\n")
 
 
 def test_tca_and_ledger_show_read_the_run(work, capsys):

@@ -85,10 +85,12 @@ def test_run_test_tca_and_ledger_show_json(project, capsys) -> None:
 
 def test_test_json(project, capsys) -> None:
     doc = run_json(capsys, "test", FILL, "--json")
-    assert doc["version"] == 1
+    assert (doc["version"], doc["command"], doc["ok"]) == (2, "test", True)
+    assert doc["counts"] == {"passed": 1, "failed": 0, "errored": 0, "skipped": 0}
     [result] = doc["results"]
-    assert set(result) == {"source", "name", "status", "detail", "seconds"}
-    assert (result["source"], result["name"], result["status"]) == (FILL, "fill", "pass")
+    assert set(result) == {"file", "spec", "name", "status", "seconds", "tag", "state",
+                           "differences", "error"}
+    assert (result["spec"], result["name"], result["status"]) == (FILL, "fill", "pass")
 
 
 @pytest.mark.parametrize("argv", [["validate", FILL, "--json"],
