@@ -29,6 +29,7 @@ from runner.errors import (
     RunnerError,
     UsageError,
 )
+from runner.paths import typed_path
 from runner.plan import Plan, compile_plan, iso, parse_at
 from runner.spec import Spec, from_mapping, load
 
@@ -156,7 +157,7 @@ def classic_spec(args: argparse.Namespace) -> Spec:
             data["arrival"] = args.arrival
     if args.limit is not None:
         order["limit"] = args.limit
-    return from_mapping(data, allow_outside=args.allow_outside)
+    return from_mapping(data, allow_outside=args.allow_outside, typed=True)
 
 
 def _num(x: float) -> float | int:
@@ -196,7 +197,7 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
 
         check_fresh(plan.bars_path or "", bars, time.time_ns())
     if opts.out_dir:
-        plan = replace(plan, out_dir=opts.out_dir)
+        plan = replace(plan, out_dir=typed_path(opts.out_dir))  # used as typed, ~ expanded
     ready = _Ready(spec, plan, policy, bars)
     if plan.order is None:
         return ready
