@@ -29,7 +29,6 @@ from runner.errors import (
     RunnerError,
     UsageError,
 )
-from runner.paths import typed_path
 from runner.plan import Plan, compile_plan, iso, parse_at
 from runner.spec import Spec, from_mapping, load
 
@@ -197,7 +196,7 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
 
         check_fresh(plan.bars_path or "", bars, time.time_ns())
     if opts.out_dir:
-        plan = replace(plan, out_dir=typed_path(opts.out_dir))  # used as typed, ~ expanded
+        plan = replace(plan, out_dir=os.path.expanduser(opts.out_dir))  # paths.typed_path
     ready = _Ready(spec, plan, policy, bars)
     if plan.order is None:
         return ready
