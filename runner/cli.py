@@ -56,7 +56,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                    help="place even while an earlier order in the ledger root is UNSETTLED "
                    "or UNKNOWN (may still work at IB)")
     p.add_argument("--allow-outside", action="store_true",
-                   help="allow bars_path/out_dir outside the working tree")
+                   help="allow a spec's bars_path/out_dir outside its project root "
+                   "(the folder with .git above the spec)")
     p.add_argument("--json", action="store_true", help="print one JSON result object")
     _policy_flag(p)
 
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "Exit 0 if all are valid, 2 otherwise.", epilog=EPILOG)
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--allow-outside", action="store_true",
-                   help="allow bars_path/out_dir outside the working tree")
+                   help="allow a spec's bars_path/out_dir outside its project root "
+                   "(the folder with .git above the spec)")
     p.add_argument("--json", action="store_true", help="print one JSON result object")
     _policy_flag(p)
     _verbose(p)
@@ -91,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", metavar="TIME",
                    help="plan start (ISO 8601 with offset, or epoch s); fixes generated tags")
     p.add_argument("--allow-outside", action="store_true",
-                   help="allow bars_path/out_dir outside the working tree")
+                   help="allow a spec's bars_path/out_dir outside its project root "
+                   "(the folder with .git above the spec)")
     p.add_argument("--broker", action="store_true",
                    help="connect and add IB's what-if preview (margin, commission, warnings) "
                    "and the gates that need the broker; no order is created")

@@ -2,21 +2,30 @@
 
 A plan is immutable and is exactly what the engine runs; `runner plan --json`
 prints it. The same spec, `at` and environment always give the same plan.
+
+A generated tag (IB's orderRef) is `<kind>_<SYMBOL>_<epoch milliseconds>`, with `-N` for
+the Nth document of a file from the second on: `oneshot_SPY_1767623400000`,
+`sanity_SPY_1767623400000-2`. So three untagged documents of one file get three tags,
+and `plan` and `run` give the same ones for the same `--at`. orderRef travels as an
+ASCII field of the API's messages; a tag stays in the spec's tag alphabet
+(letters, digits, `_.:-`, at most 64 characters): a symbol's space or `/` becomes `.`.
+Numbers are printed as they are sent (runner.output): `BUY 1000000 ... LMT 1.08505`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from runner.broker import OrderRequest
 from runner.errors import UsageError
+from runner.output import json_text, number_text, price_text
 from runner.spec import Expect, Limits, Spec
 
 PLAN_FORMAT = 1
@@ -71,16 +80,19 @@ class Plan:
         return f"{self.out_dir}/{self.day}/ledger.parquet"
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan for machines: times as ISO 8601 UTC text, numbers as they are sent."""
         d = dataclasses.asdict(self)
-        d["at"] = iso(self.at_ns)
+        d["at"] = iso(d.pop("at_ns"))
         d["sim"] = dict(self.sim)
         d["ledger"] = self.ledger_path
-        if self.order is not None and self.order.backstop_sec is not None:
-            d["order"]["good_till"] = f"INTENT + {self.order.backstop_sec:g} s"
+        if self.order is not None:
+            del d["order"]["good_till_ns"]  # an instant of the run, never planned (§4)
+            if self.order.backstop_sec is not None:
+                d["order"]["good_till"] = f"INTENT + {number_text(self.order.backstop_sec)} s"
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return json_text(self.to_dict())
 
 
 def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int) -> Plan:
@@ -139,18 +151,30 @@ def _env_int(name: str, value: str, lo: int, hi: int) -> int:
 def _order(spec: Spec, at_ns: int) -> OrderRequest:
     o = spec.order
     assert o is not None
-    tag = o.tag or f"{TAG_PREFIX[spec.kind]}_{o.symbol}_{at_ns // 1_000_000_000}"
+    tag = o.tag or generated_tag(spec, at_ns)
     tif, backstop = o.tif, None
     if o.tif in ("DAY", "GTC") and spec.ttl_backstop:
         # the order dies at IB even if runner and its host die: GTD = INTENT + this
         tif = "GTD"
         wait = spec.ttl_sec if spec.kind == "one-shot" else ACK_TIMEOUT_SEC
-        backstop = wait + BACKSTOP_MARGIN_SEC
+        # in decimal: 0.274 + 10 is 10.274, where floats give 10.274000000000001
+        backstop = float(Decimal(repr(wait)) + BACKSTOP_MARGIN_SEC)
     return OrderRequest(
         tag=tag, symbol=o.symbol, sec_type=o.sec_type, exchange=o.exchange, currency=o.currency,
         side=o.side, qty=o.qty, order_type="LMT" if o.limit is not None else "MKT",
         limit=o.limit, tif=tif, backstop_sec=backstop, outside_rth=o.outside_rth,
     )
+
+
+def generated_tag(spec: Spec, at_ns: int) -> str:
+    """The tag of an order whose spec names none (see the module docstring)."""
+    assert spec.order is not None
+    symbol = _NOT_TAG.sub(".", spec.order.symbol)
+    tag = f"{TAG_PREFIX[spec.kind]}_{symbol}_{at_ns // 1_000_000}"
+    return tag if spec.index == 0 else f"{tag}-{spec.index + 1}"
+
+
+_NOT_TAG = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
 def _steps(p: Plan) -> tuple[Step, ...]:
@@ -164,11 +188,11 @@ def _steps(p: Plan) -> tuple[Step, ...]:
     steps.append(Step("qualify", f"{o.symbol} {o.sec_type} {o.exchange} {o.currency}"))
     steps.append(Step("place", _describe_order(o)))
     if p.kind == "sanity-cancel":
-        steps.append(Step("wait", f"for the ACK (at most {ACK_TIMEOUT_SEC:g} s)"))
+        steps.append(Step("wait", f"for the ACK (at most {number_text(ACK_TIMEOUT_SEC)} s)"))
         steps.append(Step("cancel", "right after the ACK; wait for the confirmation"))
     else:
-        steps.append(Step("wait", f"ACK and fills until the TTL: INTENT + {p.ttl_sec:g} s "
-                                  "(the broker's clock)"))
+        steps.append(Step("wait", f"ACK and fills until the TTL: INTENT + "
+                                  f"{number_text(p.ttl_sec)} s (the broker's clock)"))
         steps.append(Step("cancel", "whatever is still working at the deadline; "
                                     "wait for the confirmation"))
     if p.bars_path:
@@ -178,15 +202,21 @@ def _steps(p: Plan) -> tuple[Step, ...]:
 
 
 def _describe_order(o: OrderRequest) -> str:
-    price = f"LMT {o.limit:.{_decimals(o.limit)}f}" if o.limit is not None else "MKT"
+    decimals = price_decimals(o.sec_type, o.currency, o.limit)
+    price = "MKT" if o.limit is None else f"LMT {price_text(o.limit, decimals)}"
     tif = o.tif
     if o.backstop_sec is not None:
-        tif = f"GTD INTENT + {o.backstop_sec:g} s (TTL backstop)"
-    return f"{o.side} {o.qty:g} {o.symbol} {price} {tif} orderRef={o.tag}"
+        tif = f"GTD INTENT + {number_text(o.backstop_sec)} s (TTL backstop)"
+    return f"{o.side} {number_text(o.qty)} {o.symbol} {price} {tif} orderRef={o.tag}"
 
 
-def _decimals(price: float | None) -> int:
-    return 2 if price is None or price >= 1 else 4
+def price_decimals(sec_type: str, currency: str, price: float | None) -> int:
+    """The decimals a price of this instrument is shown with at least (its tick grid):
+    US stocks 2 from $1 up, 4 below (runner.spec.TICK); FX (CASH) 5, 3 for a yen quote
+    (IDEALPRO's half pip); crypto 2. A price recorded with more keeps them all."""
+    if sec_type == "CASH":
+        return 3 if currency == "JPY" else 5
+    return 4 if sec_type == "STK" and price is not None and price < 1 else 2
 
 
 def trading_day(t_ns: int) -> str:
@@ -241,8 +271,6 @@ _EPOCH_SECONDS = (631_152_000, 4_102_444_800)  # 1990-01-01 .. 2100-01-01 UTC
 
 def _epoch_ns(text: str, flag: str) -> int:
     """Epoch seconds, exactly (decimal, not float: nanoseconds survive), within 1990-2100."""
-    from decimal import Decimal
-
     seconds = Decimal(text)
     if not _EPOCH_SECONDS[0] <= seconds < _EPOCH_SECONDS[1]:
         raise UsageError(f"{flag} {text}: not epoch seconds between 1990 and 2100 "
@@ -273,4 +301,4 @@ def render(p: Plan) -> str:
 
 
 def _opt(x: float | None) -> str:
-    return "-" if x is None else f"{x:g}"
+    return number_text(x, "-")

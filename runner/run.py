@@ -156,7 +156,7 @@ def classic_spec(args: argparse.Namespace) -> Spec:
             data["arrival"] = args.arrival
     if args.limit is not None:
         order["limit"] = args.limit
-    return from_mapping(data, allow_outside=args.allow_outside)
+    return from_mapping(data, allow_outside=args.allow_outside, typed=True)
 
 
 def _num(x: float) -> float | int:
@@ -203,7 +203,7 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
 
         check_fresh(plan.bars_path or "", bars, time.time_ns())
     if opts.out_dir:
-        plan = replace(plan, out_dir=opts.out_dir)
+        plan = replace(plan, out_dir=os.path.expanduser(opts.out_dir))  # paths.typed_path
     ready = _Ready(spec, plan, policy, bars)
     if plan.order is None:
         return ready

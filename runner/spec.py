@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from runner.errors import RunnerError, SpecError
+from runner.paths import PathRules, rules_for
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "spec.schema.json"
 MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is a mistake or an attack
@@ -157,7 +158,8 @@ def _hidden(f: Path, root: Path) -> bool:
 
 
 def load(path: str, root: Path | None = None, allow_outside: bool = False) -> list[Spec]:
-    """All specs in one file, or SpecError listing every problem in it."""
+    """All specs in one file, or SpecError listing every problem in it. Paths in the file
+    resolve against its project root (runner.paths), or `root` when given."""
     text = _read_text(path)
     return load_text(text, path, root, allow_outside)
 
@@ -168,8 +170,9 @@ def load_text(
     docs, errors = _parse(text, source)
     specs: list[Spec] = []
     invalid = 1 if errors else 0  # a syntax error spoils the rest of the file
+    rules = rules_for(source, root, allow_outside)
     for doc in docs:
-        spec = _check(doc, root or Path.cwd(), allow_outside)
+        spec = _check(doc, rules)
         errors += [(m, msg) for m, msg in doc.errors]
         if spec is not None:
             specs.append(spec)
@@ -184,11 +187,12 @@ def load_text(
 
 def from_mapping(
     data: Mapping[str, Any], source: str = "<command line>", root: Path | None = None,
-    allow_outside: bool = False,
+    allow_outside: bool = False, typed: bool = False,
 ) -> Spec:
-    """A spec built in memory (the classic commands): the same checks, no file marks."""
+    """A spec built in memory (the classic commands): the same checks, no file marks.
+    `typed`: its paths were typed on the command line, used as typed (`~` expanded)."""
     doc = _Doc(source, 0, _plain(data), constructed=True)
-    spec = _check(doc, root or Path.cwd(), allow_outside)
+    spec = _check(doc, rules_for(source, root, allow_outside, typed))
     if doc.errors or spec is None:
         raise SpecError([f"{source}: {msg}" for _, msg in doc.errors])
     return spec
@@ -493,7 +497,7 @@ def _text_problem(value: str) -> str:
 # --- checking ----------------------------------------------------------------------
 
 
-def _check(doc: _Doc, root: Path, allow_outside: bool) -> Spec | None:
+def _check(doc: _Doc, rules: PathRules) -> Spec | None:
     if not doc.constructed:
         return None
     if not isinstance(doc.data, dict):
@@ -507,10 +511,10 @@ def _check(doc: _Doc, root: Path, allow_outside: bool) -> Spec | None:
     data = schema_checked(doc, SCHEMA_PATH)
     if data is None:
         return None
-    _semantic(doc, data, root, allow_outside)
+    _semantic(doc, data, rules)
     if doc.errors:
         return None
-    return _build(doc, data)
+    return _build(doc, {**data, **{k: rules.resolve(data[k]) for k in _PATHS if k in data}})
 
 
 def schema_checked(doc: _Doc, schema_path: Path) -> dict[str, Any] | None:
@@ -630,7 +634,7 @@ def _with_defaults(data: dict[str, Any], sub: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def _semantic(doc: _Doc, data: dict[str, Any], root: Path, allow_outside: bool) -> None:
+def _semantic(doc: _Doc, data: dict[str, Any], rules: PathRules) -> None:
     kind = data["kind"]
     given = doc.data
     if kind == "handshake":
@@ -645,15 +649,19 @@ def _semantic(doc: _Doc, data: dict[str, Any], root: Path, allow_outside: bool) 
     if given.get("arrival") == "bars" and "bars_path" not in given:
         doc.error(("arrival",), "'bars' needs bars_path (add bars_path, or use "
                                 "arrival: broker)")
-    for key in ("bars_path", "out_dir"):
-        if key in data and not allow_outside:
-            _check_inside(doc, key, data[key], root)
+    for key in _PATHS:
+        problem = rules.problem(data[key]) if key in data else ""
+        if problem:
+            doc.error((key,), problem)
     if "at" in given and kind != "handshake":
         from runner.plan import parse_at  # the grammar of --at (plan imports this module)
         try:
             parse_at(str(given["at"]), "at:")
         except RunnerError as e:
             doc.errors.append((doc.mark(("at",)), str(e)))
+
+
+_PATHS = ("bars_path", "out_dir")
 
 
 def _check_order(doc: _Doc, data: dict[str, Any]) -> None:
@@ -713,14 +721,6 @@ def _check_limits(doc: _Doc, data: dict[str, Any], qty: float, limit: float | No
 
 def _num(x: float) -> str:
     return f"{x:,.2f}".rstrip("0").rstrip(".") if x != int(x) else f"{int(x):,}"
-
-
-def _check_inside(doc: _Doc, key: str, value: str, root: Path) -> None:
-    p = Path(value)
-    inside = not p.is_absolute() and (root / p).resolve().is_relative_to(root.resolve())
-    if not inside:
-        doc.error((key,), f"'{value}' is outside the working tree; use a relative path inside "
-                          "it, or pass --allow-outside")
 
 
 def _build(doc: _Doc, data: dict[str, Any]) -> Spec:

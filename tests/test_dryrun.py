@@ -62,7 +62,7 @@ def test_readme_main_job(tmp_path, monkeypatch, capsys):
     bars = pq.read_table(SAMPLE).to_pandas()
     arrival = bars["close"].iloc[0]  # the clock starts when the first bar has ended
     assert capsys.readouterr().out == (
-        f"[one-shot] tag=oneshot_SPY_1767623401 state=CANCEL fill_qty=0 avg_px=— "
+        f"[one-shot] tag=oneshot_SPY_1767623401000 state=CANCEL fill_qty=0 avg_px=— "
         f"arrival={arrival:.2f}\n")
     df = pd.read_parquet(tmp_path)
     assert list(df["event"]) == ["INTENT", "ACK", "CANCEL"]
@@ -252,10 +252,12 @@ def test_plan_json_is_byte_identical_and_matches_golden(monkeypatch):
     assert plan["connection"] == {"host": "127.0.0.1", "port": 4002, "client_id": 11,
                                   "timeout_sec": 10.0, "reconnect_sec": 30.0,
                                   "cancel_timeout_sec": 10.0}
-    assert plan["order"]["tag"] == "oneshot_SPY_1767623400"
+    assert plan["order"]["tag"] == "oneshot_SPY_1767623400000"
     # the plan holds durations; the engine stamps the GTD from the INTENT (DESIGN §4)
     assert plan["order"]["good_till"] == "INTENT + 12 s" and "deadline_ns" not in plan
-    assert plan["order"]["backstop_sec"] == 12.0 and plan["order"]["good_till_ns"] is None
+    assert plan["order"]["backstop_sec"] == 12.0 and "good_till_ns" not in plan["order"]
+    # times as ISO 8601 UTC text only, never ns integers (issue 14's JSON contract)
+    assert plan["at"] == "2026-01-05T14:30:00Z" and "at_ns" not in plan
 
 
 def test_bad_environment_is_a_usage_error(monkeypatch, capsys):

@@ -59,13 +59,13 @@ def test_handshake(gateway, cli):
 
 
 def test_sanity_cancel_records_intent_ack_cancel(gateway, cli, tmp_path):
-    before = time.time_ns() // NS
+    before = time.time_ns() // 1_000_000
     code, out, err = cli(gateway.port, "sanity-cancel", "--symbol", "SPY", "--qty", "1",
                          "--limit", "0.01")
     found = re.fullmatch(r"\[sanity-cancel\] tag=(sanity_SPY_(\d+)) ACK\+Cancel recorded\n", out)
     assert (code, err) == (0, "") and found, out
     tag = found.group(1)
-    assert before <= int(found.group(2)) <= time.time_ns() // NS
+    assert before <= int(found.group(2)) <= time.time_ns() // 1_000_000  # epoch milliseconds
     assert events(tmp_path, tag) == ["INTENT", "ACK", "CANCEL"]
     placed = sent(gateway, PLACE)
     assert len(placed) == 1 and placed[0][26] == tag and float(placed[0][19]) == 0.01

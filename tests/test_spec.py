@@ -40,6 +40,8 @@ CASES = {
  "qty_huge_inf": OS + order(qty="1e999"),
  "side_lower": OS + order(side="buy"),
  "side_bad": OS + order(side="HOLD"),
+ "side_typo": OS + order(side="BUYY"),
+ "tif_lower": OS + order(tif="gtc"),
  "tif_bad": OS + order(tif="FOK"),
  "sectype_bad": OS + order(sec_type="BOND"),
  "symbol_bad": OS + order(symbol="'spy;rm'"),
@@ -139,6 +141,8 @@ EXPECTED = {
     'missing_side': ["4:3: order: missing required key 'side'"],
     'missing_kind': ["1:1: missing required key 'kind'"],
     'missing_version': ["1:1: missing required key 'version'"],
+    'side_typo': ["5:9: order.side: 'BUYY' is not one of BUY, SELL (did you mean BUY?)"],
+    'tif_lower': ["8:8: order.tif: 'gtc' is not one of DAY, IOC, GTC (did you mean GTC?)"],
     'unknown_kind': ["2:7: kind: 'oneshot' is not one of handshake, sanity-cancel, one-shot (did you mean one-shot?)"],
     'version_2': ['1:10: version: must be 1, got 2'],
     'handshake_order': ['3:1: order: not used by kind handshake; remove it'],
@@ -152,8 +156,8 @@ EXPECTED = {
     'sim_bad_participation': ['9:18: sim.participation: must be <= 1, got 2'],
     'sim_unknown': ['9:3: sim.rejct: unknown key (did you mean reject?)'],
     'expect_bad_state': ["9:10: expect.state: 'FILLED' is not one of FILL, CANCEL, REJ, UNSETTLED, UNKNOWN, OPEN (did you mean FILL?)"],
-    'bars_abs': ["8:12: bars_path: '/etc/passwd' is outside the working tree; use a relative path inside it, or pass --allow-outside"],
-    'out_dir_escape': ["8:10: out_dir: '../../tmp' is outside the working tree; use a relative path inside it, or pass --allow-outside"],
+    'bars_abs': ["8:12: bars_path: '/etc/passwd' is outside the project root ROOT (the working directory: no folder with .git above the spec); use a relative path inside it, or pass --allow-outside"],
+    'out_dir_escape': ["8:10: out_dir: '../../tmp' is outside the project root ROOT (the working directory: no folder with .git above the spec); use a relative path inside it, or pass --allow-outside"],
     'order_list': ['3:8: order: expected a mapping, got a list'],
     'tab_indent': ['4:1: YAML syntax error: tab character; YAML indents with spaces only'],
     'dup_key': ['3:1: kind: duplicate key'],
@@ -208,7 +212,8 @@ def test_invalid_spec_exits_2_with_exact_message(name, tmp_path, monkeypatch, ca
     Path("x.yaml").write_text(CASES[name], encoding="utf-8")
     assert main(["validate", "x.yaml"]) == 2
     out, err = capsys.readouterr()
-    assert err.splitlines() == [f"x.yaml:{line}" for line in EXPECTED[name]]
+    root = os.getcwd()  # the project root, without a .git above the spec: named in full
+    assert err.splitlines() == [f"x.yaml:{line}".replace("ROOT", root) for line in EXPECTED[name]]
     assert "Traceback" not in out + err
     assert out.strip().endswith("specs invalid")
 
