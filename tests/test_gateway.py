@@ -37,6 +37,7 @@ from runner.gateway import (
     Fill,
     Reject,
     main,
+    place_order_fields,
     wire,
 )
 from runner.gateway.contracts import STOCKS
@@ -111,11 +112,12 @@ def test_limit_order_is_acked_and_its_fields_reach_the_gateway() -> None:
             trade = await place(ib, "probe-1", qty=10, limit=100.25, tif="GTC")
             await until(ib, lambda: trade.orderStatus.status == "Submitted")
             assert trade.order.orderRef == "probe-1"
-            [(client_id, fields)] = gw.frames(3)
+            [(client_id, _)] = gw.frames(3)
             assert client_id == 7
-            # placeOrder at 178: 16 action, 17 qty, 18 type, 19 lmtPrice, 21 tif, 26 orderRef
-            assert fields[16:20] == ("BUY", "10", "LMT", "100.25")
-            assert (fields[21], fields[26]) == ("GTC", "probe-1")
+            [sent] = gw.place_orders()
+            assert (sent.action, sent.total_quantity, sent.order_type, sent.lmt_price) == (
+                "BUY", "10", "LMT", "100.25")
+            assert (sent.tif, sent.order_ref) == ("GTC", "probe-1")
             [order] = gw.orders_by_ref("probe-1")
             assert (order.status, order.order.lmt_price, order.order.tif) == (
                 "Submitted", 100.25, "GTC")
@@ -576,6 +578,41 @@ def test_message_layouts_have_the_exact_field_counts() -> None:
     assert len(wire.position("DU1", Contract(1, "X"), 1, 1)) == 16
     assert len(wire.contract_details(1, STOCKS["SPY"], "SMART", ("", ""))) == 40
     assert wire.num(10.0) == "10" and wire.num(2.5) == "2.5" and wire.num(None) == ""
+
+
+# placeOrder (3) at 178 by index, written out from TWS_PROTOCOL ("placeOrder (3) as
+# ib_async sends it at version 178"), apart from the gateway's own table on purpose.
+PLACE_ORDER_178 = {
+    "order_id": 1, "con_id": 2, "symbol": 3, "sec_type": 4, "exchange": 9,
+    "primary_exchange": 10, "currency": 11, "local_symbol": 12, "trading_class": 13,
+    "action": 16, "total_quantity": 17, "order_type": 18, "lmt_price": 19, "aux_price": 20,
+    "tif": 21, "account": 23, "order_ref": 26, "outside_rth": 33, "good_till_date": 38,
+}
+
+
+def test_place_order_fields_name_the_178_layout_as_ib_async_sends_it() -> None:
+    gtd = time.strftime("%Y%m%d %H:%M:%S UTC", time.gmtime(time.time() + 3600))
+
+    async def body() -> None:
+        async with FakeGateway() as gw, connected(gw) as ib:
+            [contract] = await ib.qualifyContractsAsync(SPY)
+            ib.placeOrder(contract, LimitOrder("SELL", 7, 100.25, orderRef="layout-1",
+                                               tif="GTD", goodTillDate=gtd, outsideRth=True,
+                                               account="DU1234567"))
+            [(_, fields)] = await gw.wait_for(3)
+            named = place_order_fields(fields)
+            assert {k: getattr(named, k) for k in PLACE_ORDER_178} == {
+                k: fields[i] for k, i in PLACE_ORDER_178.items()}
+            assert (named.symbol, named.action, named.total_quantity, named.order_type,
+                    named.lmt_price, named.aux_price, named.tif, named.good_till_date,
+                    named.outside_rth, named.account, named.order_ref) == (
+                "SPY", "SELL", "7", "LMT", "100.25", "", "GTD", gtd, "1", "DU1234567",
+                "layout-1")
+            assert gw.place_orders() == [named]
+
+    run(body())
+    with pytest.raises(ValueError, match="placeOrder with 34 fields"):
+        place_order_fields(["3"] * 34)
 
 
 def test_frame_round_trip_and_version_negotiation() -> None:
