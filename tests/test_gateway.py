@@ -6,9 +6,11 @@ client share that loop. Waits are on client events with timeouts, never sleeps.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -40,6 +42,7 @@ from runner.gateway import (
     place_order_fields,
     wire,
 )
+from runner.gateway.cli import build_parser
 from runner.gateway.contracts import STOCKS
 from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
 
@@ -634,6 +637,68 @@ def test_non_loopback_host_is_refused() -> None:
     with pytest.raises(UsageError):
         FakeGateway(host="0.0.0.0")
     assert main(["--host", "192.0.2.1", "--port", "0"]) == 2
+
+
+def test_gateway_help_has_a_line_and_the_default_for_every_flag() -> None:
+    parser = build_parser()
+    flags = [a for a in parser._actions
+             if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    assert len(flags) == 11
+    for action in flags:
+        assert action.help, action.option_strings
+        shown = re.search(r"\(default: ([^;,)]+)", action.help % dict(vars(action)))
+        assert shown, action.option_strings
+        if action.dest == "account":  # appended to, so the default is the gateway's own
+            expected = FakeGateway().accounts[0]
+        else:
+            expected = {None: "none", False: "off"}.get(action.default, str(action.default))
+        assert shown.group(1) == expected, action.option_strings
+
+
+def test_gateway_help_through_runner_lists_every_flag() -> None:
+    done = subprocess.run([sys.executable, "-m", "runner", "gateway", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    for action in build_parser()._actions:
+        assert action.option_strings[-1] in done.stdout
+    assert " ".join(done.stdout.split()).count("(default: ") == 11  # unwrapped
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--port", "99999"], "--port: '99999' is not a port (0-65535)"),
+    (["--port"], "--port: expected one argument"),
+    (["--speed", "0"], "--speed: '0' is not a speed (a number > 0)"),
+    (["--speed", "nan"], "--speed: 'nan' is not a speed (a number > 0)"),
+    (["--speed", "fast"], "--speed: 'fast' is not a number"),
+    (["--participation", "1.5"], "--participation: '1.5' is not a share in (0, 1]"),
+    (["--hours", "late"],
+     "--hours: invalid choice: 'late' (choose from 'open', 'regular', 'closed')"),
+    (["--symbol", "SPY"], "--symbol: only with --bars (it picks the rows of the bars file)"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_a_gateway_usage_error_is_one_line_and_exit_2(args: list[str], why: str,
+                                                      capsys: Any) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 2
+    assert capsys.readouterr() == ("", f"runner gateway: {why} (see `runner gateway --help`)\n")
+
+
+def test_a_gateway_usage_error_through_runner_is_one_line() -> None:
+    done = subprocess.run([sys.executable, "-m", "runner", "gateway", "--port", "99999"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("runner gateway: --port: '99999' is not a port (0-65535) "
+                           "(see `runner gateway --help`)\n")
+
+
+def test_gateway_bars_errors_name_the_flag(tmp_path: Path) -> None:
+    missing = tmp_path / "none.parquet"
+    done = subprocess.run([sys.executable, "-m", "runner", "gateway", "--port", "0",
+                           "--bars", str(missing)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"runner gateway: bars file not found: {missing} (check --bars)\n"
 
 
 def test_gateway_command_serves_until_sigterm() -> None:

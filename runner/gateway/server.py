@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runner.gateway")
 
+DEFAULT_ACCOUNT = "DU1234567"  # a paper account (U… would be a live one)
 Received = tuple[int | None, tuple[str, ...]]
 Sent = Received  # (clientId, fields) of a frame the gateway wrote
 
@@ -65,7 +66,7 @@ class FakeGateway:
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        accounts: Iterable[str] = ("DU1234567",),
+        accounts: Iterable[str] = (DEFAULT_ACCOUNT,),
         bars: Bars | None = None,
         *,
         client_id_in_use: Iterable[int] = (),
