@@ -6,9 +6,11 @@ client share that loop. Waits are on client events with timeouts, never sleeps.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -37,8 +39,10 @@ from runner.gateway import (
     Fill,
     Reject,
     main,
+    place_order_fields,
     wire,
 )
+from runner.gateway.cli import build_parser
 from runner.gateway.contracts import STOCKS
 from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
 
@@ -111,11 +115,12 @@ def test_limit_order_is_acked_and_its_fields_reach_the_gateway() -> None:
             trade = await place(ib, "probe-1", qty=10, limit=100.25, tif="GTC")
             await until(ib, lambda: trade.orderStatus.status == "Submitted")
             assert trade.order.orderRef == "probe-1"
-            [(client_id, fields)] = gw.frames(3)
+            [(client_id, _)] = gw.frames(3)
             assert client_id == 7
-            # placeOrder at 178: 16 action, 17 qty, 18 type, 19 lmtPrice, 21 tif, 26 orderRef
-            assert fields[16:20] == ("BUY", "10", "LMT", "100.25")
-            assert (fields[21], fields[26]) == ("GTC", "probe-1")
+            [sent] = gw.place_orders()
+            assert (sent.action, sent.total_quantity, sent.order_type, sent.lmt_price) == (
+                "BUY", "10", "LMT", "100.25")
+            assert (sent.tif, sent.order_ref) == ("GTC", "probe-1")
             [order] = gw.orders_by_ref("probe-1")
             assert (order.status, order.order.lmt_price, order.order.tif) == (
                 "Submitted", 100.25, "GTC")
@@ -578,6 +583,41 @@ def test_message_layouts_have_the_exact_field_counts() -> None:
     assert wire.num(10.0) == "10" and wire.num(2.5) == "2.5" and wire.num(None) == ""
 
 
+# placeOrder (3) at 178 by index, written out from TWS_PROTOCOL ("placeOrder (3) as
+# ib_async sends it at version 178"), apart from the gateway's own table on purpose.
+PLACE_ORDER_178 = {
+    "order_id": 1, "con_id": 2, "symbol": 3, "sec_type": 4, "exchange": 9,
+    "primary_exchange": 10, "currency": 11, "local_symbol": 12, "trading_class": 13,
+    "action": 16, "total_quantity": 17, "order_type": 18, "lmt_price": 19, "aux_price": 20,
+    "tif": 21, "account": 23, "order_ref": 26, "outside_rth": 33, "good_till_date": 38,
+}
+
+
+def test_place_order_fields_name_the_178_layout_as_ib_async_sends_it() -> None:
+    gtd = time.strftime("%Y%m%d %H:%M:%S UTC", time.gmtime(time.time() + 3600))
+
+    async def body() -> None:
+        async with FakeGateway() as gw, connected(gw) as ib:
+            [contract] = await ib.qualifyContractsAsync(SPY)
+            ib.placeOrder(contract, LimitOrder("SELL", 7, 100.25, orderRef="layout-1",
+                                               tif="GTD", goodTillDate=gtd, outsideRth=True,
+                                               account="DU1234567"))
+            [(_, fields)] = await gw.wait_for(3)
+            named = place_order_fields(fields)
+            assert {k: getattr(named, k) for k in PLACE_ORDER_178} == {
+                k: fields[i] for k, i in PLACE_ORDER_178.items()}
+            assert (named.symbol, named.action, named.total_quantity, named.order_type,
+                    named.lmt_price, named.aux_price, named.tif, named.good_till_date,
+                    named.outside_rth, named.account, named.order_ref) == (
+                "SPY", "SELL", "7", "LMT", "100.25", "", "GTD", gtd, "1", "DU1234567",
+                "layout-1")
+            assert gw.place_orders() == [named]
+
+    run(body())
+    with pytest.raises(ValueError, match="placeOrder with 34 fields"):
+        place_order_fields(["3"] * 34)
+
+
 def test_frame_round_trip_and_version_negotiation() -> None:
     framed = wire.frame(["15", "1", "DU1"])
     assert framed == struct.pack(">I", 9) + b"15\x001\x00DU1\x00"
@@ -597,6 +637,68 @@ def test_non_loopback_host_is_refused() -> None:
     with pytest.raises(UsageError):
         FakeGateway(host="0.0.0.0")
     assert main(["--host", "192.0.2.1", "--port", "0"]) == 2
+
+
+def test_gateway_help_has_a_line_and_the_default_for_every_flag() -> None:
+    parser = build_parser()
+    flags = [a for a in parser._actions
+             if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    assert len(flags) == 11
+    for action in flags:
+        assert action.help, action.option_strings
+        shown = re.search(r"\(default: ([^;,)]+)", action.help % dict(vars(action)))
+        assert shown, action.option_strings
+        if action.dest == "account":  # appended to, so the default is the gateway's own
+            expected = FakeGateway().accounts[0]
+        else:
+            expected = {None: "none", False: "off"}.get(action.default, str(action.default))
+        assert shown.group(1) == expected, action.option_strings
+
+
+def test_gateway_help_through_runner_lists_every_flag() -> None:
+    done = subprocess.run([sys.executable, "-m", "runner", "gateway", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    for action in build_parser()._actions:
+        assert action.option_strings[-1] in done.stdout
+    assert " ".join(done.stdout.split()).count("(default: ") == 11  # unwrapped
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--port", "99999"], "--port: '99999' is not a port (0-65535)"),
+    (["--port"], "--port: expected one argument"),
+    (["--speed", "0"], "--speed: '0' is not a speed (a number > 0)"),
+    (["--speed", "nan"], "--speed: 'nan' is not a speed (a number > 0)"),
+    (["--speed", "fast"], "--speed: 'fast' is not a number"),
+    (["--participation", "1.5"], "--participation: '1.5' is not a share in (0, 1]"),
+    (["--hours", "late"],
+     "--hours: invalid choice: 'late' (choose from 'open', 'regular', 'closed')"),
+    (["--symbol", "SPY"], "--symbol: only with --bars (it picks the rows of the bars file)"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_a_gateway_usage_error_is_one_line_and_exit_2(args: list[str], why: str,
+                                                      capsys: Any) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 2
+    assert capsys.readouterr() == ("", f"runner gateway: {why} (see `runner gateway --help`)\n")
+
+
+def test_a_gateway_usage_error_through_runner_is_one_line() -> None:
+    done = subprocess.run([sys.executable, "-m", "runner", "gateway", "--port", "99999"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("runner gateway: --port: '99999' is not a port (0-65535) "
+                           "(see `runner gateway --help`)\n")
+
+
+def test_gateway_bars_errors_name_the_flag(tmp_path: Path) -> None:
+    missing = tmp_path / "none.parquet"
+    done = subprocess.run([sys.executable, "-m", "runner", "gateway", "--port", "0",
+                           "--bars", str(missing)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"runner gateway: bars file not found: {missing} (check --bars)\n"
 
 
 def test_gateway_command_serves_until_sigterm() -> None:

@@ -286,7 +286,9 @@ def test_status_first_and_an_over_fill(gateway: Any) -> None:
         gateway.script("over", [Ack(), Fill(8, 100.0), Fill(4, 100.5, over=True)])
         async with connected(gateway) as ib:
             sf, over = await place(ib, "sf"), await place(ib, "over")
-            await until(ib, lambda: len(sf.fills) == 1 and len(over.fills) == 2)
+            # the over-fill's orderStatus follows its execDetails, maybe in a later read
+            await until(ib, lambda: len(sf.fills) == 1 and len(over.fills) == 2
+                        and over.orderStatus.status == "Filled")
             assert kinds(gateway, order_id=sf.order.orderId)[2:] == ["5", "3:Filled", "11", "59"]
             assert [e.status for e in sf.log] == ["PendingSubmit", "Submitted", "Filled",
                                                   "Filled"]

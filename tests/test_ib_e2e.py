@@ -67,15 +67,15 @@ def test_sanity_cancel_records_intent_ack_cancel(gateway, cli, tmp_path):
     tag = found.group(1)
     assert before <= int(found.group(2)) <= time.time_ns() // 1_000_000  # epoch milliseconds
     assert events(tmp_path, tag) == ["INTENT", "ACK", "CANCEL"]
-    placed = sent(gateway, PLACE)
-    assert len(placed) == 1 and placed[0][26] == tag and float(placed[0][19]) == 0.01
+    placed = gateway.place_orders()
+    assert len(placed) == 1 and placed[0].order_ref == tag and float(placed[0].lmt_price) == 0.01
     assert len(sent(gateway, CANCEL)) == 1
     intent = rows(tmp_path, tag)[0]
     assert intent["account"] == "DU1234567" and intent["broker"] == "ib"
     assert intent["client_id"] == 7 and rows(tmp_path, tag)[1]["perm_id"]
     # the sanity-cancel has the GTD backstop too: INTENT + 10 s ack wait + 10 s margin
-    assert placed[0][21] == "GTD"
-    gtd_ns = calendar.timegm(time.strptime(placed[0][38], "%Y%m%d-%H:%M:%S")) * NS
+    assert placed[0].tif == "GTD"
+    gtd_ns = calendar.timegm(time.strptime(placed[0].good_till_date, "%Y%m%d-%H:%M:%S")) * NS
     assert gtd_ns == intent["good_till"].value
     assert 0 <= gtd_ns - (intent["ts"].value + 20 * NS) < NS
 
@@ -100,9 +100,9 @@ def test_one_shot_no_fill_is_cancelled_at_the_ttl(gateway, cli, tmp_path):
     r = rows(tmp_path, "ttl-1")
     assert [x["event"] for x in r] == ["INTENT", "ACK", "CANCEL"]
     assert (r[2]["ts"].value - r[0]["ts"].value) / NS >= 0.5 and elapsed < 3
-    placed = sent(gateway, PLACE)[0]
-    assert placed[21] == "GTD"
-    gtd_ns = calendar.timegm(time.strptime(placed[38], "%Y%m%d-%H:%M:%S")) * NS  # IB's UTC
+    placed = gateway.place_orders()[0]
+    assert placed.tif == "GTD"
+    gtd_ns = calendar.timegm(time.strptime(placed.good_till_date, "%Y%m%d-%H:%M:%S")) * NS
     # by hand: INTENT + TTL 0.5 s + margin 10 s, rounded up to IB's whole second
     assert 0 <= gtd_ns - (r[0]["ts"].value + int(10.5 * NS)) < NS
 

@@ -229,7 +229,7 @@ def test_unsettled_blocks_the_next_run_until_recover_settles_it(make_gateway, cl
     # the next run refuses to place while u-1 may still work
     code, out, err = one_shot(cli, gateway, "u-2", 1, 0.3)
     assert code == 2 and "not placing: 1 earlier order(s) under data/exec are not settled" in err
-    assert "u-1" in err and [f[26] for f in sent(gateway, PLACE)] == ["u-1"]
+    assert "u-1" in err and [p.order_ref for p in gateway.place_orders()] == ["u-1"]
     # recover pointed at another account's gateway changes nothing and exits non-zero
     other = make_gateway(accounts=("DU7654321",))
     before = rows(tmp_path, "u-1")
@@ -426,8 +426,8 @@ def test_a_slow_sync_does_not_shift_the_gtd(gateway, cli, tmp_path):
     assert code == 0, err
     intent = rows(tmp_path, "slow")[0]
     assert (intent["ts"].value - start) / NS >= 2.0  # connect took the slow syncs
-    placed = sent(gateway, PLACE)[0]
-    gtd_ns = calendar.timegm(time.strptime(placed[38], "%Y%m%d-%H:%M:%S")) * NS
+    placed = gateway.place_orders()[0]
+    gtd_ns = calendar.timegm(time.strptime(placed.good_till_date, "%Y%m%d-%H:%M:%S")) * NS
     assert 0 <= gtd_ns - (intent["ts"].value + int(10.5 * NS)) < NS  # INTENT + TTL + margin
 
 
@@ -477,7 +477,7 @@ def test_ten_concurrent_runs_under_max_day_orders_3_place_exactly_three(gateway,
         for stream in (p.stdout, p.stderr):
             if stream:
                 stream.close()
-    placed = [f[26] for f in sent(gateway, PLACE)]
+    placed = [p.order_ref for p in gateway.place_orders()]
     assert len(placed) == 3 and len(set(placed)) == 3
     assert sorted(code for code, _ in results) == [0, 0, 0] + [2] * 7
     refused = [err for code, err in results if code == 2]
@@ -554,7 +554,7 @@ def test_a_later_document_failing_at_the_broker_says_which_ran(gateway, cli, tmp
     assert code == 3 and "tag=doc-1 state=CANCEL" in out
     assert "two.yaml: documents run: #1; #2 did not succeed; not run: none" in err
     assert "unknown contract ZZZZ" in err
-    assert [f[26] for f in sent(gateway, PLACE)] == ["doc-1"]
+    assert [p.order_ref for p in gateway.place_orders()] == ["doc-1"]
 
 
 def test_the_executions_in_force_view_folds_corrections(gateway, cli, tmp_path):
@@ -679,7 +679,7 @@ def test_without_bars_the_collar_is_judged_on_the_brokers_quote(gateway, cli, tm
     code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "100.20",
                          "--ttl_sec", "0.2", "--tag", "br-ok")  # 20 bps: inside the collar
     assert code == 0 and "state=CANCEL" in out, err
-    assert [f[26] for f in sent(gateway, PLACE)] == ["br-ok"]
+    assert [p.order_ref for p in gateway.place_orders()] == ["br-ok"]
 
 
 def test_a_policy_can_demand_the_brokers_price_over_a_bars_file(gateway, cli, tmp_path):
@@ -738,7 +738,7 @@ def test_market_orders_count_in_the_day_notional_at_the_brokers_price(gateway, c
     codes = [cli(gateway.port, "one-shot", "--qty", "1", "--ttl_sec", "0.2", "--tag",
                  f"m{i}")[0] for i in range(3)]
     assert codes == [0, 0, 2]  # 400 + 400 placed; a third would make 1,200 > 1,000
-    assert [f[26] for f in sent(gateway, PLACE)] == ["m0", "m1"]
+    assert [p.order_ref for p in gateway.place_orders()] == ["m0", "m1"]
     assert rows(tmp_path, "m0")[0]["arrival_px"] == 400.0  # the INTENT carries the price
 
 
@@ -764,7 +764,7 @@ def test_a_tag_in_the_policys_ledger_is_not_placed_again_elsewhere(gateway, cli,
     assert one_shot(cli, gateway, "dup1", 1, 0.2)[0] == 0
     code, out, err = one_shot(cli, gateway, "dup1", 1, 0.2, "--out_dir", "elsewhere")
     assert code == 2 and "tag dup1 is already in" in err
-    assert [f[26] for f in sent(gateway, PLACE)] == ["dup1"]
+    assert [p.order_ref for p in gateway.place_orders()] == ["dup1"]
 
 
 def test_one_ledger_spelled_two_ways_is_one_ledger_for_a_file(gateway, cli, tmp_path):
@@ -801,7 +801,7 @@ def test_bars_that_disagree_with_the_broker_are_not_judged_by(gateway, cli, tmp_
     code, out, err = cli(gateway.port, "one-shot", "--qty", "1", "--limit", "100.00",
                          "--ttl_sec", "0.2", "--tag", "dis", "--bars_path", "bars.parquet")
     assert code == 0, err
-    assert [f[26] for f in sent(gateway, PLACE)] == ["dis"]
+    assert [p.order_ref for p in gateway.place_orders()] == ["dis"]
 
 
 def test_an_account_id_behind_a_terminal_colour_code_is_masked(gateway, cli, tmp_path):

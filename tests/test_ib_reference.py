@@ -23,7 +23,7 @@ from ib_async import IB, Stock
 from runner.bars import Bars
 from runner.broker import OrderRequest
 from runner.errors import GatewayError
-from runner.gateway import server
+from runner.gateway import handlers
 from runner.gateway.wire import ib_time
 from runner.ib import IBBroker
 from runner.plan import Connection
@@ -340,7 +340,7 @@ def test_no_stale_price_from_an_earlier_snapshot(gateway):
 
 
 def test_an_unanswered_snapshot_costs_the_timeout_then_is_cancelled(gateway, monkeypatch):
-    monkeypatch.setitem(server._HANDLERS, "1", lambda gw, session, fields: None)
+    monkeypatch.setitem(handlers.HANDLERS, "1", lambda gw, session, fields: None)
     got, took = reference(gateway, timeout_sec=0.5)
     assert got is None and 0.5 <= took < 1.5, took
     [(_, cancel)] = gateway.frames(2)  # cancelMktData for the snapshot's reqId

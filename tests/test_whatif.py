@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from runner.gateway import FakeGateway, wire
+from runner.gateway import FakeGateway, place_order_fields
+from runner.gateway.requests import is_what_if
 from runner.gateway.whatif import fixed_rate_commission
 from runner.ib import parse_hours
 
@@ -49,7 +50,7 @@ def test_plan_broker_shows_margin_and_commission_and_creates_no_order(gateway, c
         f"max {commission:.2f})\n")
     assert out.startswith("plan w (one-shot, paper) from w.yaml\n")
     [frame] = placed(gateway)  # the one placeOrder on the wire asked for a preview...
-    assert wire.is_what_if(frame) and frame[26] == "wi-1"
+    assert is_what_if(frame) and place_order_fields(frame).order_ref == "wi-1"
     assert gateway.orders_by_ref("wi-1") == []  # ...and the gateway made no order of it
     assert [w.order_ref for w in gateway.what_ifs] == ["wi-1"]
     assert not (tmp_path / "data").exists()
@@ -118,11 +119,11 @@ def test_fixed_rate_commission(qty, px, expected):
 def test_is_what_if_reads_past_algo_params():
     frame = ["x"] * 120
     frame[82], frame[84] = "", "1"
-    assert wire.is_what_if(frame)
+    assert is_what_if(frame)
     frame[82], frame[83], frame[84], frame[87] = "Adaptive", "1", "0", "1"  # 1 param: +3
-    assert wire.is_what_if(frame)
+    assert is_what_if(frame)
     frame[87] = "0"
-    assert not wire.is_what_if(frame)
+    assert not is_what_if(frame)
 
 
 def test_parse_liquid_hours():

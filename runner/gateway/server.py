@@ -2,16 +2,19 @@
 
 The unmodified ib_async client (and the official ibapi client) connect to it,
 qualify stocks, place, modify and cancel orders and get acks, fills,
-commissions and errors, as scripted per orderRef by the test. See
-/work/shared/TWS_PROTOCOL.md for the wire facts this follows.
+commissions and errors, as scripted per orderRef by the test. The wire facts it
+follows are in TWS_PROTOCOL ("Handshake and what `connectAsync` needs" and on).
+This module holds the gateway itself (lifecycle, the test surface, connections and
+dispatch); the answers to each request are in `handlers`, a connection in `session`.
 
 Loopback only unless `allow_remote=True`. Every frame a client sends is kept
 in `received`, and every frame the gateway writes in `sent`, as (clientId,
-fields), so tests can assert on what went over the wire.
+fields), so tests can assert on what went over the wire; `place_orders()` names
+the fields of each placeOrder received.
 
-It can also misbehave the way real gateways do (TWS_PROTOCOL.md §7): refused
-cancels, duplicated messages, late or missing commissions, execution
-corrections, connectivity outages that hold messages, restarts that roll
+It can also misbehave the way real gateways do (TWS_PROTOCOL, "The real gateway
+misbehaves"): refused cancels, duplicated messages, late or missing commissions,
+execution corrections, connectivity outages that hold messages, restarts that roll
 nextValidId back or forget orders, slow sync answers. See docs/gateway-scripts.md.
 
 With bars (or a quote a test sets with `set_quote`) it answers market-data
@@ -23,38 +26,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
 from runner.gateway import wire
 from runner.gateway.barclock import BarClock
-from runner.gateway.book import Book, OrderRecord
-from runner.gateway.contracts import HOURS_MODES, find_stock, trading_hours
-from runner.gateway.marketdata import (
-    ONE_SECOND_BARS,
-    QUOTE_SIZE,
-    STK_TICK,
-    Quote,
-    bars_between,
-    check_price,
-    duration_ns,
-    quote_from_bars,
-)
+from runner.gateway.book import Book
+from runner.gateway.contracts import HOURS_MODES
+from runner.gateway.handlers import HANDLERS, Handler
+from runner.gateway.marketdata import Quote, check_price, quote_from_bars
 from runner.gateway.orders import OrderEngine
+from runner.gateway.requests import PlaceOrderFields, place_order_fields
+from runner.gateway.session import Session, is_loopback
 from runner.gateway.steps import CancelPolicy, Step, make_script
-from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
-from runner.gateway.whatif import WHAT_IF_STATUS, what_if
+from runner.gateway.values import Execution, OrderSnapshot, PlacedOrder
 
 if TYPE_CHECKING:
     from runner.bars import Bars
 
 log = logging.getLogger("runner.gateway")
 
+DEFAULT_ACCOUNT = "DU1234567"  # a paper account (U… would be a live one)
 Received = tuple[int | None, tuple[str, ...]]
 Sent = Received  # (clientId, fields) of a frame the gateway wrote
 
@@ -62,59 +57,6 @@ Sent = Received  # (clientId, fields) of a frame the gateway wrote
 SYNC_KINDS = ("open_orders", "completed_orders", "executions", "positions")
 _SYNC_KIND = {"5": "open_orders", "16": "open_orders", "99": "completed_orders",
               "7": "executions", "61": "positions"}
-
-# Account values a paper account reports (reqAccountUpdates / reqAccountSummary).
-ACCOUNT_VALUES = (
-    ("AccountType", "INDIVIDUAL", ""),
-    ("NetLiquidation", "100000.00", "USD"),
-    ("TotalCashValue", "100000.00", "USD"),
-    ("BuyingPower", "400000.00", "USD"),
-    ("AvailableFunds", "100000.00", "USD"),
-)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Session:
-    """One client connection: its socket, its clientId once startApi has come.
-
-    During an outage (`held` is a list) everything sent to it is held, in order,
-    until the outage ends; if the socket closes first, the held messages go with it.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 on_sent: Callable[[int | None, list[str]], None] | None = None) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.client_id: int | None = None
-        self.held: list[list[str]] | None = None
-        self.outage_token = 0
-        self._on_sent = on_sent
-
-    def send(self, fields: list[str]) -> None:
-        if self.held is not None:
-            self.held.append(fields)
-            return
-        self.write(fields)
-
-    def write(self, fields: list[str]) -> None:
-        """Write now, outage or not."""
-        if not self.writer.is_closing():
-            self.writer.write(wire.frame(fields))
-            if self._on_sent is not None:
-                self._on_sent(self.client_id, fields)
-
-    def close(self) -> None:
-        # close(), not abort(): what was written (an ack, a 326) still goes out first.
-        if not self.writer.is_closing():
-            self.writer.close()
 
 
 class FakeGateway:
@@ -124,7 +66,7 @@ class FakeGateway:
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        accounts: Iterable[str] = ("DU1234567",),
+        accounts: Iterable[str] = (DEFAULT_ACCOUNT,),
         bars: Bars | None = None,
         *,
         client_id_in_use: Iterable[int] = (),
@@ -348,6 +290,11 @@ class FakeGateway:
         """Frames with this message id that clients sent."""
         return [r for r in self.received if r[1] and r[1][0] == str(msg_id)]
 
+    def place_orders(self) -> list[PlaceOrderFields]:
+        """Every placeOrder (3) a client sent, what-ifs and refused ones too, in order:
+        its fields by name, as sent."""
+        return [place_order_fields(fields) for _, fields in self.frames(3)]
+
     def sent_frames(self, msg_id: int, client_id: int | None = None) -> list[Sent]:
         """Frames with this message id that the gateway wrote (to one client id)."""
         return [r for r in self.sent if r[1] and r[1][0] == str(msg_id)
@@ -498,10 +445,13 @@ class FakeGateway:
             del self._sessions[cid]
 
     def _dispatch(self, session: Session, fields: list[str]) -> None:
-        handler = _HANDLERS.get(fields[0])
+        if fields[0] == "71":
+            self._start_api(session)
+            return
+        handler = HANDLERS.get(fields[0])
         if handler is None:
             return  # recorded, otherwise ignored, like a gateway ignoring what it cannot do
-        if session.client_id is None and fields[0] != "71":
+        if session.client_id is None:
             return  # nothing is served before startApi
         delay = self.sync_delay.get(_SYNC_KIND.get(fields[0], ""), 0.0)
         if delay > 0:  # a slow sync: answered later, made when sent
@@ -515,9 +465,8 @@ class FakeGateway:
         except (ValueError, IndexError) as e:
             log.warning("malformed %s message %s: %r", fields[0], fields, e)
 
-    # ------------------------------------------------------------ handlers
-
-    def _start_api(self, session: Session, fields: list[str]) -> None:
+    def _start_api(self, session: Session) -> None:
+        """startApi (71), its clientId read by `_read_loop`: register the session, or 326."""
         cid = session.client_id
         if cid is None or cid in self.client_id_in_use or cid in self._sessions:
             session.send(wire.ib_error(wire.NO_REQ_ID, wire.CLIENT_ID_IN_USE))
@@ -529,232 +478,3 @@ class FakeGateway:
         session.send(wire.next_valid_id(self.book.next_order_id))
         for code, text in wire.FARM_NOTICES:
             session.send(wire.error(wire.NO_REQ_ID, code, text))
-
-    def _positions(self, session: Session, fields: list[str]) -> None:
-        for account, contract, pos, cost in self.book.positions():
-            session.send(wire.position(account, contract, pos, cost))
-        session.send(wire.end(62))
-
-    def _open_orders(self, session: Session, fields: list[str]) -> None:
-        if self.read_only:
-            session.send(wire.ib_error(wire.READ_ONLY_REQ_ID, wire.READ_ONLY))
-            return
-        self._send_open_orders(session, session.client_id)
-
-    def _all_open_orders(self, session: Session, fields: list[str]) -> None:
-        self._send_open_orders(session, None)
-
-    def _send_open_orders(self, session: Session, client_id: int | None) -> None:
-        for record in self.book.live(client_id, hidden=False):
-            snapshot = record.snapshot()
-            _send_about(session, record, wire.open_order(snapshot))
-            _send_about(session, record, wire.order_status(snapshot))
-        session.send(wire.end(53))
-
-    def _completed_orders(self, session: Session, fields: list[str]) -> None:
-        for record in self.book.finished(hidden=False):
-            _send_about(session, record, wire.completed_order(record.snapshot(),
-                                                              record.done_ns))
-        session.send(["102"])  # the bare id: no version field
-
-    def _account_updates(self, session: Session, fields: list[str]) -> None:
-        subscribe, account = fields[2] == "1", fields[3] or self.accounts[0]
-        if not subscribe:
-            return
-        for key, value, currency in ACCOUNT_VALUES:
-            session.send(wire.account_value(key, value, currency, account))
-        session.send(["8", "1", time.strftime("%H:%M", time.gmtime(self.clock() / 1e9))])
-        session.send(wire.end(54, account))
-
-    def _account_updates_multi(self, session: Session, fields: list[str]) -> None:
-        session.send(wire.end(74, fields[2]))
-
-    def _positions_multi(self, session: Session, fields: list[str]) -> None:
-        session.send(wire.end(72, fields[2]))
-
-    def _account_summary(self, session: Session, fields: list[str]) -> None:
-        req_id, tags = int(fields[2]), set(fields[4].split(","))
-        for account in self.accounts:
-            for key, value, currency in ACCOUNT_VALUES:
-                if key in tags:
-                    session.send(wire.account_summary(req_id, account, key, value, currency))
-        session.send(wire.end(64, req_id))
-
-    def _executions(self, session: Session, fields: list[str]) -> None:
-        req_id = int(fields[2])
-        for execution in self.book.executions:  # corrections too, after what they correct
-            record = self.book.record_of(execution)
-            if record is None or record.hidden or not _matches_filter(execution, fields):
-                continue
-            _send_about(session, record, wire.exec_details(req_id, execution))
-            if execution.commission_reported:
-                _send_about(session, record, wire.commission_report(execution))
-        session.send(wire.end(55, req_id))
-
-    def _contract_details(self, session: Session, fields: list[str]) -> None:
-        req_id = int(fields[2])
-        con_id, symbol, sec_type = wire.opt_int(fields[3]), fields[4], fields[5]
-        exchange, currency = fields[10], fields[12]
-        stock = find_stock(con_id, symbol, sec_type, currency)
-        if stock is None:
-            session.send(wire.ib_error(req_id, wire.NO_SECURITY))
-            return
-        hours = trading_hours(self.clock(), mode=self.hours)
-        session.send(wire.contract_details(req_id, stock, exchange or "SMART", hours))
-        session.send(wire.end(52, req_id))
-
-    def _place_order(self, session: Session, fields: list[str]) -> None:
-        placed = wire.parse_place_order(fields, self.accounts[0])
-        cid = session.client_id
-        assert cid is not None
-        if self.read_only:
-            session.send(wire.ib_error(placed.order_id, wire.READ_ONLY))
-            return
-        c = placed.contract
-        stock = find_stock(c.con_id, c.symbol, c.sec_type, c.currency)
-        if stock is None:
-            session.send(wire.ib_error(placed.order_id, wire.NO_SECURITY))
-            return
-        placed = _with_contract(placed, stock.contract(c.exchange))
-        if wire.is_what_if(fields):
-            self._what_if(session, placed)
-            return
-        self.engine.place(cid, placed)
-
-    def _what_if(self, session: Session, placed: PlacedOrder) -> None:
-        """A preview, as IB answers it: one openOrder with the margin and commission
-        figures; no order is created and no orderStatus is sent."""
-        assert session.client_id is not None
-        self.book.see_order_id(placed.order_id)  # IB spends the id all the same
-        held = [(c, pos, cost) for account, c, pos, cost in self.book.positions()
-                if account == placed.account]
-        reply = what_if(placed, self._market_px(), _net_liquidation(), held)
-        snapshot = OrderSnapshot(session.client_id, placed.order_id, 0, placed, WHAT_IF_STATUS,
-                                 0.0, 0.0, 0.0, 0.0)
-        session.send(wire.what_if_order(snapshot, reply))
-        self.what_ifs.append(placed)
-
-    def _market_px(self) -> float | None:
-        clock = self.engine.bar_clock
-        return None if clock is None else clock.bars.arrival_at(clock.bar_now(self.clock()))
-
-    def _cancel_order(self, session: Session, fields: list[str]) -> None:
-        assert session.client_id is not None
-        self.engine.cancel(session.client_id, int(fields[2]))
-
-    def _global_cancel(self, session: Session, fields: list[str]) -> None:
-        self.engine.global_cancel()
-
-    def _req_ids(self, session: Session, fields: list[str]) -> None:
-        session.send(wire.next_valid_id(self.book.next_order_id))
-
-    def _current_time(self, session: Session, fields: list[str]) -> None:
-        session.send(wire.current_time(self.clock()))
-
-    def _market_rule(self, session: Session, fields: list[str]) -> None:
-        session.send(wire.market_rule(int(fields[1])))
-
-    def _user_info(self, session: Session, fields: list[str]) -> None:
-        session.send(wire.user_info(int(fields[1])))
-
-    def _market_data(self, session: Session, fields: list[str]) -> None:
-        """reqMktData: the quote (a test's, else from the bars) as tickPrice LAST, BID,
-        ASK, CLOSE, then tickSnapshotEnd for a snapshot; a streaming request gets the
-        ticks once. No quote: 354, which ends ib_async's wait at once."""
-        req = wire.parse_market_data(fields)
-        if find_stock(req.con_id, req.symbol, req.sec_type, req.currency) is None:
-            session.send(wire.ib_error(req.req_id, wire.NO_SECURITY))
-            return
-        quote = self.quote(req.symbol)
-        if quote is None:
-            session.send(wire.error(req.req_id, wire.NO_MARKET_DATA, wire.NO_MARKET_DATA_TEXT))
-            return
-        session.send(wire.tick_req_params(req.req_id, STK_TICK))
-        session.send(wire.market_data_type(req.req_id))
-        for tick_type, price, size in ((wire.TICK_LAST, quote.last, quote.last_size),
-                                       (wire.TICK_BID, quote.bid, QUOTE_SIZE),
-                                       (wire.TICK_ASK, quote.ask, QUOTE_SIZE),
-                                       (wire.TICK_CLOSE, quote.close, 0.0)):
-            if price is not None:
-                session.send(wire.tick_price(req.req_id, tick_type, price, size))
-        if req.snapshot:
-            session.send(wire.tick_snapshot_end(req.req_id))
-
-    def _historical_data(self, session: Session, fields: list[str]) -> None:
-        """reqHistoricalData of 1-second TRADES bars (not kept up to date): the bars that
-        ended at or before min(endDateTime, now) within the duration, and the end.
-        Anything else, or no such bar: 162 (ib_async's request returns [] at once)."""
-        req = wire.parse_historical(fields)
-        if find_stock(req.con_id, req.symbol, req.sec_type, req.currency) is None:
-            session.send(wire.ib_error(req.req_id, wire.NO_SECURITY))
-            return
-        clock, window = self.engine.bar_clock, self._window(req)
-        found = [] if clock is None or window is None else bars_between(clock, *window)
-        if window is None or not found:
-            session.send(wire.error(req.req_id, wire.NO_HISTORICAL_DATA,
-                                    wire.NO_HISTORICAL_DATA_TEXT))
-            return
-        session.send(wire.historical_data(req.req_id, *window, req.format_date, found))
-
-    def _window(self, req: wire.HistoricalRequest) -> tuple[int, int] | None:
-        """The wall-clock window [start, end] a historical request asks for, if served."""
-        if self.engine.bar_clock is None or req.bar_size != ONE_SECOND_BARS \
-                or req.what_to_show != "TRADES" or req.keep_up_to_date:
-            return None
-        span = duration_ns(req.duration)
-        now = self.clock()
-        end = now if not req.end.strip() else wire.parse_ib_time(req.end)
-        if span is None or end is None:
-            return None
-        end = min(end, now)  # nothing from the future
-        return end - span, end
-
-
-def _send_about(session: Session, record: OrderRecord, fields: list[str]) -> None:
-    """A sync answer about one order: as many times as its script duplicates."""
-    for _ in range(record.script.duplicate):
-        session.send(fields)
-
-
-def _matches_filter(e: Execution, fields: list[str]) -> bool:
-    """reqExecutions' filter: `7,3,reqId,clientId,acct,time,symbol,secType,exchange,side`."""
-    f = (fields + [""] * 10)[:10]
-    client_id, account, symbol, sec_type, side = wire.opt_int(f[3]), f[4], f[6], f[7], f[9]
-    return ((not client_id or client_id == e.client_id)
-            and account in ("", e.account)
-            and symbol.upper() in ("", e.contract.symbol)
-            and sec_type in ("", e.contract.sec_type)
-            and side.upper() in ("", e.side, {"BOT": "BUY", "SLD": "SELL"}[e.side]))
-
-
-def _net_liquidation() -> float:
-    return next(float(v) for k, v, _ in ACCOUNT_VALUES if k == "NetLiquidation")
-
-
-def _with_contract(placed: PlacedOrder, contract: Contract) -> PlacedOrder:
-    return replace(placed, contract=contract)
-
-
-Handler = Callable[[FakeGateway, Session, list[str]], None]
-_HANDLERS: dict[str, Handler] = {
-    "71": FakeGateway._start_api,
-    "61": FakeGateway._positions,
-    "5": FakeGateway._open_orders,
-    "16": FakeGateway._all_open_orders,
-    "99": FakeGateway._completed_orders,
-    "6": FakeGateway._account_updates,
-    "76": FakeGateway._account_updates_multi,
-    "74": FakeGateway._positions_multi,
-    "62": FakeGateway._account_summary,
-    "7": FakeGateway._executions,
-    "9": FakeGateway._contract_details,
-    "3": FakeGateway._place_order,
-    "4": FakeGateway._cancel_order,
-    "58": FakeGateway._global_cancel,
-    "8": FakeGateway._req_ids,
-    "49": FakeGateway._current_time,
-    "91": FakeGateway._market_rule,
-    "104": FakeGateway._user_info,
-    "1": FakeGateway._market_data,
-    "20": FakeGateway._historical_data,
-}

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from runner.gateway.requests import PlaceOrderFields
 from runner.gateway.server import FakeGateway, Received, Sent
 from runner.gateway.steps import Step
 from runner.gateway.values import Execution, OrderSnapshot, PlacedOrder
@@ -131,6 +132,9 @@ class GatewayThread:
 
     def frames(self, msg_id: int) -> list[Received]:
         return self.call(self._gw().frames, msg_id)
+
+    def place_orders(self) -> list[PlaceOrderFields]:
+        return self.call(self._gw().place_orders)
 
     def sent_frames(self, msg_id: int, client_id: int | None = None) -> list[Sent]:
         return self.call(self._gw().sent_frames, msg_id, client_id)

@@ -1,12 +1,13 @@
-"""TWS API socket framing and the messages of server version 178, as pure functions.
+"""TWS API socket framing and the messages the fake gateway writes at server version 178.
 
-Every message is a 4-byte big-endian length and then ASCII fields, each ending
-in NUL. Layouts follow the decoders of ib_async 2.1.0 and the official ibapi
-at version 178 (/work/shared/TWS_PROTOCOL.md §0-3). Field counts are exact on
-purpose: ib_async silently drops a message that is one field short, and
-commissionReport, position and orderStatus break with one field too many.
-Integers never carry decimals ("1.0" breaks ibapi), booleans are 1/0, and an
-unset price is empty.
+Pure functions. Every message is a 4-byte big-endian length and then ASCII fields,
+each ending in NUL. Layouts follow the decoders of ib_async 2.1.0 and the official
+ibapi at version 178 (TWS_PROTOCOL, "Framing and value rules" and "Server-to-client
+messages at version 178"); the requests read field by field are in `requests`.
+Field counts are exact on purpose: ib_async silently drops a message that is one
+field short, and commissionReport, position and orderStatus break with one field
+too many. Integers never carry decimals ("1.0" breaks ibapi), booleans are 1/0,
+and an unset price is empty.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import asyncio
 import re
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.gateway.contracts import TZ_ID, Stock
 from runner.gateway.marketdata import Bar
-from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
+from runner.gateway.values import Contract, Execution, OrderSnapshot
 from runner.gateway.whatif import WhatIfReply
 
 SERVER_VERSION = 178
@@ -114,63 +114,6 @@ def opt_float(s: str) -> float | None:
 
 def opt_int(s: str, default: int = 0) -> int:
     return int(float(s)) if s.strip() else default
-
-
-# ---------------------------------------------------------------- requests
-
-# placeOrder (3) at 178 has no version field; these indices hold for every
-# order (only BAG inserts legs, after index 34). TWS_PROTOCOL.md §2.
-_P_ORDER_ID, _P_CON_ID, _P_SYMBOL, _P_SEC_TYPE = 1, 2, 3, 4
-_P_EXCHANGE, _P_PRIMARY, _P_CURRENCY, _P_LOCAL, _P_CLASS = 9, 10, 11, 12, 13
-_P_ACTION, _P_QTY, _P_TYPE, _P_LMT, _P_AUX, _P_TIF = 16, 17, 18, 19, 20, 21
-_P_ACCOUNT, _P_REF, _P_OUTSIDE_RTH, _P_GTD = 23, 26, 33, 38
-PLACE_ORDER_MIN_FIELDS = 35
-
-
-_P_ALGO = 82  # algoStrategy; then (its params,) algoId and whatIf
-
-
-def is_what_if(fields: Sequence[str]) -> bool:
-    """Whether a placeOrder asks for a what-if preview. Read after an empty algoStrategy
-    at 82 (plain orders: whatIf at 84); an algo order moves it by 1 + 2 x its params."""
-    f = list(fields)
-    at = _P_ALGO + 2
-    if len(f) > _P_ALGO and f[_P_ALGO]:
-        at += 1 + 2 * opt_int(f[_P_ALGO + 1])
-    return len(f) > at and f[at] == "1"
-
-
-def parse_place_order(fields: Sequence[str], default_account: str) -> PlacedOrder:
-    """Read a placeOrder frame by position; raises ValueError/IndexError if malformed."""
-    f = list(fields)
-    if len(f) < PLACE_ORDER_MIN_FIELDS:
-        raise ValueError(f"placeOrder with {len(f)} fields")
-    contract = Contract(
-        con_id=opt_int(f[_P_CON_ID]),
-        symbol=f[_P_SYMBOL].upper(),
-        sec_type=f[_P_SEC_TYPE] or "STK",
-        exchange=f[_P_EXCHANGE] or "SMART",
-        primary_exchange=f[_P_PRIMARY],
-        currency=f[_P_CURRENCY] or "USD",
-        local_symbol=f[_P_LOCAL],
-        trading_class=f[_P_CLASS],
-    )
-    is_bag = contract.sec_type == "BAG"
-    return PlacedOrder(
-        order_id=int(f[_P_ORDER_ID]),
-        contract=contract,
-        action=f[_P_ACTION].upper(),
-        qty=float(f[_P_QTY] or 0),
-        order_type=f[_P_TYPE].upper(),
-        lmt_price=opt_float(f[_P_LMT]),
-        aux_price=opt_float(f[_P_AUX]),
-        tif=f[_P_TIF].upper() or "DAY",
-        account=f[_P_ACCOUNT] or default_account,
-        order_ref=f[_P_REF],
-        outside_rth=f[_P_OUTSIDE_RTH] == "1",
-        good_till_date="" if is_bag or len(f) <= _P_GTD else f[_P_GTD],
-        fields=tuple(f),
-    )
 
 
 # ---------------------------------------------------------------- replies
@@ -308,7 +251,7 @@ def order_status(s: OrderSnapshot) -> list[str]:
 
 
 def open_order(s: OrderSnapshot) -> list[str]:
-    """openOrder (5) at 178: 127 fields; indices as in TWS_PROTOCOL.md §3."""
+    """openOrder (5) at 178: 127 fields; indices as in TWS_PROTOCOL, "Server-to-client messages"."""
     o = s.order
     f = ["5", str(s.order_id), *_contract11(o.contract)]                    # 0-12
     f += [o.action, num(o.qty), o.order_type, num(o.lmt_price), num(o.aux_price), o.tif,
@@ -324,7 +267,7 @@ def open_order(s: OrderSnapshot) -> list[str]:
     return f
 
 
-# openOrder indices of the what-if answer (TWS_PROTOCOL.md §3).
+# openOrder indices of the what-if answer (TWS_PROTOCOL, "Server-to-client messages").
 _O_WHAT_IF, _O_MARGINS, _O_COMMISSION = 84, 86, 95
 
 
@@ -409,73 +352,12 @@ def user_info(req_id: int) -> list[str]:
 
 # ---------------------------------------------------------------- market data
 
-# reqMktData (1) as ib_async sends it at 178:
-# `1,11,reqId,<12 contract fields>,deltaNeutral(0|1[,conId,delta,price]),genericTicks,
-#  snapshot,regulatorySnapshot,mktDataOptions`; BAG contracts add legs after the contract.
-_M_REQ_ID, _M_CONTRACT, _M_DNC = 2, 3, 15
-# reqHistoricalData (20), no version field: `20,reqId,<12 contract fields>,includeExpired,
-# endDateTime,barSizeSetting,durationStr,useRTH,whatToShow,formatDate,[BAG legs,]
-# keepUpToDate,chartOptions`.
-_H_REQ_ID, _H_CONTRACT = 1, 2
-_H_END, _H_BAR_SIZE, _H_DURATION, _H_WHAT, _H_FORMAT, _H_KEEP = 15, 16, 17, 19, 20, 21
-
 TICK_BID, TICK_ASK, TICK_LAST, TICK_CLOSE = 1, 2, 4, 9
 NO_MARKET_DATA = 354  # "Requested market data is not subscribed."
 NO_HISTORICAL_DATA = 162  # "Historical Market Data Service error message:..."
 NO_MARKET_DATA_TEXT = "Requested market data is not subscribed."
 NO_HISTORICAL_DATA_TEXT = ("Historical Market Data Service error message:"
                            "HMDS query returned no data")
-
-
-@dataclass(frozen=True, slots=True)
-class MarketDataRequest:
-    req_id: int
-    con_id: int
-    symbol: str
-    sec_type: str
-    currency: str
-    snapshot: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HistoricalRequest:
-    req_id: int
-    con_id: int
-    symbol: str
-    sec_type: str
-    currency: str
-    end: str  # endDateTime as sent; "" means now
-    bar_size: str
-    duration: str
-    what_to_show: str
-    format_date: int  # 1: `yyyyMMdd HH:mm:ss zone`, 2: epoch seconds
-    keep_up_to_date: bool
-
-
-def parse_market_data(fields: Sequence[str]) -> MarketDataRequest:
-    """Read a reqMktData frame; ValueError/IndexError if malformed."""
-    f = list(fields)
-    c = _M_CONTRACT
-    sec_type = f[c + 2]
-    at = _M_DNC
-    if sec_type == "BAG":
-        at += 1 + 4 * int(f[at])
-    at += 4 if f[at] == "1" else 1  # the delta-neutral flag, and its 3 fields if set
-    return MarketDataRequest(int(f[_M_REQ_ID]), opt_int(f[c]), f[c + 1].upper(), sec_type,
-                             f[c + 9] or "USD", snapshot=f[at + 1] == "1")
-
-
-def parse_historical(fields: Sequence[str]) -> HistoricalRequest:
-    """Read a reqHistoricalData frame; ValueError/IndexError if malformed."""
-    f = list(fields)
-    c = _H_CONTRACT
-    sec_type = f[c + 2]
-    keep = _H_KEEP + (1 + 4 * int(f[_H_KEEP]) if sec_type == "BAG" else 0)
-    return HistoricalRequest(
-        int(f[_H_REQ_ID]), opt_int(f[c]), f[c + 1].upper(), sec_type, f[c + 9] or "USD",
-        end=f[_H_END], bar_size=" ".join(f[_H_BAR_SIZE].split()), duration=f[_H_DURATION],
-        what_to_show=f[_H_WHAT].upper(), format_date=opt_int(f[_H_FORMAT], 1),
-        keep_up_to_date=len(f) > keep and f[keep] == "1")
 
 
 def tick_price(req_id: int, tick_type: int, price: float, size: float) -> list[str]:

@@ -1,0 +1,171 @@
+"""The requests clients send that the fake gateway reads field by field (server version 178).
+
+placeOrder, reqMktData and reqHistoricalData, read by position as ib_async 2.1.0 and
+the official ibapi write them (TWS_PROTOCOL, "placeOrder (3) as ib_async sends it at
+version 178"). `wire` frames them and encodes the replies; this module only reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runner.gateway.values import Contract, PlacedOrder
+from runner.gateway.wire import opt_float, opt_int
+
+# ---------------------------------------------------------------- placeOrder
+
+# placeOrder (3) at 178 has no version field; these indices hold for every order
+# (only BAG inserts legs, after index 34). The one table of its layout: the named
+# record, the parse and the tests all read it.
+PLACE_ORDER_LAYOUT = {
+    "order_id": 1, "con_id": 2, "symbol": 3, "sec_type": 4,
+    "exchange": 9, "primary_exchange": 10, "currency": 11, "local_symbol": 12,
+    "trading_class": 13,
+    "action": 16, "total_quantity": 17, "order_type": 18, "lmt_price": 19, "aux_price": 20,
+    "tif": 21, "account": 23, "order_ref": 26, "outside_rth": 33,
+}
+_P_GTD = 38  # goodTillDate, for every order but a BAG (its legs come before it)
+PLACE_ORDER_MIN_FIELDS = 35
+_P_ALGO = 82  # algoStrategy; then (its params,) algoId and whatIf
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrderFields:
+    """A placeOrder frame's fields by name, each exactly as the client sent it (nothing
+    parsed, upper-cased or defaulted: tif and account are "" unless set)."""
+
+    order_id: str
+    con_id: str
+    symbol: str
+    sec_type: str
+    exchange: str
+    primary_exchange: str
+    currency: str
+    local_symbol: str
+    trading_class: str
+    action: str
+    total_quantity: str
+    order_type: str
+    lmt_price: str
+    aux_price: str
+    tif: str
+    account: str
+    order_ref: str
+    outside_rth: str
+    good_till_date: str  # "" when absent, and for a BAG
+
+
+def place_order_fields(fields: Sequence[str]) -> PlaceOrderFields:
+    """Name a placeOrder frame's fields; ValueError if it is too short to be one."""
+    f = list(fields)
+    if len(f) < PLACE_ORDER_MIN_FIELDS:
+        raise ValueError(f"placeOrder with {len(f)} fields")
+    named = {name: f[at] for name, at in PLACE_ORDER_LAYOUT.items()}
+    is_bag = named["sec_type"] == "BAG"
+    return PlaceOrderFields(**named,
+                            good_till_date="" if is_bag or len(f) <= _P_GTD else f[_P_GTD])
+
+
+def is_what_if(fields: Sequence[str]) -> bool:
+    """Whether a placeOrder asks for a what-if preview. Read after an empty algoStrategy
+    at 82 (plain orders: whatIf at 84); an algo order moves it by 1 + 2 x its params."""
+    f = list(fields)
+    at = _P_ALGO + 2
+    if len(f) > _P_ALGO and f[_P_ALGO]:
+        at += 1 + 2 * opt_int(f[_P_ALGO + 1])
+    return len(f) > at and f[at] == "1"
+
+
+def parse_place_order(fields: Sequence[str], default_account: str) -> PlacedOrder:
+    """Read a placeOrder frame by position; raises ValueError/IndexError if malformed."""
+    p = place_order_fields(fields)
+    contract = Contract(
+        con_id=opt_int(p.con_id),
+        symbol=p.symbol.upper(),
+        sec_type=p.sec_type or "STK",
+        exchange=p.exchange or "SMART",
+        primary_exchange=p.primary_exchange,
+        currency=p.currency or "USD",
+        local_symbol=p.local_symbol,
+        trading_class=p.trading_class,
+    )
+    return PlacedOrder(
+        order_id=int(p.order_id),
+        contract=contract,
+        action=p.action.upper(),
+        qty=float(p.total_quantity or 0),
+        order_type=p.order_type.upper(),
+        lmt_price=opt_float(p.lmt_price),
+        aux_price=opt_float(p.aux_price),
+        tif=p.tif.upper() or "DAY",
+        account=p.account or default_account,
+        order_ref=p.order_ref,
+        outside_rth=p.outside_rth == "1",
+        good_till_date=p.good_till_date,
+        fields=tuple(fields),
+    )
+
+
+# ---------------------------------------------------------------- market data
+
+# reqMktData (1) as ib_async sends it at 178:
+# `1,11,reqId,<12 contract fields>,deltaNeutral(0|1[,conId,delta,price]),genericTicks,
+#  snapshot,regulatorySnapshot,mktDataOptions`; BAG contracts add legs after the contract.
+_M_REQ_ID, _M_CONTRACT, _M_DNC = 2, 3, 15
+# reqHistoricalData (20), no version field: `20,reqId,<12 contract fields>,includeExpired,
+# endDateTime,barSizeSetting,durationStr,useRTH,whatToShow,formatDate,[BAG legs,]
+# keepUpToDate,chartOptions`.
+_H_REQ_ID, _H_CONTRACT = 1, 2
+_H_END, _H_BAR_SIZE, _H_DURATION, _H_WHAT, _H_FORMAT, _H_KEEP = 15, 16, 17, 19, 20, 21
+
+
+@dataclass(frozen=True, slots=True)
+class MarketDataRequest:
+    req_id: int
+    con_id: int
+    symbol: str
+    sec_type: str
+    currency: str
+    snapshot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoricalRequest:
+    req_id: int
+    con_id: int
+    symbol: str
+    sec_type: str
+    currency: str
+    end: str  # endDateTime as sent; "" means now
+    bar_size: str
+    duration: str
+    what_to_show: str
+    format_date: int  # 1: `yyyyMMdd HH:mm:ss zone`, 2: epoch seconds
+    keep_up_to_date: bool
+
+
+def parse_market_data(fields: Sequence[str]) -> MarketDataRequest:
+    """Read a reqMktData frame; ValueError/IndexError if malformed."""
+    f = list(fields)
+    c = _M_CONTRACT
+    sec_type = f[c + 2]
+    at = _M_DNC
+    if sec_type == "BAG":
+        at += 1 + 4 * int(f[at])
+    at += 4 if f[at] == "1" else 1  # the delta-neutral flag, and its 3 fields if set
+    return MarketDataRequest(int(f[_M_REQ_ID]), opt_int(f[c]), f[c + 1].upper(), sec_type,
+                             f[c + 9] or "USD", snapshot=f[at + 1] == "1")
+
+
+def parse_historical(fields: Sequence[str]) -> HistoricalRequest:
+    """Read a reqHistoricalData frame; ValueError/IndexError if malformed."""
+    f = list(fields)
+    c = _H_CONTRACT
+    sec_type = f[c + 2]
+    keep = _H_KEEP + (1 + 4 * int(f[_H_KEEP]) if sec_type == "BAG" else 0)
+    return HistoricalRequest(
+        int(f[_H_REQ_ID]), opt_int(f[c]), f[c + 1].upper(), sec_type, f[c + 9] or "USD",
+        end=f[_H_END], bar_size=" ".join(f[_H_BAR_SIZE].split()), duration=f[_H_DURATION],
+        what_to_show=f[_H_WHAT].upper(), format_date=opt_int(f[_H_FORMAT], 1),
+        keep_up_to_date=len(f) > keep and f[keep] == "1")
