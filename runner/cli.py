@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import os
 import sys
 from collections.abc import Sequence
 
 from runner import __version__
 from runner.errors import RunnerError, SpecError
+from runner.flags import Parser, UsageExit, choice, number, symbol
+from runner.terminal import fit_streams
 
 EPILOG = ("exit codes: 0 ok, 2 invalid spec/usage or refused by a gate (nothing sent), "
           "3 gateway, 4 rejected/expect failed, 1 other")
 TEST_EPILOG = ("exit codes: 0 every case passed (skips allowed), 4 any failed, else 2 any "
                "errored (1 if an error was unexpected), 2 nothing to test or bad usage")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"runner: {message} (see `runner {self.prog.split()[-1]} --help`)", file=sys.stderr)
-        raise SystemExit(2)
+SIDES, TIFS, SCHEMAS = ("BUY", "SELL"), ("IOC", "DAY", "GTC"), ("spec", "policy")
+CLASSIC = ("handshake", "sanity-cancel", "one-shot")
 
 
 def _verbose(p: argparse.ArgumentParser) -> None:
@@ -38,49 +34,78 @@ def _verbose(p: argparse.ArgumentParser) -> None:
                    help="print account ids in full (they are masked, DU****567, by default)")
 
 
+def _json(p: argparse.ArgumentParser, what: str = "print one JSON result object") -> None:
+    p.add_argument("--json", action="store_true", help=what)
+
+
 def _policy_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", metavar="FILE", help="one more pre-trade policy to apply, on "
                    "top of every runner-policy.yaml from the spec's folder up to /")
 
 
-def _run_flags(p: argparse.ArgumentParser) -> None:
+def _outside(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-outside", action="store_true",
+                   help="allow a spec's bars_path/out_dir outside its project root "
+                   "(the folder with .git above the spec)")
+
+
+def _at(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--at", metavar="TIME", help="start time of a dry run (ISO 8601 with "
+                   "offset, or epoch s); fixes generated tags")
+
+
+def _dry_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", "--dry_run", action="store_true",
                    help="run against the built-in simulator; nothing reaches IB")
-    p.add_argument("--live", action="store_true",
-                   help="second key for live trading (the spec must say mode: live too)")
-    p.add_argument("--at", metavar="TIME",
-                   help="start time (ISO 8601 with offset, or epoch s); fixes generated tags")
+
+
+def _order_flags(p: argparse.ArgumentParser) -> None:
+    """What `run` and the order-placing classic commands share."""
+    _dry_run(p)
+    _at(p)
     p.add_argument("--allow-duplicate", action="store_true",
                    help="place even if the tag is already in today's ledger")
     p.add_argument("--allow-unsettled", action="store_true",
                    help="place even while an earlier order in the ledger root is UNSETTLED "
                    "or UNKNOWN (may still work at IB)")
-    p.add_argument("--allow-outside", action="store_true",
-                   help="allow a spec's bars_path/out_dir outside its project root "
-                   "(the folder with .git above the spec)")
-    p.add_argument("--json", action="store_true", help="print one JSON result object")
+    _json(p)
     _policy_flag(p)
+    _verbose(p)
+
+
+def _targets(p: argparse.ArgumentParser) -> None:
+    """`ledger show` and `tca`: which ledger."""
+    p.add_argument("target", nargs="?", metavar="LEDGER|DATE", help="a ledger file or "
+                   "day folder, or a day YYYY-MM-DD under --out-dir (default: the newest day)")
+    _out_dir(p, "ledger root the days are read from")
+
+
+def _out_dir(p: argparse.ArgumentParser, what: str, default: str | None = "data/exec") -> None:
+    shown = " (default: %(default)s)" if default else ""
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir", default=default, metavar="DIR",
+                   help=what + shown)
 
 
 @functools.cache  # building it costs ~10 ms; one process may call main() many times
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="runner", description="Declarative order runner for Interactive "
+    parser = Parser(prog="runner", description="Declarative order runner for Interactive "
                      "Brokers: validate, plan and run YAML specs.", epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"runner {__version__}")
+    parser.add_argument("--version", action="version", version=f"runner {__version__}",
+                        help="print runner's version and exit")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more detail; tracebacks on unexpected errors")
     parser.add_argument("--show-account", action="store_true",
                         help="print account ids in full (they are masked, DU****567, by default)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser,
+                                help="what to do (each has its own --help)")
 
     p = sub.add_parser("validate", help="check specs (schema + semantics); no side effects",
                        description="Check spec files and folders (*.yaml, *.yml, recursively). "
                        "Exit 0 if all are valid, 2 otherwise.", epilog=EPILOG)
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--allow-outside", action="store_true",
-                   help="allow a spec's bars_path/out_dir outside its project root "
-                   "(the folder with .git above the spec)")
-    p.add_argument("--json", action="store_true", help="print one JSON result object")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="spec files, and folders searched for *.yaml and *.yml")
+    _outside(p)
+    _json(p)
     _policy_flag(p)
     _verbose(p)
 
@@ -88,13 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compile SPEC into its plan: every value resolved "
                        "(connection from IB_GATEWAY_HOST/PORT, IB_CLIENT_ID; tag; TTL).",
                        epilog=EPILOG)
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--json", action="store_true", help="machine-readable plan (stable)")
+    p.add_argument("spec", metavar="SPEC", help="the spec file (one or more YAML documents)")
+    _json(p, "machine-readable plan (stable)")
     p.add_argument("--at", metavar="TIME",
                    help="plan start (ISO 8601 with offset, or epoch s); fixes generated tags")
-    p.add_argument("--allow-outside", action="store_true",
-                   help="allow a spec's bars_path/out_dir outside its project root "
-                   "(the folder with .git above the spec)")
+    _outside(p)
     p.add_argument("--broker", action="store_true",
                    help="connect and add IB's what-if preview (margin, commission, warnings) "
                    "and the gates that need the broker; no order is created")
@@ -104,53 +127,57 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute a spec (IB, or the simulator with --dry-run)",
                        description="Compile SPEC and execute its plan. Paper by default.",
                        epilog=EPILOG)
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--out-dir", "--out_dir", dest="out_dir", help="ledger root (overrides spec)")
-    _run_flags(p)
-    _verbose(p)
+    p.add_argument("spec", metavar="SPEC", help="the spec file; its documents run in order, "
+                   "all or nothing")
+    _out_dir(p, "ledger root (overrides the spec's out_dir)", None)
+    p.add_argument("--live", action="store_true",
+                   help="second key for live trading (the spec must say mode: live too)")
+    _outside(p)
+    _order_flags(p)
 
     p = sub.add_parser("test", help="run specs' expect: blocks on the simulator",
                        description="Run every spec document with an expect: block on the "
                        "simulator and report like a test suite: passed, failed (an expect: "
                        "not met), errored (invalid spec or bars, refused by a gate, "
                        "unexpected error) and skipped (no expect: block).", epilog=TEST_EPILOG)
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="spec files, and folders searched for *.yaml and *.yml")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
-    p.add_argument("--out-dir", "--out_dir", dest="out_dir",
-                   help="ledger root for scenario runs (default: a temporary folder)")
-    p.add_argument("--json", action="store_true", help="print one JSON result object")
+    _out_dir(p, "ledger root for scenario runs (default: a temporary folder)", None)
+    _json(p)
     _policy_flag(p)
     _verbose(p)
 
-    p = sub.add_parser("ledger", help="read the ledger")
-    lsub = p.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND", parser_class=_Parser)
-    ls = lsub.add_parser("show", help="the day's events, readable")
-    ls.add_argument("target", nargs="?", metavar="LEDGER|DATE")
-    ls.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
-    ls.add_argument("--json", action="store_true")
+    p = sub.add_parser("ledger", help="read the ledger", description="Read the ledger: "
+                       "`show` one day's events, `query` SQL over every day.", epilog=EPILOG)
+    lsub = p.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND", parser_class=Parser,
+                            help="show or query")
+    ls = lsub.add_parser("show", help="the day's events, readable", epilog=EPILOG)
+    _targets(ls)
+    _json(ls, "print the events as one JSON document")
     _verbose(ls)
     lq = lsub.add_parser("query", help="SQL over every day of the ledger (DuckDB; extra sql)",
                          description="Run SQL with DuckDB over all days in --out-dir as the "
                          "view `ledger` (the ledger's columns plus `date`), e.g. "
                          "\"SELECT date, symbol, sum(last_qty) FROM ledger WHERE event IN "
-                         "('PARTIAL', 'FILL') GROUP BY ALL ORDER BY ALL\"")
-    lq.add_argument("sql", metavar="SQL")
-    lq.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
-    lq.add_argument("--json", action="store_true", help="{version, columns, rows}")
+                         "('PARTIAL', 'FILL') GROUP BY ALL ORDER BY ALL\"", epilog=EPILOG)
+    lq.add_argument("sql", metavar="SQL", help="the query; the table is the view `ledger`")
+    _out_dir(lq, "ledger root whose days make the view")
+    _json(lq, "{version, columns, rows}")
     _verbose(lq)
 
     p = sub.add_parser("tca", help="transaction-cost summary per order and per currency",
                        epilog=EPILOG)
-    p.add_argument("target", nargs="?", metavar="LEDGER|DATE")
-    p.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
+    _targets(p)
     p.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD",
                    help="the day folders of --out-dir from this day (inclusive)")
     p.add_argument("--to", dest="to_day", metavar="YYYY-MM-DD",
                    help="... up to this day (inclusive)")
-    p.add_argument("--symbol", help="only this symbol's orders")
+    p.add_argument("--symbol", type=symbol, help="only this symbol's orders (any case)")
     p.add_argument("--tag", help="only this tag's orders (or a glob: 'probe*')")
-    p.add_argument("--side", type=str.upper, choices=("BUY", "SELL"), help="only BUY or SELL")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--side", type=choice(SIDES), metavar="BUY|SELL",
+                   help="only BUY or SELL orders (any case)")
+    _json(p, "print the report as one JSON document")
     p.add_argument("--plot", metavar="DIR", help="also write one PNG per order here "
                    "(matplotlib; extra plot)")
     p.add_argument("--bars", metavar="FILE", help="bars for --plot (default: the bars_path "
@@ -162,66 +189,91 @@ def build_parser() -> argparse.ArgumentParser:
                        "(their run died, or left them UNSETTLED or UNKNOWN), ask the gateway what "
                        "became of them, record it, and cancel those still working past their "
                        "deadline.", epilog=EPILOG)
-    p.add_argument("--out-dir", "--out_dir", dest="out_dir", default="data/exec")
-    p.add_argument("--date", help="YYYY-MM-DD (default: today, any day with journals left "
-                   "and any day with an unsettled order)")
+    _out_dir(p, "ledger root to look in")
+    p.add_argument("--date", metavar="YYYY-MM-DD", help="only this day (default: today, any "
+                   "day with journals left and any day with an unsettled order)")
     p.add_argument("--cancel-all", action="store_true",
                    help="cancel every orphan still working, deadline passed or not")
     _verbose(p)
 
     _classic(sub)
 
+    p = sub.add_parser("schema", help="print a JSON Schema: the spec's, or the policy's",
+                       description="Print the JSON Schema (draft 2020-12) runner checks "
+                       "files against, for an editor's modeline: `runner schema > "
+                       "spec.schema.json`.", epilog=EPILOG)
+    p.add_argument("name", nargs="?", default="spec", type=choice(SCHEMAS, str.lower),
+                   metavar="NAME", help="spec or policy (default: %(default)s)")
+
     sub.add_parser("gateway", help="fake TWS gateway for offline rehearsal (loopback); "
                    "see `runner gateway --help`")
     return parser
 
 
-def number(text: str) -> float:
-    """A finite number (argparse type): 1e400, inf and nan are usage errors, exit 2."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+# Flags of `run` a classic command does not take, as `run_command` reads them.
+_NOT_CLASSIC = {"live": False, "allow_outside": False}
+_NOT_HANDSHAKE = {**_NOT_CLASSIC, "at": None, "allow_duplicate": False,
+                  "allow_unsettled": False, "policy": None}
 
 
 def _classic(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("handshake", help="is the gateway there?  -> IBKR handshake OK")
-    _run_flags(p)
+    p = sub.add_parser("handshake", help="is the gateway there?  -> IBKR handshake OK",
+                       description="Connect to the gateway (IB_GATEWAY_HOST/PORT, "
+                       "IB_CLIENT_ID), print `IBKR handshake OK` and disconnect. Paper only.",
+                       epilog=EPILOG)
+    p.add_argument("--dry-run", "--dry_run", action="store_true",
+                   help="answer from the simulator; nothing is contacted")
+    _json(p)
     _verbose(p)
+    p.set_defaults(**_NOT_HANDSHAKE)
 
-    p = sub.add_parser("sanity-cancel", help="place a far-from-market limit order, cancel it")
-    p.add_argument("--symbol", default="SPY")
-    p.add_argument("--side", choices=("BUY", "SELL"), default="BUY")
-    p.add_argument("--qty", type=number, default=1)
-    p.add_argument("--limit", type=number, default=0.01)
+    p = sub.add_parser("sanity-cancel", help="place a far-from-market limit order, cancel it",
+                       description="Place a limit order far from the market, wait for IB's "
+                       "ACK, cancel it. Paper only.", epilog=EPILOG)
+    _classic_order(p, "limit price, far enough from the market that it cannot fill "
+                   "(default: %(default)s)", 0.01)
     _classic_common(p)
 
-    p = sub.add_parser("one-shot", help="one order with a time-to-live")
-    p.add_argument("--symbol", default="SPY")
-    p.add_argument("--side", choices=("BUY", "SELL"), default="BUY")
-    p.add_argument("--qty", type=number, default=1)
-    p.add_argument("--limit", type=number, help="limit price (market order when absent)")
-    p.add_argument("--tif", choices=("IOC", "DAY", "GTC"), default="DAY")
-    p.add_argument("--bars_path", "--bars-path", dest="bars_path")
-    p.add_argument("--arrival", choices=("bars", "broker"),
+    p = sub.add_parser("one-shot", help="one order with a time-to-live",
+                       description="Place one order, cancel what is left of it after --ttl_sec."
+                       " Paper only.", epilog=EPILOG)
+    _classic_order(p, "limit price (a market order when absent)", None)
+    p.add_argument("--tif", type=choice(TIFS), default="DAY", metavar="|".join(TIFS),
+                   help="time in force, any case (default: %(default)s)")
+    p.add_argument("--arrival", type=choice(("bars", "broker"), str.lower), metavar="bars|broker",
                    help="where the arrival price comes from: bars (the bars file, the "
                    "default with --bars_path) or broker (IB's snapshot at the INTENT, "
                    "post-trade VWAP from IB's 1-second bars)")
-    p.add_argument("--ttl_sec", "--ttl-sec", dest="ttl_sec", type=number, default=3)
+    p.add_argument("--ttl_sec", "--ttl-sec", dest="ttl_sec", type=number, default=3,
+                   metavar="SEC", help="cancel what is left after this many seconds "
+                   "(default: %(default)s)")
     _classic_common(p)
 
 
+def _classic_order(p: argparse.ArgumentParser, limit_help: str, limit: float | None) -> None:
+    p.add_argument("--symbol", type=symbol, default="SPY",
+                   help="the stock, any case (default: %(default)s)")
+    p.add_argument("--side", type=choice(SIDES), default="BUY", metavar="BUY|SELL",
+                   help="any case (default: %(default)s)")
+    p.add_argument("--qty", type=number, default=1, help="shares (default: %(default)s)")
+    p.add_argument("--limit", type=number, default=limit, metavar="PRICE", help=limit_help)
+
+
 def _classic_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tag")
-    p.add_argument("--out_dir", "--out-dir", dest="out_dir", default="data/exec")
-    _run_flags(p)
-    _verbose(p)
+    p.add_argument("--outside-rth", "--outside_rth", dest="outside_rth", action="store_true",
+                   help="may work outside regular trading hours (IB's outsideRth)")
+    p.add_argument("--bars_path", "--bars-path", dest="bars_path", metavar="FILE",
+                   help="1-second bars (Parquet): the arrival price and the gates' reference; "
+                   "the simulator's prices with --dry-run")
+    p.add_argument("--tag", help="IB's orderRef (default: generated from symbol and time)")
+    p.add_argument("--out_dir", "--out-dir", dest="out_dir", default="data/exec", metavar="DIR",
+                   help="ledger root (default: %(default)s)")
+    _order_flags(p)
+    p.set_defaults(**_NOT_CLASSIC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fit_streams()  # any terminal encoding: "—" prints as "-" where it cannot be encoded
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:
@@ -243,7 +295,10 @@ def _main(argv: list[str]) -> int:
 
         return gateway_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = _parse(parser, argv)
+    except UsageExit as e:
+        return _usage_failed(e, argv)
     if args.command is None:
         parser.print_help()
         return 2
@@ -270,6 +325,42 @@ def _main(argv: list[str]) -> int:
             print(f"runner: unexpected error: {type(e).__name__}: {e} "
                   "(run with -v for the traceback)", file=sys.stderr)
             return 1
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The arguments, or UsageExit; an unknown flag is the chosen command's usage error."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        chosen = _chosen(parser, args)
+        if "--live" in extra and args.command in CLASSIC:
+            chosen.error("--live: the classic commands are paper-only",
+                         "write a spec with mode: live and use `runner run SPEC --live`")
+        chosen.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Parser:
+    """The (sub)command parser `args` came from."""
+    for action in parser._actions:
+        name = getattr(args, action.dest, None)
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return _chosen(action.choices[name], args)
+    assert isinstance(parser, Parser)
+    return parser
+
+
+def _usage_failed(e: UsageExit, argv: list[str]) -> int:
+    """The usage error as one line on stderr and, with --json, as the failure document."""
+    from runner.output import emit
+    from runner.redact import redacted_output
+
+    with redacted_output(enabled="--show-account" not in argv):
+        print(f"runner: {e.message} ({e.hint})", file=sys.stderr)
+        if "--json" in argv:
+            command = " ".join(e.prog.split()[1:]) or None  # "one-shot", "ledger show"
+            emit({"version": 1, "command": command, "ok": False, "spec": None, "tag": None,
+                  "error": {"exit_code": e.code, "message": e.message, "hint": e.hint}})
+    return 2
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -320,6 +411,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return test(args.paths, junit=args.junit, out_dir=args.out_dir, as_json=args.json,
                     environ=env, policy=args.policy)
+    if args.command == "schema":
+        from runner.schema import show
+
+        return show(args.name)
     from runner.run import run_command
 
     return run_command(args, env)

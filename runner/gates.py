@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from runner.errors import RunnerError
+from runner.flags import for_source
 from runner.plan import Plan, iso
 from runner.policy import Policy, fmt
 
@@ -59,6 +60,7 @@ class Refused(RunnerError):
     exit_code = 2
 
     def __init__(self, spec: str, policy: Policy, reasons: list[str]) -> None:
+        reasons = [for_source(spec, r) for r in reasons]  # the classic flags' names
         lines = "\n".join(f"  - {r}" for r in reasons)
         super().__init__(f"{spec}: refused by {policy.name}; nothing was sent:\n{lines}")
         self.reasons = reasons

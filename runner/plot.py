@@ -322,7 +322,7 @@ def plot_orders(
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError("`runner tca --plot` needs matplotlib",
-                         "pip install 'runner[plot]'") from None
+                         "pip install 'matplotlib>=3.8' (the plot extra)") from None
     items = selected(traces(table), select)
     out = check_folder(plot_dir)
     out.mkdir(parents=True, exist_ok=True)

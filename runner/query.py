@@ -82,7 +82,7 @@ def run_query(sql: str, out_dir: Path) -> Result:
         import duckdb
     except ImportError:
         raise UsageError("`runner ledger query` needs DuckDB",
-                         "pip install 'runner[sql]'") from None
+                         "pip install 'duckdb>=1.1' (the sql extra)") from None
     if not _has_days(out_dir):
         raise UsageError(f"no ledger days (YYYY-MM-DD/ledger.parquet) under {out_dir}",
                          "give the ledger root with --out-dir")

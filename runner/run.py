@@ -29,8 +29,9 @@ from runner.errors import (
     RunnerError,
     UsageError,
 )
+from runner.flags import classic_spec
 from runner.plan import Plan, compile_plan, iso, parse_at
-from runner.spec import Spec, from_mapping, load
+from runner.spec import Spec, load
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,33 +135,6 @@ def failure_object(spec: Spec, e: RunnerError) -> dict[str, Any]:
             "state": "REFUSED" if isinstance(e, Refused) else "ERROR",
             "reasons": list(getattr(e, "reasons", [])), "message": str(e),
             "exit_code": e.exit_code}
-
-
-def classic_spec(args: argparse.Namespace) -> Spec:
-    """The classic flags as a spec built in memory; the same checks as a file."""
-    if args.command == "handshake":
-        return from_mapping({"version": 1, "kind": "handshake"})
-    order: dict[str, Any] = {"symbol": args.symbol, "side": args.side, "qty": _num(args.qty)}
-    data: dict[str, Any] = {"version": 1, "kind": args.command, "order": order,
-                            "out_dir": args.out_dir}
-    if args.tag:
-        order["tag"] = args.tag
-    if args.command == "one-shot":
-        order["tif"] = args.tif
-        if args.limit is None:
-            order["allow_market"] = True  # the classic tool: no --limit means a market order
-        data["ttl_sec"] = args.ttl_sec
-        if args.bars_path:
-            data["bars_path"] = args.bars_path
-        if args.arrival:
-            data["arrival"] = args.arrival
-    if args.limit is not None:
-        order["limit"] = args.limit
-    return from_mapping(data, allow_outside=args.allow_outside, typed=True)
-
-
-def _num(x: float) -> float | int:
-    return int(x) if x == int(x) else x
 
 
 def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> Outcome:

@@ -442,14 +442,15 @@ def test_dry_run_sanity_cancel_too_close_to_the_market(tmp_path, monkeypatch, ca
 
 
 # --- reference prices end to end: no bars, no broker quote ------------------------------
+# (classic commands: the reasons name their flags, --bars_path and --side)
 
 SELL_NO_REFERENCE = ("  - sanity-cancel SELL limit 0.01 cannot be shown to be above the market: "
                      "there is no reference price, and a SELL below the market fills; add "
-                     "bars_path with bars that cover the order, or use side BUY (a BUY far "
+                     "--bars_path with bars that cover the order, or use --side BUY (a BUY far "
                      "below the market cannot fill)\n")
 COLLAR_NO_REFERENCE = ("  - BUY limit 99,999.00 cannot be checked against the policy's price "
                        "collar (max_slippage_bps 50): there is no reference price; add "
-                       "bars_path with bars that cover the order\n")
+                       "--bars_path with bars that cover the order\n")
 
 
 def test_dry_run_sell_sanity_cancel_at_a_cent_without_reference_is_refused(

@@ -392,13 +392,15 @@ def test_run_and_plan_of_a_hostile_number_exit_2_with_file_line_col(tmp_path, mo
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--qty", "1e400"], "argument --qty: '1e400' is not a finite number"),
-    (["--limit", "nan"], "argument --limit: 'nan' is not a finite number"),
-    (["--limit", "1e-300"], "<command line>: order.limit: 1e-300 is below one tick (0.0001); "
+    (["--qty", "1e400"], "runner: --qty: '1e400' is not a finite number (see `runner one-shot "
+                         "--help`)"),
+    (["--limit", "nan"], "runner: --limit: 'nan' is not a finite number (see `runner one-shot "
+                         "--help`)"),
+    (["--limit", "1e-300"], "<command line>: --limit: 1e-300 is below one tick (0.0001); "
                             "the smallest limit is 0.0001"),
-    (["--tag", "t67\n"], "<command line>: order.tag: 't67\\n' contains a line break ('\\n') "
+    (["--tag", "t67\n"], "<command line>: --tag: 't67\\n' contains a line break ('\\n') "
                          "at the end; text must be one line without control characters"),
-    (["--symbol", "SPY\n"], "<command line>: order.symbol: 'SPY\\n' contains a line break "
+    (["--symbol", "SPY\n"], "<command line>: --symbol: 'SPY\\n' contains a line break "
                             "('\\n') at the end; text must be one line without control "
                             "characters"),
 ])
