@@ -507,7 +507,9 @@ def test_the_gateways_quote_and_the_reference_wait_for_a_five_second_bar_to_end(
     path, cols = five_second_bars(tmp_path)
     bars = load_bars(path)
     clock = BarClock(bars, start_wall_ns=0)  # wall 0 = T0
-    assert quote_from_bars(clock, FIVE - 1) is None
+    assert quote_from_bars(clock, -1) is None  # before the first bar starts: no trade yet
+    inside = quote_from_bars(clock, FIVE - 1)  # inside bar 0: its open, the first trade
+    assert inside is not None and inside.last == cols["open"][0] != cols["close"][0]
     assert quote_from_bars(clock, 7 * S).last == cols["close"][0]  # bar 1 runs to T0+10 s
     assert reference(bars, T0 + 7 * S) == (cols["close"][0], T0 + FIVE)
     # historical bars: only those that ended by the wall time asked

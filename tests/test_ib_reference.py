@@ -265,11 +265,16 @@ def test_with_bars_the_reference_is_the_last_ended_bar_close(make_gateway):
     assert before <= known_ns <= time.time_ns()  # a snapshot is known when it arrives
 
 
-def test_before_the_first_bar_has_ended_there_is_no_data(make_gateway):
-    bars = bars_around_now()
+def test_inside_the_first_bar_the_price_is_its_open(make_gateway):
+    """A gateway just started has a last price, as real ones do: the first bar's open
+    (its first trade), not its close, which is not known before the bar ends."""
+    around = bars_around_now()
+    bars = Bars(ts=around.ts, open=around.close - 0.02, high=around.high, low=around.low,
+                close=around.close, volume=around.volume)  # open 99.98, close 100.00
     gw = frozen_gateway(make_gateway, bars, 0.5)
-    assert reference(gw)[0] is None
-    assert gw.sent_frames(17) == []
+    (price, _), _ = reference(gw)
+    assert price == 99.98
+    assert gw.sent_frames(17) == []  # the snapshot answered: no historical bars asked
 
 
 def test_with_bars_on_the_live_clock(make_gateway):

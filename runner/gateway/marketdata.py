@@ -2,8 +2,9 @@
 (reqHistoricalData), from its bars on the bar clock, or from a quote a test set.
 
 A bar [ts, ts + bars.interval_ns) is known once it has ended, so "now" shows the close of the
-last bar that ended at or before the bar clock's now (as `Bars.arrival_at`); the
-quote around it is one tick either side (bid = last - 0.01, ask = last + 0.01).
+last bar that ended at or before the bar clock's now (as `Bars.arrival_at`) — inside the
+first bar, its open (a gateway just started still has a last price); the quote around
+it is one tick either side (bid = last - 0.01, ask = last + 0.01).
 Historical bars are dated on the gateway's wall clock (`BarClock.wall_of`), the
 clock its fills, executions and reqCurrentTime use.
 """
@@ -64,13 +65,19 @@ def check_price(name: str, value: float | None) -> float | None:
 
 def quote_from_bars(clock: BarClock, wall_ns: int) -> Quote | None:
     """The quote at wall time `wall_ns`: last = close of the last bar that ended at or
-    before the bar clock's now; None before the first bar has ended."""
-    i = _last_ended(clock.bars, clock.bar_now(wall_ns))
+    before the bar clock's now. Inside the first bar (a gateway just started) it is that
+    bar's open, the first trade, known from the bar's start, as a real gateway always has a
+    last price; None only before the first bar starts."""
+    bars, now = clock.bars, clock.bar_now(wall_ns)
+    i = _last_ended(bars, now)
     if i is None:
-        return None
-    last = float(clock.bars.close[i])
+        if now < bars.first_ns:
+            return None
+        last, size = float(bars.open[0]), 0.0
+    else:
+        last, size = float(bars.close[i]), float(bars.volume[i])
     return Quote(last=last, bid=round(last - STK_TICK, 2), ask=round(last + STK_TICK, 2),
-                 close=last, last_size=float(clock.bars.volume[i]))
+                 close=last, last_size=size)
 
 
 def duration_ns(text: str) -> int | None:
