@@ -92,10 +92,10 @@ class _TimedJournal:
     def open(self) -> None:
         """Opened already (the `with Ledger(...)` below)."""
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, event: Any) -> None:
         t0 = time.perf_counter()
-        self.ledger.append(row)
-        self.append_s.setdefault(row["event"], time.perf_counter() - t0)
+        self.ledger.append(event)
+        self.append_s.setdefault(event.event, time.perf_counter() - t0)
 
 
 def _timed_ib(connection: Any) -> Any:
@@ -118,7 +118,7 @@ def runner_once(port: int, client_id: int, tag: str) -> tuple[Phases, bytes]:
     """One sanity-cancel run by the engine, IBBroker and a real Ledger: its phases, and
     the INTENT line it journaled."""
     from runner.engine import Engine
-    from runner.ledger import Ledger, _encode
+    from runner.ledger import Ledger
     from runner.plan import compile_plan
     from runner.spec import from_mapping
 
@@ -133,9 +133,9 @@ def runner_once(port: int, client_id: int, tag: str) -> tuple[Phases, bytes]:
         journal = _TimedJournal(ledger)
         broker = _timed_ib(plan.connection)
         engine = Engine(plan, broker, journal, None,
-                        on_event=lambda row: rows.setdefault(row["event"], row["ts"]))
+                        on_event=lambda e: rows.setdefault(e.event, e.ts))
         outcome = asyncio.run(_run_and_close(engine))
-        intent_line = _encode(ledger.rows[0])
+        intent_line = ledger.events[0].line(ledger.run_id, 1)
     if "ACK" not in rows or outcome.state != "CANCEL":
         raise RuntimeError(f"runner run {tag}: {outcome.events} {outcome.message}")
     append = journal.append_s["INTENT"]
@@ -236,10 +236,11 @@ def collect(args: argparse.Namespace) -> Results:
 
 
 PHASES = (
-    ("append", "the INTENT's write + fsync", "Ledger.append (row check, JSON, write, fsync)",
+    ("append", "the INTENT's write + fsync", "Ledger.append (JSON line, write, fsync)",
      "os.write + os.fsync"),
     ("before_call", "from the INTENT's clock to the order call, the append aside",
-     "Engine: day check, _Order, arrival, row, on_event, caps unlock", "—"),
+     "Engine: day check, TrackedOrder, arrival, LedgerEvent (built and checked), "
+     "on_event, caps unlock", "—"),
     ("call", "the order call, up to the bytes on the socket",
      "IBBroker.place: Tracker, ib_async Order, placeOrder", "ib_async placeOrder"),
     ("to_ack", "from the call's return to the ack's clock", "socket → gateway → orderStatus tap",

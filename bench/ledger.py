@@ -4,9 +4,10 @@ DESIGN §9: a durable event append ≤ 1.2× a bare write + fsync of the same by
 cost is O(its own events); compaction of a 1,000,000-row day ≤ 1.5× a bare pyarrow read +
 write of it.
 
-- append: `Ledger.append` of engine-like rows, each timed alone (row check, JSON, write,
-  fsync); baseline = a bare `os.write` + `os.fsync` of the very line that append wrote, to
-  a file in the same folder, timed right after it (interleaved, so both see the same disk).
+- append: `Ledger.append` of engine-like rows, each timed alone (building the LedgerEvent,
+  which checks it, as the engine does; JSON, write, fsync); baseline = a bare `os.write`
+  + `os.fsync` of the very line that append wrote, to a file in the same folder, timed
+  right after it (interleaved, so both see the same disk).
   Both use fsync: for an append fdatasync must flush the new file size as well, and
   measures the same on ext4.
 - a run's cost: a day already holding N rows (synthetic, LEDGER_SCHEMA, written as the
@@ -36,12 +37,12 @@ from _synth import DAY, run_rows, synthetic_day, write_day  # noqa: E402
 import runner.ledger as ledger_module  # noqa: E402
 from runner.ledger import (  # noqa: E402
     Ledger,
-    _clean_row,
-    _encode,
+    LedgerEvent,
     journal_path,
     merge_leftovers,
     read_ledger,
 )
+from runner.ledger.event import OWNED  # noqa: E402
 
 APPEND_RATIO = 1.2
 COMPACT_RATIO = 1.5
@@ -49,13 +50,13 @@ RUN_EVENTS = 5
 
 
 def _row_work(n: int) -> float:
-    """Median seconds of what an append does besides the write + fsync: checking the row
-    and encoding its JSON line (the same rows as the append bench)."""
+    """Median seconds of what an append does besides the write + fsync: building the
+    event (which checks it) and encoding its JSON line (the same rows as the append bench)."""
     rows = run_rows(6)
     times = []
     for i in range(n):
         t0 = time.perf_counter()
-        _encode(_clean_row(rows[i % len(rows)], "append-bench", i + 1))
+        LedgerEvent(**rows[i % len(rows)]).line("append-bench", i + 1)
         times.append(time.perf_counter() - t0)
     return median(times)
 
@@ -70,11 +71,11 @@ def _append_latency(root: Path, n: int) -> tuple[list[float], list[float]]:
     try:
         for i in range(n):
             row = {**rows[i % len(rows)], "ts": rows[0]["ts"] + i}
-            line = _encode(_clean_row(row, ledger.run_id, i + 1))
+            line = LedgerEvent(**row).line(ledger.run_id, i + 1)
             for turn in ((0, 1) if i % 2 else (1, 0)):
                 t0 = time.perf_counter()
-                if turn:
-                    ledger.append(row)
+                if turn:  # the event is built (and checked) in the timed span, as the
+                    ledger.append(LedgerEvent(**row))  # engine builds the INTENT's
                     ours.append(time.perf_counter() - t0)
                 else:
                     os.write(fd, line)
@@ -167,7 +168,8 @@ def _recovery(root: Path, size: int, runs: int = 100) -> float:
     for r in range(runs):
         with open(journal_path(day_dir, f"crashed-{r:03d}"), "wb") as f:
             for seq, row in enumerate(rows[r * per:(r + 1) * per], 1):
-                f.write(_encode({**row, "run_id": f"crashed-{r:03d}", "seq": seq}))
+                event = LedgerEvent(**{k: v for k, v in row.items() if k not in OWNED})
+                f.write(event.line(f"crashed-{r:03d}", seq))
     t0 = time.perf_counter()
     merged = merge_leftovers(day_dir.parent, DAY)
     elapsed = time.perf_counter() - t0

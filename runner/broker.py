@@ -10,11 +10,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 class Ev(enum.StrEnum):
-    """Order events, as they appear in the ledger's `event` column."""
+    """Order events, as they appear in the ledger's `event` column (each member's name is
+    its value, so the sets below answer for the column's plain strings too)."""
+
+    # The ends: FILL, CANCEL, REJ. Only the broker's order status says an order ended.
+    TERMINAL: ClassVar[frozenset[Ev]]
+    # UNSETTLED, UNKNOWN: the run stopped watching an order that may still work; not ends.
+    OPEN_ENDED: ClassVar[frozenset[Ev]]
 
     INTENT = "INTENT"
     ACK = "ACK"
@@ -35,8 +41,8 @@ class Ev(enum.StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
-TERMINAL = frozenset({Ev.FILL, Ev.CANCEL, Ev.REJ})  # the ends; only the broker's status says so
-OPEN_ENDED = frozenset({Ev.UNSETTLED, Ev.UNKNOWN})  # the run stopped watching; not an end
+Ev.TERMINAL = frozenset({Ev.FILL, Ev.CANCEL, Ev.REJ})
+Ev.OPEN_ENDED = frozenset({Ev.UNSETTLED, Ev.UNKNOWN})
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,15 +17,12 @@ from typing import Any, Protocol
 
 from runner import tca
 from runner.broker import (
-    OPEN_ENDED,
-    TERMINAL,
     Broker,
     BrokerEvent,
     Ev,
     Lookup,
     Note,
     NoteKind,
-    OrderRequest,
     SessionInfo,
 )
 from runner.errors import (
@@ -36,6 +33,8 @@ from runner.errors import (
     Stopped,
     UsageError,
 )
+from runner.fsm import IGNORED, TRANSITIONS, InvalidTransition, TrackedOrder
+from runner.ledger.event import LedgerEvent
 from runner.livebars import Priced
 from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, day_span_ns, trading_day
 
@@ -45,31 +44,12 @@ SETTLE_SEC = 2.0  # after the end: how long late commissions and corrections are
 LINGER_SEC = 0.25  # after the end of an order that filled: listen at least this long
 POLL_SEC = 0.25  # how often a wait re-checks what no event announces (reconnects)
 
-# The order FSM. A state is the last event that changed it. An end (FILL, CANCEL, REJ)
-# comes only from the broker's order status; UNSETTLED and UNKNOWN are where the run
-# stops watching an order that may still work (left for `runner recover`).
-_WORKING = (Ev.INTENT, Ev.ACK, Ev.PARTIAL)
-TRANSITIONS: dict[tuple[Ev, Ev], Ev] = {
-    (Ev.INTENT, Ev.ACK): Ev.ACK,
-    (Ev.INTENT, Ev.PARTIAL): Ev.PARTIAL,  # an execution can overtake the status message
-    (Ev.ACK, Ev.PARTIAL): Ev.PARTIAL,
-    (Ev.PARTIAL, Ev.PARTIAL): Ev.PARTIAL,
-    **{(s, end): end for s in _WORKING for end in (Ev.FILL, Ev.CANCEL, Ev.REJ)},
-    **{(s, Ev.UNKNOWN): Ev.UNKNOWN for s in _WORKING},
-    **{(s, Ev.UNSETTLED): Ev.UNSETTLED for s in _WORKING},
-}
-# Repeats that carry nothing new: not journaled, state unchanged.
-IGNORED = frozenset({(Ev.ACK, Ev.ACK), (Ev.PARTIAL, Ev.ACK)})
-
-
-class InvalidTransition(RunnerError):
-    exit_code = 1
-
-
 class Journal(Protocol):
+    """Where the engine's events go (runner.ledger.RunJournal)."""
+
     def open(self) -> Any: ...  # ready to take the INTENT (idempotent)
 
-    def append(self, row: dict[str, Any]) -> None: ...
+    def append(self, event: LedgerEvent) -> None: ...  # returns once it is durable
 
 
 class BarsLike(Protocol):
@@ -113,42 +93,12 @@ class Outcome:
     missing_commissions: list[str] = field(default_factory=list)  # exec ids, for recover
 
 
-@dataclass
-class _Order:
-    """What the engine knows of its one order."""
-
-    req: OrderRequest
-    intent_ns: int
-    state: Ev = Ev.INTENT
-    order_id: int | None = None
-    perm_id: int | None = None
-    client_id: int | None = None
-    fill_qty: float = 0.0
-    avg_px: float | None = None
-    commission: float | None = None
-    first_fill_ns: int | None = None
-    end_ns: int | None = None
-    message: str = ""
-    placed: bool = False
-    cancel_sent: bool = False
-    cancel_refused: str = ""  # the broker's last refusal of our cancel
-
-    @property
-    def done(self) -> bool:
-        return self.state in TERMINAL
-
-    @property
-    def stopped(self) -> bool:
-        """Ended, or left for recover: the run watches it no longer."""
-        return self.state in TERMINAL or self.state in OPEN_ENDED
-
-
 class Engine:
-    """Runs one plan. `on_event` sees every journaled row (the terminal status line);
+    """Runs one plan. `on_event` sees every journaled event (the terminal status line);
     `on_note` every line worth telling the person at the terminal."""
 
     def __init__(self, plan: Plan, broker: Broker, journal: Journal, bars: BarsLike | None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 on_event: Callable[[LedgerEvent], None] | None = None,
                  pre_place: Callable[[SessionInfo], Callable[[], None] | None] | None = None,
                  on_note: Callable[[str], None] | None = None,
                  watch: Callable[[], str | None] | None = None,
@@ -168,10 +118,10 @@ class Engine:
         self.on_unguarded = on_unguarded  # the broker dropped the GTD backstop (IB 10349)
         self.account = ""
         self.client_id: int | None = None
-        self.order: _Order | None = None
+        self.order: TrackedOrder | None = None
         self.outcome = Outcome(kind=plan.kind, tag=plan.order.tag if plan.order else None)
         self.stop_signal: int | None = None  # set by a signal handler: stop, cancel, record
-        self.unjournaled: list[dict[str, Any]] = []  # events the ledger could not take
+        self.unjournaled: list[LedgerEvent] = []  # events the ledger could not take
         self.ledger_error: LedgerError | None = None
         self._release: Callable[[], None] | None = None  # the caps lock, while held
 
@@ -232,7 +182,7 @@ class Engine:
                              f" -> {trading_day(now)}); nothing was sent", "run it again")
         if req.backstop_sec is not None:
             req = replace(req, good_till_ns=-(-(now + int(req.backstop_sec * NS)) // NS) * NS)
-        self.order = _Order(req, intent_ns=now, client_id=self.client_id, order_id=order_id)
+        self.order = TrackedOrder(req, intent_ns=now, client_id=self.client_id, order_id=order_id)
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
         source = "bars" if arrival is not None else None
         if arrival is None and self.broker_price is not None:
@@ -259,7 +209,7 @@ class Engine:
         elif self.order.state == Ev.UNKNOWN:
             await self._cancel_unseen()
 
-    async def _wait(self, until: Callable[[_Order], bool], deadline_ns: int,
+    async def _wait(self, until: Callable[[TrackedOrder], bool], deadline_ns: int,
                     interruptible: bool = True) -> None:
         order = self.order
         assert order is not None
@@ -448,7 +398,7 @@ class Engine:
         self._take_numbers(ev)
         if ev.kind in (Ev.PARTIAL, Ev.FILL):
             order.first_fill_ns = order.first_fill_ns or ev.ts_ns
-        if new in TERMINAL:
+        if new in Ev.TERMINAL:
             order.end_ns = ev.ts_ns
         order.message = ev.message or order.message
         self._record(ev.kind, ev.ts_ns, last_qty=ev.last_qty, last_px=ev.last_px,
@@ -484,29 +434,29 @@ class Engine:
         order = self.order
         assert order is not None
         req = order.req
-        row = {
-            "ts": ts_ns, "spec": self.plan.spec, "tag": req.tag, "event": event.value,
-            "broker": self.broker.name, "account": self.account, "order_id": order.order_id,
-            "perm_id": order.perm_id, "client_id": order.client_id, "symbol": req.symbol,
-            "sec_type": req.sec_type, "exchange": req.exchange, "currency": req.currency,
-            "mode": self.plan.mode, "side": req.side, "qty": req.qty,
-            "order_type": req.order_type, "limit": req.limit, "tif": req.tif,
-            "fill_qty": order.fill_qty, "avg_px": order.avg_px, "commission": order.commission,
-        }
-        row.update({k: v for k, v in extra.items() if v is not None and v != ""})
+        totals: dict[str, Any] = {"fill_qty": order.fill_qty, "avg_px": order.avg_px,
+                                  "commission": order.commission}  # a PNL_SNAPSHOT: its own
+        totals.update({k: v for k, v in extra.items() if v is not None and v != ""})
+        entry = LedgerEvent(
+            ts=ts_ns, spec=self.plan.spec, tag=req.tag, event=event.value,
+            broker=self.broker.name, account=self.account, order_id=order.order_id,
+            perm_id=order.perm_id, client_id=order.client_id, symbol=req.symbol,
+            sec_type=req.sec_type, exchange=req.exchange, currency=req.currency,
+            mode=self.plan.mode, side=req.side, qty=req.qty, order_type=req.order_type,
+            limit=req.limit, tif=req.tif, **totals)
         try:
-            self.journal.append(row)
+            self.journal.append(entry)
         except LedgerError as e:
             if event == Ev.INTENT:  # nothing is sent without a durable INTENT
                 raise LedgerError(f"{e.message}; the order was not sent",
                                   "free disk space or fix out_dir, then run again") from None
             # Past the INTENT the order is out there: keep the event in memory, stop
             # trading (the wait loop cancels at once), and hand the rows to the caller.
-            self.unjournaled.append(row)
+            self.unjournaled.append(entry)
             self.ledger_error = self.ledger_error or e
         self.outcome.events.append(event.value)
         if self.on_event is not None:
-            self.on_event(row)
+            self.on_event(entry)
         self._update_outcome()
 
     def _update_outcome(self) -> None:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from runner.broker import Ev
 from runner.errors import RunnerError, UsageError
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def _trace(rows: list[dict[str, Any]]) -> Trace | None:
         if r["event"] in ("PARTIAL", "FILL") and r.get("last_qty") and
         (r.get("last_px") is not None or r.get("avg_px") is not None)
     )
-    terminal = [r["event"] for r in rows if r["event"] in ("FILL", "CANCEL", "REJ")]
+    terminal = [r["event"] for r in rows if r["event"] in Ev.TERMINAL]
     return Trace(
         run_id=intent["run_id"], tag=intent["tag"] or "?", spec=intent.get("spec"),
         bars_path=intent.get("bars_path"),

@@ -284,7 +284,7 @@ def _flock(out_dir: str, kind: str, key: str, wait_sec: float = 0.0) -> Iterator
     it (the caps lock is held for milliseconds: a count and one fsynced INTENT)."""
     digest = hashlib.sha256(f"{os.path.realpath(out_dir)}\0{kind}\0{key}".encode()).hexdigest()
     path = _lock_folder() / f"{kind}-{digest[:24]}.lock"
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+    fd = _open_lock(path)
     try:
         try:
             _lock(fd, wait_sec)
@@ -297,6 +297,24 @@ def _flock(out_dir: str, kind: str, key: str, wait_sec: float = 0.0) -> Iterator
         yield
     finally:
         os.close(fd)
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file, read-only (flock needs no write access): one that is there as it is
+    (where fs.protected_regular is set, O_CREAT on another user's file in a shared sticky
+    folder is refused), else created; UsageError if this user can do neither."""
+    try:
+        try:
+            return os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as e:
+        from runner.ledger.access import whose
+
+        raise UsageError(f"cannot use the lock folder {path.parent}{whose(path.parent)}: "
+                         f"cannot open {path.name} in it ({e.strerror or e}); nothing was "
+                         "sent", f"make {path.parent} shared like /tmp: chmod 1777, as its "
+                         "owner or root") from None
 
 
 def _lock_folder() -> Path:

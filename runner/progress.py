@@ -18,13 +18,15 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from runner.broker import Ev
+
 if TYPE_CHECKING:
+    from runner.ledger.event import LedgerEvent
     from runner.plan import Plan
 
 NS = 1_000_000_000
 TICK_S = 0.1
 ERASE = "\r\x1b[K"  # back to column 0, clear to the end of the line
-TERMINAL = ("FILL", "CANCEL", "REJ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class Status:
 
     def text(self, now_ns: int) -> str:
         line = f"[{self.kind}] {self.tag} {self.state} {self.fill_qty:g}/{self.qty:g}"
-        if self.state in TERMINAL or self.deadline_ns is None:
+        if self.state in Ev.TERMINAL or self.deadline_ns is None:
             return line
         left = (self.deadline_ns - now_ns) / NS
         return line + (f" {left:.1f} s left" if left > 0 else " cancelling")
@@ -73,9 +75,9 @@ class StatusLine:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick, name="status-line", daemon=True)
 
-    def on_event(self, row: dict[str, Any]) -> None:
+    def on_event(self, event: LedgerEvent) -> None:
         with self._lock:
-            self.status = apply(self.status, row, self.ttl_sec)
+            self.status = apply(self.status, event.as_row(), self.ttl_sec)
             self._draw()
 
     def _tick(self) -> None:

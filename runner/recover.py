@@ -24,14 +24,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runner.broker import Lookup
+from runner.broker import Ev, Lookup
 from runner.errors import GatewayError, UsageError
+from runner.ledger.event import LedgerEvent
 from runner.plan import Connection, parse_day, trading_day
 
-TERMINAL = frozenset({"FILL", "CANCEL", "REJ"})
-CARRIED = ("spec", "tag", "broker", "account", "order_id", "perm_id", "client_id", "symbol",
-           "sec_type", "exchange", "currency", "mode", "side", "qty", "order_type", "limit",
-           "tif")  # copied onto every recovered row
+# A recovered row carries its order's totals so far when it is one of these.
+_WITH_TOTALS = Ev.TERMINAL | {Ev.UNKNOWN}
 MARKERS = ".unsettled"  # OUT_DIR/.unsettled/<day>.<hash>.json: orders left for recover
 INCOMPLETE = ".incomplete"  # OUT_DIR/.incomplete/<day>.<hash>.json: commissions to complete
 POLL_SEC = 0.1
@@ -47,7 +46,7 @@ class Orphan:
     commission: float = 0.0
     last_ts: int = 0  # of the order's last recorded event
     acked: bool = False
-    last_event: str = "INTENT"
+    last_event: str = Ev.INTENT
     ids: dict[str, Any] = field(default_factory=dict)  # perm_id, client_id, order_id
     avg_px: float | None = None
 
@@ -88,7 +87,7 @@ def find_orphans(out_dir: Path, day: str) -> list[Orphan]:
     latest: dict[str, tuple[str, Any, Any]] = {}  # tag -> its latest order (old ledgers)
     for row in rows:  # in (ts, run_id, seq) order
         tag, event = row["tag"], row["event"]
-        if event == "INTENT":
+        if event == Ev.INTENT:
             key = _intent_key(row)
             orders[key] = Orphan(row, last_ts=row["ts"])
             by_run[(row["run_id"], tag)] = latest[tag] = key
@@ -99,28 +98,30 @@ def find_orphans(out_dir: Path, day: str) -> list[Orphan]:
         if order is None:
             continue
         _note_row(order, row)
-        if event in TERMINAL:
+        if event in Ev.TERMINAL:
             del orders[_intent_key(order.intent)]
     return [o for o in orders.values()
-            if o.intent["run_id"] not in alive or o.last_event in ("UNSETTLED", "UNKNOWN")]
+            if o.intent["run_id"] not in alive or o.last_event in Ev.OPEN_ENDED]
+
+
+_PLACED = {Ev.ACK, Ev.PARTIAL, Ev.FILL} | Ev.OPEN_ENDED  # an order with one was placed
 
 
 def _note_row(o: Orphan, row: dict[str, Any]) -> None:
     o.last_ts = max(o.last_ts, row["ts"])
     event = row["event"]
-    if event != "PNL_SNAPSHOT":
+    if event != Ev.PNL_SNAPSHOT:
         o.last_event = event
     # an order its run reported UNKNOWN or UNSETTLED was placed, acknowledged or not
-    o.acked = o.acked or event in ("ACK", "PARTIAL", "FILL", "UNKNOWN", "UNSETTLED") \
-        or bool(row.get("perm_id"))
+    o.acked = o.acked or event in _PLACED or bool(row.get("perm_id"))
     for key in ("perm_id", "client_id", "order_id"):
         if row.get(key) is not None:
             o.ids[key] = row[key]
-    if event in ("PARTIAL", "FILL", "CORRECTION"):
+    if event in (Ev.PARTIAL, Ev.FILL, Ev.CORRECTION):
         if row.get("exec_id"):
             o.exec_ids.add(row["exec_id"])
         o.fill_qty = max(o.fill_qty, row.get("fill_qty") or 0.0) \
-            if event != "CORRECTION" else (row.get("fill_qty") or o.fill_qty)
+            if event != Ev.CORRECTION else (row.get("fill_qty") or o.fill_qty)
         o.commission = max(o.commission, row.get("commission") or 0.0)
         o.avg_px = row.get("avg_px") if row.get("avg_px") is not None else o.avg_px
 
@@ -130,7 +131,7 @@ class Settled:
     """What recovery found out about one orphan: rows to record and a line to print."""
 
     tag: str
-    rows: list[dict[str, Any]]
+    rows: list[LedgerEvent]
     summary: str
     settled: bool = True  # False: still working at (or not shown by) the broker
     day: str = ""
@@ -168,7 +169,7 @@ async def _settle_one(o: Orphan, broker: Any, cancel_all: bool, now_ns: Any) -> 
     rows = _fill_rows(o, found.fills)
     if found.state == Lookup.WORKING:
         deadline = o.deadline_ns
-        wanted_out = o.last_event in ("UNSETTLED", "UNKNOWN")  # its run tried to cancel it
+        wanted_out = o.last_event in Ev.OPEN_ENDED  # its run tried to cancel it
         if not cancel_all and not wanted_out and deadline is not None and now_ns() < deadline:
             return Settled(o.tag, rows, f"still working until its deadline; left alone "
                            f"(filled {o.fill_qty:g}); run recover again after it")
@@ -178,7 +179,7 @@ async def _settle_one(o: Orphan, broker: Any, cancel_all: bool, now_ns: Any) -> 
     return _ended(o, found, rows, now_ns)
 
 
-def _unknown(o: Orphan, broker: Any, rows: list[dict[str, Any]], now_ns: Any) -> Settled:
+def _unknown(o: Orphan, broker: Any, rows: list[LedgerEvent], now_ns: Any) -> Settled:
     from runner.plan import iso
 
     if not o.acked:
@@ -189,7 +190,7 @@ def _unknown(o: Orphan, broker: Any, rows: list[dict[str, Any]], now_ns: Any) ->
         if o.intent.get("tif") == "IOC" or (gtd is not None and now_ns() >= gtd):
             message = ("never reached the broker (recover): not at the gateway, and past "
                        "its time in force")
-            rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty, message=message))
+            rows.append(_row(o, Ev.CANCEL, now_ns(), fill_qty=o.fill_qty, message=message))
             return Settled(o.tag, rows, message.replace(" (recover)", ""))
         until = f" until its GTD backstop {iso(gtd)}" if gtd is not None else ""
         return Settled(o.tag, rows, f"not shown by the gateway at {broker.where}; if it was "
@@ -197,30 +198,28 @@ def _unknown(o: Orphan, broker: Any, rows: list[dict[str, Any]], now_ns: Any) ->
                        "again after that, or check TWS", settled=False)
     text = (f"acknowledged, but the gateway at {broker.where} does not show it: it may "
             "still be working at IB (another gateway? a restart?); left UNKNOWN")
-    if o.last_event != "UNKNOWN":
-        rows.append(_row(o, "UNKNOWN", now_ns(), fill_qty=o.fill_qty, message=text))
+    if o.last_event != Ev.UNKNOWN:
+        rows.append(_row(o, Ev.UNKNOWN, now_ns(), fill_qty=o.fill_qty, message=text))
     return Settled(o.tag, rows, text, settled=False)
 
 
-def _ended(o: Orphan, found: Any, rows: list[dict[str, Any]], now_ns: Any) -> Settled:
-    from runner.broker import Ev
-
+def _ended(o: Orphan, found: Any, rows: list[LedgerEvent], now_ns: Any) -> Settled:
     if found.end == Ev.FILL or o.fill_qty >= o.intent["qty"] - 1e-9:
-        if not any(r["event"] == "FILL" for r in rows):
-            rows.append(_row(o, "FILL", now_ns(), fill_qty=max(o.fill_qty, found.filled),
+        if not any(r.event == Ev.FILL for r in rows):
+            rows.append(_row(o, Ev.FILL, now_ns(), fill_qty=max(o.fill_qty, found.filled),
                              avg_px=found.avg_px, message="filled at the broker (recover)"))
         return Settled(o.tag, rows, f"filled {max(o.fill_qty, found.filled):g} "
                        "while runner was away")
     if found.end == Ev.REJ:
-        rows.append(_row(o, "REJ", now_ns(), fill_qty=o.fill_qty,
+        rows.append(_row(o, Ev.REJ, now_ns(), fill_qty=o.fill_qty,
                          message="inactive at the broker (recover)"))
         return Settled(o.tag, rows, "rejected at the broker")
-    rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty,
+    rows.append(_row(o, Ev.CANCEL, now_ns(), fill_qty=o.fill_qty,
                      message="cancelled at the broker (recover)"))
     return Settled(o.tag, rows, "cancelled at the broker")
 
 
-async def _cancel(o: Orphan, broker: Any, found: Any, rows: list[dict[str, Any]],
+async def _cancel(o: Orphan, broker: Any, found: Any, rows: list[LedgerEvent],
                   now_ns: Any) -> Settled:
     """Cancel from a session with the client id that placed it, then wait for the end."""
     owner, refusal = broker, ""
@@ -241,11 +240,9 @@ async def _cancel(o: Orphan, broker: Any, found: Any, rows: list[dict[str, Any]]
                        "at the broker", settled=False)
     if later.state == Lookup.UNKNOWN:
         return _unknown(o, broker, rows, now_ns)
-    from runner.broker import Ev
-
     if later.end != Ev.CANCEL or o.fill_qty >= o.intent["qty"] - 1e-9:
         return _ended(o, later, rows, now_ns)  # it ended otherwise meanwhile: as IB says
-    rows.append(_row(o, "CANCEL", now_ns(), fill_qty=o.fill_qty, message="cancelled by recover"))
+    rows.append(_row(o, Ev.CANCEL, now_ns(), fill_qty=o.fill_qty, message="cancelled by recover"))
     return Settled(o.tag, rows, f"cancelled (filled {o.fill_qty:g})")
 
 
@@ -275,7 +272,7 @@ async def _until_not_working(o: Orphan, broker: Any) -> Any:
         await asyncio.sleep(POLL_SEC)  # polling the gateway's answer, bounded
 
 
-def _fill_rows(o: Orphan, fills: list[Any]) -> list[dict[str, Any]]:
+def _fill_rows(o: Orphan, fills: list[Any]) -> list[LedgerEvent]:
     """The executions the ledger does not have yet, at the broker's times; one that
     replaces an execution the ledger has (same id up to the last period) is a CORRECTION."""
     rows = []
@@ -288,7 +285,7 @@ def _fill_rows(o: Orphan, fills: list[Any]) -> list[dict[str, Any]]:
         o.commission += f.commission or 0.0
         ids = {"order_id": f.order_id, "perm_id": f.perm_id, "client_id": f.client_id}
         if base in bases:
-            rows.append(_row(o, "CORRECTION", f.ts_ns, fill_qty=f.cum_qty, last_px=f.px,
+            rows.append(_row(o, Ev.CORRECTION, f.ts_ns, fill_qty=f.cum_qty, last_px=f.px,
                              avg_px=f.avg_px, commission=o.commission or None,
                              exec_id=f.exec_id, corrects=bases[base],
                              message=f"execution {bases[base]} corrected (recover)", **ids))
@@ -296,29 +293,28 @@ def _fill_rows(o: Orphan, fills: list[Any]) -> list[dict[str, Any]]:
             continue
         bases[base] = f.exec_id
         o.fill_qty = max(o.fill_qty, f.cum_qty)
-        event = "FILL" if o.fill_qty >= o.intent["qty"] - 1e-9 else "PARTIAL"
+        event = Ev.FILL if o.fill_qty >= o.intent["qty"] - 1e-9 else Ev.PARTIAL
         rows.append(_row(o, event, f.ts_ns, fill_qty=o.fill_qty, last_qty=f.qty, last_px=f.px,
                          avg_px=f.avg_px, commission=o.commission or None, exec_id=f.exec_id,
                          **ids))
     return rows
 
 
-def _row(o: Orphan, event: str, ts_ns: int, **values: Any) -> dict[str, Any]:
-    """A recovered event at the broker's time, but never before the order's last recorded
-    event: IB's execution times have 1 s resolution, and the ledger is in time order."""
+def _row(o: Orphan, event: Ev, ts_ns: int, **values: Any) -> LedgerEvent:
+    """A recovered event of the INTENT's order (its ORDER fields carried), at the broker's
+    time but never before the order's last recorded event: IB's execution times have 1 s
+    resolution, and the ledger is in time order."""
     o.last_ts = max(ts_ns, o.last_ts + 1)
-    row = {k: o.intent.get(k) for k in CARRIED}
-    row.update({k: v for k, v in o.ids.items() if v is not None})  # what the broker said
-    if event in ("FILL", "CANCEL", "REJ", "UNKNOWN"):  # the order's totals so far
-        row.update(commission=o.commission or None, avg_px=o.avg_px)
-    row.update(event=event, ts=o.last_ts)
-    row.update({k: v for k, v in values.items() if v is not None})
-    return row
+    known = {k: v for k, v in o.ids.items() if v is not None}  # what the broker said
+    if event in _WITH_TOTALS:  # the order's totals so far
+        known.update(commission=o.commission or None, avg_px=o.avg_px)
+    known.update({k: v for k, v in values.items() if v is not None})
+    return LedgerEvent.carried(o.intent, ts=o.last_ts, event=event, **known)
 
 
 def settle_sim(orphans: list[Orphan], now_ns: int) -> list[Settled]:
     """A dry run has no broker to ask: its order ended with its process."""
-    return [Settled(o.tag, [_row(o, "CANCEL", now_ns, fill_qty=o.fill_qty,
+    return [Settled(o.tag, [_row(o, Ev.CANCEL, now_ns, fill_qty=o.fill_qty,
                                  message="dry run ended without a final event (recover)")],
                     "dry run ended without a final event", order_id=o.intent.get("order_id"))
             for o in orphans]
@@ -401,7 +397,7 @@ async def complete_commissions(out_dir: Path, connection: Connection,
             day, tag, wanted = note["day"], note["tag"], list(note["exec_ids"])
             rows = [r for r in ledger.table_to_rows(ledger.read_ledger(Path(out_dir) / day))
                     if r["tag"] == tag]
-            events = [r for r in rows if r["event"] != "PNL_SNAPSHOT"]
+            events = [r for r in rows if r["event"] != Ev.PNL_SNAPSHOT]
             if not events:
                 lines.append(f"recover {day} {tag}: no order rows in the ledger for the "
                              f"commissions noted in {path}; left as it is")
@@ -415,7 +411,7 @@ async def complete_commissions(out_dir: Path, connection: Connection,
             new = []
             for exec_id, commission in got:
                 total += commission or 0.0
-                new.append(_row(o, "CORRECTION", time.time_ns(), exec_id=exec_id,
+                new.append(_row(o, Ev.CORRECTION, time.time_ns(), exec_id=exec_id,
                                 corrects=exec_id, commission=total,
                                 fill_qty=last.get("fill_qty"), avg_px=last.get("avg_px"),
                                 message=f"commission of {exec_id} completed by recover"))

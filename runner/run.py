@@ -181,6 +181,7 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     ready = _Ready(spec, plan, policy, bars)
     if plan.order is None:
         return ready
+    _check_writable(plan)
     mine = [r for r in earlier if r.plan.order is not None and r.plan.day == plan.day
             and os.path.realpath(r.plan.out_dir) == os.path.realpath(plan.out_dir)]
     if plan.order.tag in {r.plan.order.tag for r in mine if r.plan.order is not None}:
@@ -191,6 +192,14 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     if not opts.dry_run:
         _check_duplicate(plan, opts, policy)
     return ready
+
+
+def _check_writable(plan: Plan) -> None:
+    """The day's ledger can be written (and its lock opened) by this user: else exit 2
+    before any gate reads the day, anything connects or any file is made."""
+    from runner.ledger import check_writable
+
+    check_writable(Path(plan.out_dir), plan.day)
 
 
 def _earlier_notional(spec: Spec, mine: list[_Ready], policy: Any) -> float:
@@ -336,28 +345,6 @@ def _broker(plan: Plan, spec: Spec, opts: RunOptions, bars: Any) -> Broker:
     return IBBroker(plan.connection, verbose=opts.verbose)
 
 
-class _Journal:
-    """Opens the day's ledger at the first event (the INTENT), so a run refused before
-    it places anything leaves no file behind."""
-
-    def __init__(self, ledger: Any, failpoint: str = "") -> None:
-        self.ledger = ledger
-        self.opened = False
-        self.failpoint = failpoint
-
-    def open(self) -> None:
-        if not self.opened:
-            self.ledger.open()
-            self.opened = True
-
-    def append(self, row: dict[str, Any]) -> None:
-        self.open()
-        self.ledger.append(row)
-        if self.failpoint == f"after-{row['event'].lower()}":
-            # RUNNER_FAILPOINT (tests only): die here, as a crash would, to prove recovery
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
             pre_place: Callable[[SessionInfo], Callable[[], None] | None] | None = None,
             watch: Callable[[], str | None] | None = None,
@@ -365,12 +352,11 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
             live: Any = None) -> tuple[Outcome, Path]:
     """Run the plan; whatever happens, what was journaled is merged into the ledger."""
     from runner.errors import LedgerError
-    from runner.ledger import Ledger
+    from runner.ledger import RunJournal
     from runner.progress import for_run
 
-    _check_writable(Path(plan.out_dir))
-    ledger = Ledger(Path(plan.out_dir), plan.day, opts.run_id or uuid.uuid4().hex[:16])
-    journal = _Journal(ledger, opts.failpoint)
+    journal = RunJournal(Path(plan.out_dir), plan.day, opts.run_id or uuid.uuid4().hex[:16],
+                         opts.failpoint)
     status = for_run(plan, broker.now_ns, opts.as_json)  # a live line on a TTY, else None
     engine = Engine(plan, broker, journal, bars, status.on_event if status else None,
                     pre_place=pre_place, on_note=_say, watch=watch, broker_price=broker_price,
@@ -380,14 +366,13 @@ def execute(plan: Plan, broker: Broker, bars: Any, opts: RunOptions,
             outcome = asyncio.run(_run_with_signals(engine))
     except BaseException:
         with contextlib.suppress(LedgerError):  # never hide the first error
-            _keep(engine, ledger)  # (still prints what it cannot journal)
-        if journal.opened:
-            with contextlib.suppress(LedgerError):
-                ledger.commit()
+            _keep(engine, journal)  # (still prints what it cannot journal)
+        with contextlib.suppress(LedgerError):
+            journal.finish()
         _note_for_recover(plan, engine)
         raise
-    _keep(engine, ledger)
-    path = ledger.commit() if journal.opened else ledger.ledger_path
+    _keep(engine, journal)
+    path = journal.finish()
     _note_for_recover(plan, engine)
     return outcome, path
 
@@ -418,37 +403,22 @@ def _say(line: str) -> None:
     print(f"runner: {line}", file=sys.stderr, flush=True)
 
 
-def _keep(engine: Engine, ledger: Any) -> None:
+def _keep(engine: Engine, journal: Any) -> None:
     """Events the journal refused mid-run: one more try, else print them (nothing lost),
     then fail the run."""
     from runner.errors import LedgerError
 
     if engine.ledger_error is None:
         return
-    left = list(engine.unjournaled)
-    with contextlib.suppress(LedgerError):
-        while left:
-            ledger.append(left[0])
-            left.pop(0)
-    for row in left:
-        print("runner: unjournaled event: " + json.dumps(row, sort_keys=True), file=sys.stderr)
+    left = journal.retry(engine.unjournaled)
+    for event in left:
+        print("runner: unjournaled event: " + json.dumps(event.as_row(), sort_keys=True),
+              file=sys.stderr)
     where = "printed above" if left else "journaled on retry"
     error, engine.ledger_error = engine.ledger_error, None  # report once
     raise LedgerError(f"{error.message}; the order was cancelled and "
                       f"{len(engine.unjournaled)} later event(s) were {where}",
                       "free disk space, then `runner recover` merges the journal")
-
-
-def _check_writable(out_dir: Path) -> None:
-    """Refuse before connecting if the ledger cannot be written at all."""
-    from runner.errors import LedgerError
-
-    existing = out_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise LedgerError(f"cannot write the ledger under {out_dir}: {existing} is not a "
-                          "writable folder; nothing was sent", "fix out_dir or its permissions")
 
 
 async def _run_with_signals(engine: Engine) -> Outcome:

@@ -22,18 +22,10 @@ import pytest
 
 from runner.bars import Bars
 from runner.broker import BrokerEvent, Ev, Lookup, Note, NoteKind
-from runner.engine import (
-    IGNORED,
-    LINGER_SEC,
-    NS,
-    SETTLE_SEC,
-    TRANSITIONS,
-    Engine,
-    InvalidTransition,
-    Outcome,
-)
+from runner.engine import LINGER_SEC, NS, SETTLE_SEC, Engine, Outcome
 from runner.errors import GatewayError, Interrupted, LedgerError, Stopped, UsageError
-from runner.ledger import Ledger
+from runner.fsm import IGNORED, TRANSITIONS, InvalidTransition
+from runner.ledger import Ledger, LedgerEvent
 from runner.plan import CANCEL_ATTEMPTS, Plan, compile_plan
 from runner.sim import SimBroker, SimConfig
 from runner.spec import from_mapping
@@ -173,6 +165,13 @@ def test_the_table_is_the_documented_machine() -> None:
     assert TRANSITIONS == {pair: pair[1] for pair in ALLOWED}
     assert IGNORED == REPEATS
     assert FORBIDDEN == [(s, e) for s in WORKING for e in (Ev.INTENT, Ev.PNL_SNAPSHOT)]
+
+
+def test_the_ends_are_one_set_that_the_ledgers_strings_answer_to() -> None:
+    # the ledger's event column holds plain strings: they must find the members too
+    assert Ev.TERMINAL == set(ENDS) and Ev.OPEN_ENDED == set(LEFT)
+    assert {e.value for e in Ev if e.value in Ev.TERMINAL} == {"FILL", "CANCEL", "REJ"}
+    assert {e.value for e in Ev if e.value in Ev.OPEN_ENDED} == {"UNKNOWN", "UNSETTLED"}
 
 
 @pytest.mark.parametrize(("state", "kind"), sorted(ALLOWED))
@@ -318,8 +317,8 @@ def test_a_commission_still_owed_is_waited_for_then_left_for_recover(run) -> Non
 
 
 def test_ctrl_c_whose_cancel_fails_leaves_the_order_unsettled(run) -> None:
-    def ctrl_c_on_ack(row: dict[str, Any]) -> None:
-        if row["event"] == "ACK":
+    def ctrl_c_on_ack(row: LedgerEvent) -> None:
+        if row.event == "ACK":
             r.engine.interrupt(2)
 
     r = run(Staged(cancel_error=GatewayError("not connected")), on_event=ctrl_c_on_ack)
@@ -334,8 +333,8 @@ def test_ctrl_c_whose_cancel_fails_leaves_the_order_unsettled(run) -> None:
     assert r.engine.outcome.state == "UNSETTLED"
 
 
-def fail_on_ack(row: dict[str, Any]) -> None:
-    if row["event"] == "ACK":
+def fail_on_ack(row: LedgerEvent) -> None:
+    if row.event == "ACK":
         raise RuntimeError("the display broke")
 
 
@@ -358,7 +357,7 @@ def test_an_error_whose_cancel_fails_names_the_error_in_the_unsettled_row(run) -
 def test_the_kill_switch_cancels_and_says_what_became_of_the_order(run) -> None:
     acked: list[bool] = []
     r = run(Staged(), watch=lambda: "kill switch KILL is on" if acked else None,
-            on_event=lambda row: row["event"] == "ACK" and acked.append(True))
+            on_event=lambda row: row.event == "ACK" and acked.append(True))
     with pytest.raises(Stopped) as e:
         r()
     assert str(e.value) == (f"kill switch KILL is on; order {TAG} ended CANCEL and was "
@@ -432,15 +431,15 @@ def test_an_intent_that_cannot_be_written_sends_nothing(run, file_size_limit) ->
 
 def test_a_ledger_full_after_the_intent_cancels_at_once_and_keeps_the_rows(
         run, file_size_limit) -> None:
-    def full_after_intent(row: dict[str, Any]) -> None:
-        if row["event"] == "INTENT":
+    def full_after_intent(row: LedgerEvent) -> None:
+        if row.event == "INTENT":
             file_size_limit(r.ledger.journal_path.stat().st_size)
 
     r = run(Staged(), on_event=full_after_intent)
     outcome = r()
     file_size_limit(None)
     assert r.events() == ["INTENT"]  # on disk: what was written before the disk filled
-    assert [row["event"] for row in r.engine.unjournaled] == ["ACK", "CANCEL"]
+    assert [row.event for row in r.engine.unjournaled] == ["ACK", "CANCEL"]
     error = r.engine.ledger_error
     assert error is not None and error.message.startswith("cannot write the ledger journal")
     assert outcome.state == "CANCEL"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -25,6 +26,7 @@ from runner.ledger import (
     COLUMNS,
     LEDGER_SCHEMA,
     Ledger,
+    LedgerEvent,
     leftover_days,
     merge_leftovers,
     read_ledger,
@@ -32,6 +34,7 @@ from runner.ledger import (
     tags_on_day,
     trading_date,
 )
+from runner.ledger.schema import check_fields
 
 HELPER = Path(__file__).with_name("ledger_writer.py")
 sys.path.insert(0, str(HELPER.parent))
@@ -166,6 +169,72 @@ def test_ints_become_floats_in_float_columns(tmp_path: Path) -> None:
     with Ledger(tmp_path, DAY, "run-a") as ledger:
         ledger.append({"ts": T0, "qty": 3})
     assert day_rows(tmp_path)[0]["qty"] == 3.0
+
+
+# ----------------------------------------------------------------------------- LedgerEvent
+
+
+def test_the_event_type_is_the_schema_less_what_the_ledger_fills() -> None:
+    fields = dataclasses.fields(LedgerEvent)
+    assert [f.name for f in fields] == [c for c in COLUMNS if c not in ("run_id", "seq")]
+    check_fields(LedgerEvent)  # what the schema module runs on import: it holds
+
+
+def test_an_event_type_that_drifts_from_the_schema_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Stale:  # qty as a string, and no ms_to_done
+        ts: int
+        qty: str | None = None
+
+    with pytest.raises(TypeError) as info:
+        check_fields(Stale)
+    assert str(info.value).startswith("Stale does not match the ledger schema: ")
+    assert "('qty', 'str')" in str(info.value) and "('ms_to_done', 'float')" in str(info.value)
+    wider = LEDGER_SCHEMA.append(pa.field("venue", pa.string()))  # a column it lacks
+    with pytest.raises(TypeError, match=r"\('venue', 'str'\)"):
+        check_fields(LedgerEvent, wider)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"qty": "1"}, "ledger column 'qty' cannot hold '1'"),
+        ({"qty": True}, "ledger column 'qty' cannot hold True"),
+        ({"order_id": 1.0}, "ledger column 'order_id' cannot hold 1.0"),
+        ({"order_id": 2**63}, f"ledger column 'order_id' cannot hold {2**63}"),
+        ({"tag": 7}, "ledger column 'tag' cannot hold 7"),
+        ({"deadline": "soon"}, "ledger column 'deadline' cannot hold 'soon'"),
+    ],
+)
+def test_a_wrong_value_is_refused_when_the_event_is_built(values: dict[str, Any],
+                                                          message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        LedgerEvent(ts=T0, **values)
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match="ledger row needs ts as int nanoseconds, got 1.5"):
+        LedgerEvent(ts=1.5)  # type: ignore[arg-type]
+
+
+def test_an_event_holds_plain_python_values() -> None:
+    import numpy as np
+
+    from runner.broker import Ev
+
+    e = LedgerEvent(ts=np.int64(T0), event=Ev.ACK, qty=3, limit=np.float64(1.5),
+                    order_id=np.int32(7))
+    assert (e.ts, e.event, e.qty, e.limit, e.order_id) == (T0, "ACK", 3.0, 1.5, 7)
+    assert [type(v) for v in (e.ts, e.event, e.qty, e.limit, e.order_id)] == \
+        [int, str, float, float, int]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.qty = 4.0  # type: ignore[misc]
+
+
+def test_an_event_carries_its_orders_fields_and_nothing_else() -> None:
+    intent = {**full_row(0), "run_id": "r1", "seq": 1}  # as read back from the ledger
+    e = LedgerEvent.carried(intent, ts=T0 + 9, event="CANCEL", message="gone")
+    assert e.as_row() == {k: intent[k] for k in LedgerEvent.ORDER} | {
+        "ts": T0 + 9, "event": "CANCEL", "message": "gone"}
+    assert list(e.as_row()) == [c for c in COLUMNS if c in e.as_row()]  # schema order
 
 
 # ----------------------------------------------------------------------------- commit
@@ -484,10 +553,10 @@ def commit_run(out: Path, run_id: str, first: int, n: int) -> None:
 @pytest.fixture
 def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 'big day' of 10 rows and at most 3 parts, so the tests stay small."""
-    import runner.ledger as ledger
+    from runner.ledger import compact  # where a commit reads them
 
-    monkeypatch.setattr(ledger, "REWRITE_BELOW_ROWS", 10)
-    monkeypatch.setattr(ledger, "MAX_PARTS", 3)
+    monkeypatch.setattr(compact, "REWRITE_BELOW_ROWS", 10)
+    monkeypatch.setattr(compact, "MAX_PARTS", 3)
 
 
 def test_on_a_big_day_a_run_writes_only_its_own_rows(tmp_path: Path,

@@ -125,9 +125,9 @@ def test_new_executions_become_partials_then_the_fill() -> None:
     o = orphan()
     # execution ids differ before the last period: two executions, not a correction
     rows = recover._fill_rows(o, [fill("e1.01", 1, 40, 40), fill("e2.01", 2, 60, 100)])
-    assert [(r["event"], r["fill_qty"], r["last_qty"], r["commission"]) for r in rows] == [
+    assert [(r.event, r.fill_qty, r.last_qty, r.commission) for r in rows] == [
         ("PARTIAL", 40, 40, 1.0), ("FILL", 100, 60, 2.0)]  # commissions add up
-    assert [r["ts"] for r in rows] == [T0 + NS, T0 + 2 * NS]
+    assert [r.ts for r in rows] == [T0 + NS, T0 + 2 * NS]
     assert recover._fill_rows(o, [fill("e1.01", 1, 40, 40)]) == []  # known: nothing new
 
 
@@ -135,7 +135,7 @@ def test_an_execution_that_replaces_a_known_one_is_a_correction() -> None:
     o = orphan()
     o.exec_ids, o.fill_qty = {"e1.01"}, 40.0
     (row,) = recover._fill_rows(o, [fill("e1.02", 3, 35, 35, px=99.5, commission=None)])
-    assert (row["event"], row["corrects"], row["fill_qty"]) == ("CORRECTION", "e1.01", 35)
+    assert (row.event, row.corrects, row.fill_qty) == ("CORRECTION", "e1.01", 35)
     assert o.fill_qty == 35
 
 
@@ -143,8 +143,8 @@ def test_a_recovered_row_is_never_before_the_last_one_recorded() -> None:
     o = orphan()
     o.last_ts = T0 + 10 * NS  # IB's execution times have whole seconds
     row = recover._row(o, "PARTIAL", T0 + 9 * NS)
-    assert row["ts"] == T0 + 10 * NS + 1
-    assert {k: row[k] for k in ("tag", "account", "symbol", "qty")} == {
+    assert row.ts == T0 + 10 * NS + 1
+    assert {k: getattr(row, k) for k in ("tag", "account", "symbol", "qty")} == {
         "tag": "t1", "account": "DU1234567", "symbol": "SPY", "qty": 100.0}
 
 
@@ -163,15 +163,15 @@ def test_an_order_that_ended_at_the_broker_is_recorded_as_it_ended(end, summary)
     found = Found(Lookup.DONE, end=end, filled=100.0 if end == Ev.FILL else 0.0)
     settled = recover._ended(o, found, [], now_at(60))
     assert settled.summary == summary and settled.settled
-    assert [r["event"] for r in settled.rows] == [end.value]
-    assert settled.rows[0]["ts"] == T0 + 60 * NS
+    assert [r.event for r in settled.rows] == [end.value]
+    assert settled.rows[0].ts == T0 + 60 * NS
 
 
 def test_an_order_whose_fills_add_up_is_filled_whatever_its_status_says() -> None:
     o = orphan()
     o.fill_qty = 100.0
     settled = recover._ended(o, Found(Lookup.DONE, end=Ev.CANCEL), [], now_at(60))
-    assert [r["event"] for r in settled.rows] == ["FILL"]
+    assert [r.event for r in settled.rows] == ["FILL"]
 
 
 def test_a_fill_among_the_recovered_executions_is_not_written_twice() -> None:
@@ -179,14 +179,14 @@ def test_a_fill_among_the_recovered_executions_is_not_written_twice() -> None:
     rows = recover._fill_rows(o, [fill("e.01", 1, 100, 100)])
     settled = recover._ended(o, Found(Lookup.DONE, end=Ev.FILL, filled=100.0), rows,
                              now_at(60))
-    assert [r["event"] for r in settled.rows] == ["FILL"]
+    assert [r.event for r in settled.rows] == ["FILL"]
 
 
 def test_never_acknowledged_and_past_its_time_in_force_is_cancelled() -> None:
     broker = IBBroker(GATEWAY)
     for o in (orphan(tif="IOC"), orphan(tif="GTD", good_till=T0 + 30 * NS)):
         settled = recover._unknown(o, broker, [], now_at(60))
-        assert settled.settled and [r["event"] for r in settled.rows] == ["CANCEL"]
+        assert settled.settled and [r.event for r in settled.rows] == ["CANCEL"]
         assert settled.summary == ("never reached the broker: not at the gateway, and past "
                                    "its time in force")
 
@@ -205,7 +205,7 @@ def test_acknowledged_but_not_shown_is_unknown_once() -> None:
     o = orphan()
     o.acked = True
     first = recover._unknown(o, IBBroker(GATEWAY), [], now_at(10))
-    assert not first.settled and [r["event"] for r in first.rows] == ["UNKNOWN"]
+    assert not first.settled and [r.event for r in first.rows] == ["UNKNOWN"]
     o.last_event = "UNKNOWN"  # as the ledger has it once that row is recorded
     assert recover._unknown(o, IBBroker(GATEWAY), [], now_at(20)).rows == []
 
@@ -220,7 +220,7 @@ def test_a_gateway_that_does_not_manage_the_account_changes_nothing() -> None:
 def test_a_dry_run_orphan_ended_with_its_process() -> None:
     (settled,) = recover.settle_sim([orphan(broker="sim")], T0 + 5 * NS)
     assert settled.settled and settled.order_id == 5
-    assert [(r["event"], r["ts"]) for r in settled.rows] == [("CANCEL", T0 + 5 * NS)]
+    assert [(r.event, r.ts) for r in settled.rows] == [("CANCEL", T0 + 5 * NS)]
 
 
 # ------------------------------------------------------------------------------- markers
