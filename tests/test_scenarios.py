@@ -143,14 +143,29 @@ def test_errors_only_exit_2_and_a_refusal_stays_one_line(work, capsys):
     assert lines[-1] == "0 passed, 0 failed, 1 errored, 0 skipped"
 
 
-def test_an_unexpected_error_among_the_errors_exits_1(work, capsys):
-    """A ledger root that is a file: the run cannot write its ledger (exit 1 in a run)."""
+def test_an_unwritable_ledger_root_is_an_error_exit_2_nothing_sent(work, capsys):
+    """A ledger root that is a file: refused before the order (exit 2, as in a run)."""
     scenario(work / "good.yaml", "{state: FILL}")
     (work / "afile").write_text("")
     code, out, _ = run(capsys, "test", "good.yaml", "--out-dir", "afile")
-    assert code == 1
+    assert code == 2
     assert out.splitlines()[0] == "ERROR good.yaml (good)"
     assert "cannot write the ledger under afile" in out
+
+
+def test_an_unexpected_error_among_the_errors_exits_1(work, capsys, monkeypatch):
+    """A bug in the run (injected: the simulator's fill schedule raises) is an error
+    case, named with its type, and the run exits 1, not 2."""
+    scenario(work / "good.yaml", "{state: FILL}")
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.setattr("runner.sim.fill_schedule", bug)
+    code, out, _ = run(capsys, "test", "good.yaml")
+    assert code == 1
+    assert out.splitlines()[:2] == ["ERROR good.yaml (good)",
+                                    "      unexpected error: ZeroDivisionError: injected"]
 
 
 def test_nothing_to_test_exits_2_and_says_so(work, capsys):
