@@ -81,11 +81,6 @@ class GatewayThread:
         """Run a coroutine on the gateway's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._live_loop()).result(timeout)
 
-    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
-        """The same, awaited from another event loop."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._live_loop())
-        return await asyncio.wrap_future(future)
-
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call a plain function on the gateway's loop and wait for its result."""
 
