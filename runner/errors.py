@@ -6,6 +6,11 @@ then a hint for the fix.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.policy import Policy
+
 
 class RunnerError(Exception):
     """Something the user can act on. `str()` is the one line we print."""
@@ -76,3 +81,52 @@ class Interrupted(RunnerError):
         name = {2: "Ctrl-C (SIGINT)", 15: "SIGTERM"}.get(signum, f"signal {signum}")
         super().__init__(f"interrupted by {name}" + (f"; {outcome}" if outcome else ""))
         self.exit_code = 128 + signum
+
+
+# --- raised below the CLI: kept here so that every error class lives in one module --------
+
+
+class Refused(RunnerError):
+    """A gate said no. Nothing was sent and no ledger row was written."""
+
+    exit_code = 2
+
+    def __init__(self, spec: str, policy: Policy, reasons: list[str]) -> None:
+        from runner.flags import for_source  # here, not above: errors.py imports nothing
+
+        reasons = [for_source(spec, r) for r in reasons]  # the classic flags' names
+        lines = "\n".join(f"  - {r}" for r in reasons)
+        super().__init__(f"{spec}: refused by {policy.name}; nothing was sent:\n{lines}")
+        self.reasons = reasons
+
+
+class InvalidTransition(RunnerError):
+    """An order event the FSM's table has no transition for (a bug, not a user error)."""
+
+    exit_code = 1
+
+
+class ScenarioError(UsageError):
+    """A gateway scenario file that cannot be used: one line naming the file and key."""
+
+    def __init__(self, path: str, key: str, problem: str) -> None:
+        at = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(f"{at}{problem}".replace("\n", " "))  # always one line
+
+
+class NotRegular(Exception):
+    """The path exists but is not a regular file (a folder, a FIFO, a device, a dangling
+    link): it is refused without being read. A signal for the reader's caller, which
+    words the SpecError: not a RunnerError itself."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+class TooBig(Exception):
+    """The file is larger than the reader's limit (a signal, like NotRegular)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size

@@ -21,8 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from runner.errors import RunnerError
-from runner.flags import for_source
+from runner.errors import Refused as Refused  # re-exported: callers raise gates.Refused
 from runner.plan import Plan, iso
 from runner.policy import Policy, fmt
 
@@ -52,18 +51,6 @@ class Context:
 class Reason:
     key: Key
     text: str
-
-
-class Refused(RunnerError):
-    """A gate said no. Nothing was sent and no ledger row was written."""
-
-    exit_code = 2
-
-    def __init__(self, spec: str, policy: Policy, reasons: list[str]) -> None:
-        reasons = [for_source(spec, r) for r in reasons]  # the classic flags' names
-        lines = "\n".join(f"  - {r}" for r in reasons)
-        super().__init__(f"{spec}: refused by {policy.name}; nothing was sent:\n{lines}")
-        self.reasons = reasons
 
 
 def check(plan: Plan, policy: Policy, ctx: Context) -> list[str]:

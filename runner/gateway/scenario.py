@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UsageError
+from runner.errors import ScenarioError as ScenarioError  # re-exported for importers
 from runner.gateway.server import SYNC_KINDS
 from runner.gateway.steps import STEPS_BY_NAME, Script, Step
 
@@ -39,12 +39,6 @@ class Scenario:
 
     sync_delay: dict[str, float] = field(default_factory=dict)
     scripts: dict[str | None, Script] = field(default_factory=dict)
-
-
-class ScenarioError(UsageError):
-    def __init__(self, path: str, key: str, problem: str) -> None:
-        at = f"{path}: {key}: " if key else f"{path}: "
-        super().__init__(f"{at}{problem}".replace("\n", " "))  # always one line
 
 
 def load_scenario(path: str | Path) -> Scenario:
