@@ -1,6 +1,6 @@
 """The repository's pre-trade policy: every `runner-policy.yaml` on the way up from a spec.
 
-Each file is read with the spec loader's machinery (safe YAML, marks, `file:line:col`
+Each file is read as a spec is (runner.yamldoc: safe YAML, marks, `file:line:col`
 errors), checked against `schemas/policy.schema.json` and frozen into a `Policy`. The
 policy that governs a spec is the cascade of every file from the spec's folder (for
 a spec built in memory: the working directory) up to the filesystem root, plus
@@ -25,24 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import SpecError, UsageError
-from runner.spec import (
-    Mark,
-    NotRegular,
-    Path_,
-    Spec,
-    TooBig,
-    _Doc,
-    _parse,
-    _read_text,
-    decode,
-    read_bounded,
-    schema_checked,
-)
+from runner.errors import NotRegular, SpecError, TooBig, UsageError
+from runner.schemacheck import SCHEMAS, schema_checked
+from runner.spec import Spec
+from runner.yamldoc import Doc, Mark, Path_, decode, error_lines, parse, read_bounded
 
 POLICY_FILE = "runner-policy.yaml"
 MAX_POLICY_BYTES = 64 << 10  # a policy is a dozen lines; 64 KiB is a mistake or an attack
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "policy.schema.json"
+SCHEMA_PATH = SCHEMAS / "policy.schema.json"
 SANITY_MIN_DISTANCE_BPS = 500.0  # a sanity-cancel limit 5% through the market cannot fill
 PAPER_PORTS = (7497, 4002)  # paper TWS, paper IB Gateway
 LIVE_PORTS = (7496, 4001)  # live TWS, live IB Gateway
@@ -313,7 +303,7 @@ def _port_conflict(layers: Sequence[Policy], port: int) -> str:
 def load(path: str) -> Policy:
     """One policy file, or SpecError: one line when the path is not a readable regular
     file (named, with the cause and the fix), else every problem as `file:line:col: ...`."""
-    docs, errors = _parse(decode(_read_policy(path), path), path)
+    docs, errors = parse(decode(_read_policy(path), path), path)
     errors = [(m, _policy_words(msg)) for m, msg in errors]
     if not errors and len(docs) > 1:
         errors = [(docs[1].mark(()), "a policy file holds one document; remove the '---'")]
@@ -322,8 +312,7 @@ def load(path: str) -> Policy:
         policy = _check(docs[0], path)
         errors = docs[0].errors
     if errors or policy is None:
-        errors.sort(key=lambda e: (e[0].line, e[0].col))
-        raise SpecError([f"{path}:{m.line}:{m.col}: {msg}" for m, msg in errors])
+        raise SpecError(error_lines(path, errors))
     return policy
 
 
@@ -356,7 +345,7 @@ def _policy_words(message: str) -> str:
     return message
 
 
-def _check(doc: _Doc, path: str) -> Policy | None:
+def _check(doc: Doc, path: str) -> Policy | None:
     if not doc.constructed:
         return None
     if not isinstance(doc.data, dict):
@@ -370,7 +359,7 @@ def _check(doc: _Doc, path: str) -> Policy | None:
     return None if doc.errors else _build(doc, data, path)
 
 
-def _build(doc: _Doc, data: dict[str, Any], path: str) -> Policy:
+def _build(doc: Doc, data: dict[str, Any], path: str) -> Policy:
     def opt(key: str, kind: type = float) -> Any:
         return None if key not in data else kind(data[key])
 
@@ -448,17 +437,11 @@ def loosening_errors(spec: Spec, policy: Policy) -> list[str]:
 
 
 def spec_where(spec: Spec, path: Path_) -> str:
-    """`file:line:col` of a key's value in the spec's own document, for messages.
-
-    Specs keep no marks (they are values), so the file is read again; this only
-    happens on the way to an error."""
+    """`file:line:col` of a key's value in the spec's own document, for messages: from the
+    positions the spec was loaded with (the file is not read again: it may have changed)."""
     if spec.source.startswith("<"):
         return spec.source
-    try:
-        docs, _ = _parse(_read_text(spec.source), spec.source)
-    except SpecError:
-        docs = []
-    mark = docs[spec.index].mark(path) if spec.index < len(docs) else Mark(spec.line, 1)
+    mark = spec.mark(path)
     return f"{spec.source}:{mark.line}:{mark.col}"
 
 

@@ -134,6 +134,37 @@ def test_validate_names_the_spec_line_of_each_refusal(work, capsys):
     assert out == "1 of 2 specs invalid\n"
 
 
+@pytest.mark.parametrize("after", ["shifted", "deleted"])
+def test_a_reason_names_the_line_the_spec_was_loaded_with(work, after):
+    """The spec keeps its positions: a reason found after the file changed (or went away)
+    still names the line the spec was read from, and the file is not read again."""
+    from runner import gates
+    from runner.plan import compile_plan
+    from runner.policy import loosening_errors, spec_where
+
+    write(work / "runner-policy.yaml", "version: 1\nsymbols: [QQQ]\nmax_qty: 5\n")
+    text = "version: 1\nkind: handshake\n---\n" + SPEC + "limits:\n  max_qty: 20\n"
+    write(work / "x.yaml", text)
+    path = "x.yaml"
+    spec = load_spec(path)[1]
+    if after == "shifted":
+        write(work / "x.yaml", "# three lines\n# above\n# it now\n" + text)
+    else:
+        os.remove(path)
+    policy = for_spec(path)
+    assert loosening_errors(spec, policy) == [
+        "x.yaml:12:12: limits.max_qty: 20 loosens the policy's max_qty 5 "
+        "(runner-policy.yaml:3:10); a spec's limits can only tighten the policy"]
+    now = 1_767_623_400 * 10**9
+    found = gates.reasons(compile_plan(spec, {}, now), policy, gates.Context(now_ns=now))
+    assert [(spec_where(spec, r.key), r.text) for r in found] == [
+        ("x.yaml:7:11", "symbol SPY is not in the policy's symbols (QQQ) "
+                        "(from runner-policy.yaml:2:10)"),
+        ("x.yaml:9:8", "qty 10 exceeds the policy's max_qty 5 (from runner-policy.yaml:3:10)")]
+    assert spec_where(spec, ("order", "tif")) == "x.yaml:7:3"  # a default: its mapping
+    assert spec_where(spec, ("expect",)) == "x.yaml:4:1"  # absent: the document
+
+
 def test_validate_reports_a_broken_policy_once(work, capsys):
     write(work / "runner-policy.yaml", "version: 1\nmax_qyt: 5\n")
     write(work / "specs" / "a.yaml", SPEC)
