@@ -92,7 +92,7 @@ class Refused(RunnerError):
     exit_code = 2
 
     def __init__(self, spec: str, policy: Policy, reasons: list[str]) -> None:
-        from runner.flags import for_source  # here, not above: errors.py imports nothing
+        from runner.flags import for_source  # here: errors.py imports no runner module above
 
         reasons = [for_source(spec, r) for r in reasons]  # the classic flags' names
         lines = "\n".join(f"  - {r}" for r in reasons)
