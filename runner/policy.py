@@ -25,17 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.defaults import POLICY_SCHEMA, policy_default, spec_default
 from runner.errors import NotRegular, SpecError, TooBig, UsageError
-from runner.schemacheck import SCHEMAS, schema_checked
+from runner.schemacheck import schema_checked
 from runner.spec import Spec
 from runner.yamldoc import Doc, Mark, Path_, decode, error_lines, parse, read_bounded
 
 POLICY_FILE = "runner-policy.yaml"
 MAX_POLICY_BYTES = 64 << 10  # a policy is a dozen lines; 64 KiB is a mistake or an attack
-SCHEMA_PATH = SCHEMAS / "policy.schema.json"
-SANITY_MIN_DISTANCE_BPS = 500.0  # a sanity-cancel limit 5% through the market cannot fill
-PAPER_PORTS = (7497, 4002)  # paper TWS, paper IB Gateway
-LIVE_PORTS = (7496, 4001)  # live TWS, live IB Gateway
+SCHEMA_PATH = POLICY_SCHEMA
+# the schema's defaults (written there only): a sanity-cancel limit 5% through the market
+# cannot fill; paper TWS 7497, paper IB Gateway 4002; live TWS 7496, live IB Gateway 4001
+SANITY_MIN_DISTANCE_BPS = float(policy_default("min_sanity_distance_bps"))
+PAPER_PORTS: tuple[int, ...] = policy_default("paper_ports")
+LIVE_PORTS: tuple[int, ...] = policy_default("live_ports")
 TIGHTEN_ONLY = ("max_qty", "max_notional")  # spec `limits` keys the policy also caps
 CAPS = ("max_qty", "max_notional", "max_day_notional", "max_day_orders", "max_slippage_bps",
         "max_reference_age_sec")  # the smallest of the cascade holds
@@ -381,7 +384,7 @@ def _build(doc: Doc, data: dict[str, Any], path: str) -> Policy:
         max_slippage_bps=opt("max_slippage_bps"),
         max_reference_age_sec=opt("max_reference_age_sec"),
         require_reference=data["require_reference"],
-        broker_reference=data.get("broker_reference", False),
+        broker_reference=data["broker_reference"],
         min_sanity_distance_bps=float(data["min_sanity_distance_bps"]),
         allow_market=data["allow_market"], allow_live=data["allow_live"], kill_switch=kill,
         ledger_root=root,
@@ -390,7 +393,7 @@ def _build(doc: Doc, data: dict[str, Any], path: str) -> Policy:
     )
 
 
-DEFAULT_LEDGER_ROOT = "data/exec"
+DEFAULT_LEDGER_ROOT = spec_default("out_dir")  # where specs write by default, from the folder
 _KEYS = (*CAPS, "ledger_root", "symbols", "sec_types", "require_reference", "broker_reference",
          "min_sanity_distance_bps", "allow_market", "allow_live", "kill_switch", "paper_ports",
          "live_ports")

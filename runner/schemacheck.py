@@ -2,14 +2,13 @@
 
 Each schema error becomes one message at the mark of the value (or, for an unknown
 key, of the key) with the fix: the nearest known key ("did you mean max_qty?"), the
-choices, the bound. The schemas are the one place defaults are declared: `with_defaults`
-fills them in and `schema_default` reads one for code that needs it.
+choices, the bound. The data comes back with the schema's defaults filled in
+(runner.defaults: the schemas are the one place a default is written).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -17,16 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from runner.defaults import load_schema, with_defaults
 from runner.yamldoc import Doc, Path_, check_values, nonzero, show
-
-SCHEMAS = Path(__file__).parent / "schemas"
-
-
-@cache
-def load_schema(path: Path) -> dict[str, Any]:
-    """One of runner's JSON Schemas (the spec's, the policy's), read once."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)  # type: ignore[no-any-return]
 
 
 @cache
@@ -128,30 +119,3 @@ def type_name(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "string", int: "number", float: "number",
             type(None): "null"}.get(type(value), type(value).__name__)
 
-
-# --- defaults ------------------------------------------------------------------------
-
-
-def with_defaults(data: dict[str, Any], sub: Mapping[str, Any]) -> dict[str, Any]:
-    """`data` with the defaults of the (sub)schema `sub` filled in, also in the mappings
-    that are there (a mapping that is absent stays absent)."""
-    out = dict(data)
-    for key, prop in sub.get("properties", {}).items():
-        if key not in out and "default" in prop:
-            out[key] = prop["default"]
-        elif isinstance(out.get(key), dict):
-            out[key] = with_defaults(out[key], prop)
-    return out
-
-
-def subschema(schema_path: Path, *keys: str) -> Mapping[str, Any]:
-    """The schema of the value at `keys` (object properties only)."""
-    sub: Mapping[str, Any] = load_schema(schema_path)
-    for key in keys:
-        sub = sub["properties"][key]
-    return sub
-
-
-def schema_default(schema_path: Path, *keys: str) -> Any:
-    """The default the schema declares for the value at `keys`; KeyError when it has none."""
-    return subschema(schema_path, *keys)["default"]

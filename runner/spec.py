@@ -16,9 +16,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+from runner.defaults import SPEC_SCHEMA, subschema, with_defaults
 from runner.errors import NotRegular, RunnerError, SpecError, TooBig
 from runner.paths import PathRules, rules_for
-from runner.schemacheck import SCHEMAS, schema_checked, subschema, type_name, with_defaults
+from runner.schemacheck import schema_checked, type_name
 from runner.yamldoc import (
     Doc,
     Mark,
@@ -31,7 +32,7 @@ from runner.yamldoc import (
     read_bounded,
 )
 
-SCHEMA_PATH = SCHEMAS / "spec.schema.json"
+SCHEMA_PATH = SPEC_SCHEMA
 MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is a mistake or an attack
 
 

@@ -325,6 +325,44 @@ def test_schema_file_is_the_one_the_package_uses():
     assert SCHEMA_PATH.read_bytes() == (REPO / "schemas" / "spec.schema.json").read_bytes()
 
 
+def test_a_bare_spec_gets_the_schema_defaults_and_the_simulator_agrees():
+    """Defaults are written in the schema: a spec that leaves every optional key out gets
+    them, and the simulator's own defaults (SimConfig() without a spec) are the same."""
+    import dataclasses
+
+    from runner.sim import SimConfig
+    from runner.spec import load_text
+
+    spec = load_text(OS + "order: {symbol: SPY, side: BUY, qty: 1, limit: 10.00}\n",
+                     "x.yaml")[0]
+    assert spec.order is not None
+    o = spec.order
+    assert (o.sec_type, o.exchange, o.currency, o.tif, o.allow_market, o.outside_rth) == (
+        "STK", "SMART", "USD", "DAY", False, False)
+    assert (spec.mode, spec.ttl_sec, spec.ttl_backstop) == ("paper", 3, True)
+    sim = json.loads(SCHEMA_PATH.read_text())["properties"]["sim"]["properties"]
+    declared = {k: p["default"] for k, p in sim.items() if "default" in p}
+    assert dict(spec.sim) == declared == {
+        "ack_ms": 0, "cancel_ms": 0, "ignore_cancel": False, "participation": 0.1,
+        "commission_per_share": 0.005, "min_commission": 1.0}
+    assert dataclasses.asdict(SimConfig()) == {"reject": None, **declared}
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """Modules share public building blocks (issue 15): no `from runner.x import _y`."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "runner").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (
+                    node.level or (node.module or "").split(".")[0] == "runner"):
+                found += [f"{path.relative_to(REPO)}:{node.lineno}: {a.name}"
+                          for a in node.names
+                          if a.name.startswith("_") and not a.name.endswith("__")]
+    assert found == []
+
+
 def test_validate_and_plan_do_not_import_heavy_modules():
     code = (
         "import sys, io, contextlib\n"
