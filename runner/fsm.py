@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.broker import Ev, OrderRequest
-from runner.errors import RunnerError
+from runner.errors import InvalidTransition as InvalidTransition  # its home is errors.py
 
 _WORKING = (Ev.INTENT, Ev.ACK, Ev.PARTIAL)
 TRANSITIONS: dict[tuple[Ev, Ev], Ev] = {
@@ -24,10 +24,6 @@ TRANSITIONS: dict[tuple[Ev, Ev], Ev] = {
 }
 # Repeats that carry nothing new: not journaled, state unchanged.
 IGNORED = frozenset({(Ev.ACK, Ev.ACK), (Ev.PARTIAL, Ev.ACK)})
-
-
-class InvalidTransition(RunnerError):
-    exit_code = 1
 
 
 @dataclass
