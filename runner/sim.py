@@ -58,11 +58,13 @@ import heapq
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
 from runner.bars import Bars
 from runner.broker import BrokerEvent, Ev, Lookup, OrderRequest, SessionInfo
+from runner.defaults import spec_default
 from runner.hours import sessions
 
 Fill = tuple[int, float, float]  # (event ts ns, last_qty, px)
@@ -77,17 +79,22 @@ _PERM_ID_BASE = 1_000_000_000
 _NS_PER_MS = 1_000_000
 
 
+def _sim_default(key: str) -> Any:
+    return spec_default("sim", key)
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    """The `sim:` block of a spec."""
+    """The `sim:` block of a spec; its defaults are the spec schema's (runner.defaults)."""
 
     reject: str | None = None
-    ack_ms: float = 0
-    cancel_ms: float = 0
-    ignore_cancel: bool = False
-    participation: float = 0.10
-    commission_per_share: float = 0.005
-    min_commission: float = 1.0
+    ack_ms: float = field(default_factory=lambda: _sim_default("ack_ms"))
+    cancel_ms: float = field(default_factory=lambda: _sim_default("cancel_ms"))
+    ignore_cancel: bool = field(default_factory=lambda: _sim_default("ignore_cancel"))
+    participation: float = field(default_factory=lambda: _sim_default("participation"))
+    commission_per_share: float = field(
+        default_factory=lambda: _sim_default("commission_per_share"))
+    min_commission: float = field(default_factory=lambda: _sim_default("min_commission"))
 
     def __post_init__(self) -> None:
         if not 0 < self.participation <= 1:
