@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -309,22 +310,47 @@ def _main(argv: list[str]) -> int:
             return _dispatch(args)
         except SpecError as e:
             print(str(e), file=sys.stderr)
-            return e.exit_code
+            return _failed(args, e, e.exit_code, e.message)
         except RunnerError as e:
             print(f"runner: {e}", file=sys.stderr)
-            return e.exit_code
-        except KeyboardInterrupt:
+            return _failed(args, e, e.exit_code, e.message, e.hint)
+        except KeyboardInterrupt as e:
             print("runner: interrupted", file=sys.stderr)
-            return 130
+            return _failed(args, e, 130, "interrupted")
         except BrokenPipeError:
             raise  # not a bug: main stops quietly
         except Exception as e:  # the boundary: anything else is a bug, shown briefly
+            message, hint = f"unexpected error: {type(e).__name__}: {e}", \
+                "run with -v for the traceback"
             if args.verbose:  # printed here, not re-raised: Python would print it after
                 print_traceback(e)  # the redacting stream is gone, ids in the clear
-                return 1
-            print(f"runner: unexpected error: {type(e).__name__}: {e} "
-                  "(run with -v for the traceback)", file=sys.stderr)
-            return 1
+            else:
+                print(f"runner: {message} ({hint})", file=sys.stderr)
+            return _failed(args, e, 1, message, hint)
+
+
+def _failed(args: argparse.Namespace, e: BaseException, code: int, message: str,
+            hint: str | None = None) -> int:
+    """With --json, the failure's one document on stdout (the text went to stderr)."""
+    if getattr(args, "json", False):
+        from runner.jsondoc import failure
+        from runner.output import emit
+
+        emit(failure(_command(args), e, code, message, hint, spec=_spec_arg(args)))
+    return code
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command's name in its JSON document: "run", "tca", "ledger show", ..."""
+    if args.command == "ledger":
+        return f"ledger {args.ledger_command}"
+    return str(args.command)
+
+
+def _spec_arg(args: argparse.Namespace) -> str | None:
+    """The spec the command line names: SPEC, or validate's one PATH."""
+    paths = getattr(args, "paths", None) or []
+    return getattr(args, "spec", None) or (paths[0] if len(paths) == 1 else None)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -351,6 +377,7 @@ def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Parser
 
 def _usage_failed(e: UsageExit, argv: list[str]) -> int:
     """The usage error as one line on stderr and, with --json, as the failure document."""
+    from runner.jsondoc import VERSIONS, failed
     from runner.output import emit
     from runner.redact import redacted_output
 
@@ -358,8 +385,12 @@ def _usage_failed(e: UsageExit, argv: list[str]) -> int:
         print(f"runner: {e.message} ({e.hint})", file=sys.stderr)
         if "--json" in argv:
             command = " ".join(e.prog.split()[1:]) or None  # "one-shot", "ledger show"
-            emit({"version": 1, "command": command, "ok": False, "spec": None, "tag": None,
-                  "error": {"exit_code": e.code, "message": e.message, "hint": e.hint}})
+            if command in VERSIONS:  # the command's own document version
+                emit(failed(command, 2, e.message, e.hint))
+            else:
+                emit({"version": 1, "command": command, "ok": False, "spec": None,
+                      "tag": None, "error": {"exit_code": e.code, "message": e.message,
+                                             "hint": e.hint}})
     return 2
 
 
@@ -394,12 +425,22 @@ def _dispatch(args: argparse.Namespace) -> int:
             from runner.plot import check_folder
 
             check_folder(args.plot)  # refused before the report is printed
-        code = report.tca_report(args.target, args.out_dir, args.json, days=days, select=select)
-        if code or not args.plot:
-            return code
-        from runner.plot import tca_plot
+        if not args.plot:
+            return report.tca_report(args.target, args.out_dir, args.json, days=days,
+                                     select=select)
+        # --json: the document is printed once the plots are made, so that an error
+        # in between leaves its failure document as the only one
+        out = io.StringIO() if args.json else sys.stdout
+        code = report.tca_report(args.target, args.out_dir, args.json, out=out, days=days,
+                                 select=select)
+        if not code:
+            from runner.plot import tca_plot
 
-        return tca_plot(args.target, args.out_dir, args.plot, args.bars, days=days, select=select)
+            code = tca_plot(args.target, args.out_dir, args.plot, args.bars, days=days,
+                            select=select)
+        if isinstance(out, io.StringIO):
+            sys.stdout.write(out.getvalue())
+        return code
     if args.command == "recover":
         from runner.plan import connection_from_env
         from runner.recover import recover

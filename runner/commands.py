@@ -12,13 +12,17 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from runner import gates
 from runner.errors import RunnerError, SpecError, UsageError
-from runner.plan import compile_plan, parse_at, render
+from runner.jsondoc import document, failed
+from runner.output import emit
+from runner.plan import Plan, compile_plan, parse_at, render
 from runner.policy import (
     POLICY_FILE,
     Policies,
+    Policy,
     governing,
     kill_switch_on,
     loosening_errors,
@@ -50,17 +54,20 @@ def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = 
         total += n
         invalid += bad
         problems += _new(problems, lines)
+    code = 1 if unexpected else 2 if invalid or problems else 0
+    summary = (f"{total} spec{'s' if total != 1 else ''} valid" if not invalid
+               else f"{invalid} of {total} specs invalid")
+    broken = sorted({os.path.normpath(p) for p in policies.broken})
+    summary += f"; policy invalid: {', '.join(broken)}" if broken else ""
     if as_json:
-        print(json.dumps({"version": 1, "specs": total, "invalid": invalid,
-                          "errors": problems}, indent=2))
+        counts: dict[str, Any] = {"specs": total, "invalid": invalid, "errors": problems}
+        emit(failed("validate", code, summary, spec=files[0] if len(files) == 1 else None,
+                    **counts) if code else document("validate", True, **counts))
     else:
         for line in problems:
             print(line, file=sys.stderr)
-        summary = (f"{total} spec{'s' if total != 1 else ''} valid" if not invalid
-                   else f"{invalid} of {total} specs invalid")
-        broken = sorted({os.path.normpath(p) for p in policies.broken})
-        print(summary + (f"; policy invalid: {', '.join(broken)}" if broken else ""))
-    return 1 if unexpected else 2 if invalid or problems else 0
+        print(summary)
+    return code
 
 
 def _validate_file(f: str, policies: Policies, now: int,
@@ -126,15 +133,29 @@ def plan(spec_path: str, as_json: bool, at: str | None, environ: Mapping[str, st
         from runner.whatif import plan_with_broker
 
         return plan_with_broker(plans, policies[0], as_json, verbose)
-    if as_json:
-        body = [json.loads(p.to_json()) for p in plans]
-        print(json.dumps(body[0] if len(body) == 1 else body, indent=2, sort_keys=True))
-    else:
+    if not as_json:
         print("\n\n".join(render(p) for p in plans))
     kill = kill_switch_on(policies[0])
-    for p, pol in zip(plans, policies, strict=True):
-        reasons = gates.check(p, pol, gates.Context(p.at_ns, port=p.connection.port,
-                                                    kill_switch=kill))
-        if reasons:  # the plan is shown all the same: what would have been sent
-            raise gates.Refused(p.spec, pol, reasons)
+    refusals = [gates.check(p, pol, gates.Context(p.at_ns, port=p.connection.port,
+                                                  kill_switch=kill))
+                for p, pol in zip(plans, policies, strict=True)]
+    return show_plans(plans, policies, refusals, [plan_json(p) for p in plans], as_json)
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """One plan's body in `plan --json` (Plan.to_json, the plan's own format)."""
+    body: dict[str, Any] = json.loads(plan.to_json())
+    return body
+
+
+def show_plans(plans: Sequence[Plan], policies: Sequence[Policy], refusals: list[list[str]],
+               bodies: list[dict[str, Any]], as_json: bool) -> int:
+    """The end of `plan`: its JSON document, or the first refusal (exit 2) — the plans
+    are shown all the same: what would have been sent."""
+    for p, pol, reasons in zip(plans, policies, refusals, strict=True):
+        if reasons:
+            tag = p.order.tag if p.order else None
+            raise gates.Refused(p.spec, pol, reasons).about(spec=p.spec, tag=tag, plans=bodies)
+    if as_json:
+        emit(document("plan", True, plans=bodies))
     return 0

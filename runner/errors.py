@@ -6,7 +6,7 @@ then a hint for the fix.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from runner.policy import Policy
@@ -16,6 +16,9 @@ class RunnerError(Exception):
     """Something the user can act on. `str()` is the one line we print."""
 
     exit_code = 1
+    spec: str | None = None  # the spec (file, or file#N) it is about, where known
+    tag: str | None = None  # the order's tag, where known
+    document: dict[str, Any] | None = None  # --json: keys for the failure document
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -24,6 +27,13 @@ class RunnerError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def about(self, spec: str | None = None, tag: str | None = None, **document: Any) -> Self:
+        """Say what the error is about, for `--json` (what is known first stays)."""
+        self.spec = self.spec or spec
+        self.tag = self.tag or tag
+        self.document = {**document, **(self.document or {})}
+        return self
 
 
 class UsageError(RunnerError):

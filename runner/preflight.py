@@ -191,7 +191,9 @@ class Guard:
     def _enforce(self, ctx: Context) -> None:
         reasons = check(self.plan, self.policy, ctx)
         if reasons:
-            raise Refused(self.plan.spec, self.policy, reasons)
+            order = self.plan.order
+            raise Refused(self.plan.spec, self.policy, reasons).about(
+                tag=order.tag if order else None)
 
     def wrap(self, broker: Broker) -> Broker:
         """The IB broker learns the contract's liquid hours as it qualifies it."""

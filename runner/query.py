@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -24,8 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.errors import UsageError
+from runner.jsondoc import document
+from runner.output import json_text
 
-JSON_VERSION = 1
 VIEW = "ledger"
 EXECUTIONS = "executions"
 # Only folders named like a date: a stray folder in out_dir is not a day of the ledger.
@@ -110,8 +110,8 @@ def ledger_query(sql: str, out_dir: str, as_json: bool, out: TextIO | None = Non
     result = run_query(sql, Path(out_dir))
     if as_json:
         rows = [[_json_value(v) for v in row] for row in result.rows]
-        doc = {"version": JSON_VERSION, "columns": list(result.columns), "rows": rows}
-        out.write(json.dumps(doc, allow_nan=False, separators=(",", ":")) + "\n")
+        doc = document("ledger query", True, columns=list(result.columns), rows=rows)
+        out.write(json_text(doc) + "\n")  # schemas/output/ledger-query.schema.json
     else:
         out.writelines(line + "\n" for line in table_lines(result.columns, result.rows))
     return 0

@@ -1,28 +1,29 @@
 """`runner ledger show` and `runner tca`: command functions that print and return exit codes.
 
 Big days have a million events and 200k orders, so lines are built from column lists
-(a tuple per line, no dict per row) and JSON nulls are made in Arrow, not per value.
+(a tuple per line, no dict per row), and numbers, times and JSON are made in Arrow
+(runner.arrowtext), not per value. Numbers as recorded (runner.output), figures to
+runner.jsondoc.DECIMALS; `--json` documents: schemas/output/{ledger-show,tca}.schema.json.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from runner import arrowtext
 from runner.errors import UsageError
+from runner.jsondoc import MONEY, PRICE, QTY, Raw, document, failed, figures, write
+from runner.output import json_text, number_text, price_text
 from runner.plan import parse_day
-from runner.tca import Selection, scalar, string_array
+from runner.tca import Selection, scalar
 
 if TYPE_CHECKING:  # the CLI imports this module; pyarrow is loaded only when a command runs
     import pyarrow as pa
 
-JSON_VERSION = 1
-TCA_JSON_VERSION = 2  # 2: totals is a list, one object per currency
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _D = "—"  # no value
 
@@ -67,12 +68,15 @@ def _range_text(out_dir: str, days: Days) -> str:
     return f"{out_dir} from {days[0] or 'the first day'} to {days[1] or 'the last day'}"
 
 
-def load(
-    target: str | None, out_dir: str, err: TextIO, columns: list[str] | None,
-    days: Days | None = None,
-) -> pa.Table | None:
+class NoLedger(UsageError):
+    """Nothing at the target: no ledger file or day folder (exit 2)."""
+
+
+def find(target: str | None, out_dir: str, columns: list[str] | None,
+         days: Days | None = None) -> tuple[pa.Table, str]:
     """The ledger table of a target (see resolve_target) or of the day folders in
-    `days`, or None after saying why there is none."""
+    `days`, and where it was read; an existing day with no events is an empty table.
+    NoLedger when there is nothing there."""
     from runner import ledger
 
     if days is not None and target is not None:
@@ -80,20 +84,42 @@ def load(
                          "give one: a ledger or date, or a --from/--to range")
     if days is not None:
         folders = _day_folders(out_dir, days)
-        tables = [ledger.read_ledger(d, columns) for d in folders]
-        table = _concat(tables) if tables else None
-        where = _range_text(out_dir, days)
-    else:
-        path = resolve_target(target, out_dir)
-        table = ledger.read_ledger(path, columns) if path is not None else None
-        where = str(path or (Path(out_dir) / target if target else Path(out_dir)))
-    if table is None or table.num_rows == 0:
-        print(f"runner: no ledger events found at {where}", file=err)
-        hint = "check --from/--to and --out-dir" if days else \
-            "give a ledger file, a date YYYY-MM-DD, or --out-dir"
-        print(f"  hint: {hint}", file=err)
+        if not folders:
+            raise NoLedger(f"no ledger events found at {_range_text(out_dir, days)}",
+                           "check --from/--to and --out-dir")
+        return _concat([ledger.read_ledger(d, columns) for d in folders]), \
+            _range_text(out_dir, days)
+    path = resolve_target(target, out_dir)
+    if path is None:
+        where = Path(out_dir) / target if target else Path(out_dir)
+        raise NoLedger(f"no ledger events found at {where}",
+                       "give a ledger file, a date YYYY-MM-DD, or --out-dir")
+    return ledger.read_ledger(path, columns), str(path)
+
+
+def load(
+    target: str | None, out_dir: str, err: TextIO, columns: list[str] | None,
+    days: Days | None = None,
+) -> pa.Table | None:
+    """`find`'s table, or None after saying on `err` why there is none."""
+    try:
+        return find(target, out_dir, columns, days)[0]
+    except NoLedger as e:
+        _say_none(e, err)
         return None
-    return table
+
+
+def _say_none(e: NoLedger, err: TextIO) -> None:
+    print(f"runner: {e.message}", file=err)
+    print(f"  hint: {e.hint}", file=err)
+
+
+def _missing(command: str, e: NoLedger, as_json: bool, out: TextIO, err: TextIO) -> int:
+    """Nothing there: said on stderr, and with --json the failure document (exit 2)."""
+    _say_none(e, err)
+    if as_json:
+        out.write(json_text(failed(command, e.exit_code, e.message, e.hint)) + "\n")
+    return e.exit_code
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -109,18 +135,21 @@ def ledger_show(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Every event of a ledger, one line each (or JSON); exit 2 when there is none."""
+    """Every event of a ledger, one line each (or JSON), in the ledger's order: by time,
+    then run_id, then seq. Exit 2 when there is nothing there; an empty day is no error."""
     out, err = out or sys.stdout, err or sys.stderr
-    table = load(target, out_dir, err, None if as_json else list(EVENT_LINE_FIELDS))
-    if table is None:
-        return 2
+    try:
+        table, where = find(target, out_dir, None if as_json else list(EVENT_LINE_FIELDS))
+    except NoLedger as e:
+        return _missing("ledger show", e, as_json, out, err)
     if as_json:
-        from runner.ledger import table_to_rows
-
-        _dump({"version": JSON_VERSION, "events": table_to_rows(_nan_to_null(table))}, out)
+        events = arrowtext.figures(table.select(sorted(table.column_names)))
+        write(document("ledger show", True, ledger=where,
+                       events=Raw(arrowtext.json_objects(events))), out)
         return 0
-    columns = [_times(table)] + [table.column(n).to_pylist() for n in EVENT_LINE_FIELDS[1:]]
-    out.writelines(event_line(*values) + "\n" for values in zip(*columns, strict=True))
+    if not table.num_rows:
+        print(f"runner: no events in {where}", file=err)
+    out.writelines(event_lines(table))
     return 0
 
 
@@ -134,31 +163,60 @@ def tca_report(
     select: Selection | None = None,
 ) -> int:
     """Per-order TCA and one totals line per currency (or JSON), of a target or of the
-    days in `days`, orders kept by `select`; exit 2 when the ledger has no events."""
+    days in `days`, orders kept by `select`; exit 2 when there is nothing there."""
     from runner import tca
 
     out, err = out or sys.stdout, err or sys.stderr
-    table = load(target, out_dir, err, list(tca.NEEDED), days)
-    if table is None:
-        return 2
-    orders = _nan_to_null((select or Selection()).keep(tca.order_table(table)))
-    groups = [(c, tca.in_currency(orders, c)) for c in tca.currencies(orders)]
-    totals = [_finite(tca.totals(group, c)) for c, group in groups]
+    try:
+        table, _ = find(target, out_dir, list(tca.NEEDED), days)
+    except NoLedger as e:
+        return _missing("tca", e, as_json, out, err)
+    orders = arrowtext.figures((select or Selection()).keep(tca.order_table(table)))
+    groups = [(c, tca.currency_mask(orders, c)) for c in tca.currencies(orders)]
+    totals = [figures(tca.totals(orders.filter(rows), c)) for c, rows in groups]
     if as_json:
-        out.write(f'{{"version":{TCA_JSON_VERSION},"orders":{json_objects(orders)},'
-                  f'"totals":{_compact(totals)}}}\n')
+        columns = orders.select(sorted(orders.column_names))  # keys sorted, as json_text
+        write(document("tca", True, orders=Raw(arrowtext.json_objects(columns)),
+                       totals=totals), out)
         return 0
-    out.write(ORDER_HEADER + "\n" + ("" if groups else "(no orders)\n"))
-    for (_, group), total in zip(groups, totals, strict=True):
-        out.write(order_text(group))
+    cells = order_cells(orders)
+    widths = column_widths(cells)
+    out.write(order_header(widths) + "\n" + ("" if groups else "(no orders)\n"))
+    for (_, rows), total in zip(groups, totals, strict=True):
+        out.write(order_text(cells, widths, rows))
         out.write(totals_line(total) + "\n")
     return 0
 
 
 # ----------------------------------------------------------------------------- text
 
-EVENT_LINE_FIELDS = ("ts", "tag", "event", "fill_qty", "qty", "last_px", "avg_px", "limit",
-                     "shortfall_bps", "message")  # fmt: skip
+EVENT_LINE_FIELDS = ("ts", "run_id", "tag", "event", "fill_qty", "qty", "last_px", "avg_px",
+                     "limit", "shortfall_bps", "message")  # fmt: skip
+RUN_ID_CHARS = 8  # run ids are shown by their first 8 characters
+
+
+def event_lines(table: pa.Table) -> list[str]:
+    """time  run  tag  EVENT  fill/qty  @px  [shortfall]  [message], each ending in a
+    newline; px = the limit on an INTENT, else the last fill's price, else the average.
+    Numbers are made in Arrow (runner.arrowtext.exact), the lines in Python."""
+    import pyarrow.compute as pc
+
+    column = table.column
+    px = pc.if_else(pc.fill_null(pc.equal(column("event"), scalar("INTENT")), scalar(False)),
+                    column("limit"), pc.coalesce(column("last_px"), column("avg_px")))
+    texts = [_times(table), _short_ids(column("run_id")), _filled(column("tag")),
+             column("event").to_pylist(), _cells(column("fill_qty"), QTY),
+             _cells(column("qty"), QTY), _cells(px, PRICE, 2),
+             _cells(column("shortfall_bps"), 2, fixed=True), column("message").to_pylist()]
+    return [_event_line(*values) for values in zip(*texts, strict=True)]
+
+
+def _event_line(time: str, run: str, tag: str, event: str | None, fill_qty: str, qty: str,
+                px: str, shortfall: str, message: str | None) -> str:  # fmt: skip
+    line = f"{time}  {run}  {tag}  {event or '?':<12}  {fill_qty}/{qty}  @{px}"
+    if event == "PNL_SNAPSHOT":
+        line += f"  shortfall={shortfall}bps"
+    return f"{line}  {message}\n" if message else line + "\n"
 
 
 def _times(table: pa.Table) -> list[str]:
@@ -169,125 +227,107 @@ def _times(table: pa.Table) -> list[str]:
     return [t + "Z" for t in pc.utf8_slice_codeunits(text, 0, 26).to_pylist()]
 
 
-def _g(value: float | None) -> str:
-    return _D if value is None else format(value, "g")
+def _short_ids(run_ids: Any) -> list[str]:
+    import pyarrow.compute as pc
+
+    return _filled(pc.utf8_slice_codeunits(run_ids, 0, RUN_ID_CHARS))
 
 
-def event_line(
-    time: str, tag: str | None, event: str | None, fill_qty: float | None, qty: float | None,
-    last_px: float | None, avg_px: float | None, limit: float | None,
-    shortfall_bps: float | None, message: str | None,
-) -> str:  # fmt: skip
-    """time  tag  EVENT  fill/qty  @px  [shortfall]  [message]; px = the limit on an
-    INTENT, else the last fill's price, else the average."""
-    px = limit if event == "INTENT" else last_px if last_px is not None else avg_px
-    line = f"{time}  {tag or _D}  {event or '?':<12}  {_g(fill_qty)}/{_g(qty)}  @{_g(px)}"
-    if event == "PNL_SNAPSHOT":
-        line += f"  shortfall={_D if shortfall_bps is None else format(shortfall_bps, '.2f')}bps"
-    return f"{line}  {message}" if message else line
+def _filled(texts: Any) -> list[str]:
+    import pyarrow.compute as pc
+
+    filled: list[str] = pc.fill_null(texts, scalar(_D)).to_pylist()
+    return filled
 
 
-# (header, column, width, format) of each column of an order line; width < 0: left-aligned
+def _cells(values: Any, decimals: int, at_least: int = 0, fixed: bool = False) -> list[str]:
+    """Numbers as text, _D for none: exact (to `decimals`) or `fixed` decimals."""
+    text = arrowtext.fixed(values, decimals) if fixed else \
+        arrowtext.exact(values, decimals, at_least)
+    return _filled(text)
+
+
+# (header, column, format) of each column of an order line; text columns are left-aligned,
+# numbers right-aligned, each as wide as its widest cell
 ORDER_COLUMNS = (
-    ("tag", "tag", -11, "text"), ("symbol", "symbol", -6, "text"), ("side", "side", -4, "text"),
-    ("state", "state", -6, "text"), ("fill/qty", "fill/qty", 9, "text"),
-    ("fill", "fill_ratio", 4, "pct0"), ("avg_px", "avg_px", 8, "px"),
-    ("arrival", "arrival_px", 8, "px"), ("vwap", "vwap_px", 8, "px"),
-    ("short", "shortfall_bps", 5, "bps"), ("vwsl", "vwap_slippage_bps", 5, "bps"),
-    ("is", "is_bps", 5, "bps"), ("fees", "fees_bps", 5, "bps"),
-    ("part", "participation", 5, "pct1"), ("s1st", "ms_to_first_fill", 5, "sec"),
-    ("sdone", "ms_to_done", 5, "sec"), ("comm", "commission", 5, "money"),
+    ("tag", "tag", "text"), ("run", "run_id", "run"), ("symbol", "symbol", "text"),
+    ("side", "side", "text"), ("state", "state", "text"), ("fill/qty", "fill/qty", "qty"),
+    ("fill", "fill_ratio", "pct0"), ("avg_px", "avg_px", "px"),
+    ("arrival", "arrival_px", "px"), ("vwap", "vwap_px", "px"),
+    ("short", "shortfall_bps", "bps"), ("vwsl", "vwap_slippage_bps", "bps"),
+    ("is", "is_bps", "bps"), ("fees", "fees_bps", "bps"),
+    ("part", "participation", "pct1"), ("s1st", "ms_to_first_fill", "sec"),
+    ("sdone", "ms_to_done", "sec"), ("comm", "commission", "money"),
 )  # fmt: skip
-ORDER_HEADER = " ".join(
-    format(head, f"<{-w}" if w < 0 else f">{w}") for head, _, w, _ in ORDER_COLUMNS
-)
+_LEFT = ("text", "run")
 
 
-def order_text(orders: pa.Table) -> str:
-    """One text line per order (ORDER_COLUMNS), each ending in a newline, built
-    column-wise in Arrow: a big day has 200k orders, and a Python format per value
-    would take seconds (a Python string per line, a tenth of one)."""
+def order_cells(orders: pa.Table) -> list[Any]:
+    """The text of each ORDER_COLUMNS column of `orders` (_D for no value), in Arrow: a
+    big day has 200k orders, and a Python format per value would take seconds."""
     import pyarrow.compute as pc
 
-    fill_qty = pc.binary_join_element_wise(
-        _text(orders["fill_qty"]), _text(orders["qty"]), scalar("/"))
     cells = []
-    for _, name, width, kind in ORDER_COLUMNS:
-        column = fill_qty if name == "fill/qty" else _FORMATS[kind](orders[name])
-        column = pc.fill_null(column, scalar(_D))
-        pad = pc.utf8_rpad if width < 0 else pc.utf8_lpad
-        cells.append(pad(column, width=abs(width), padding=" "))
-    lines = pc.binary_join_element_wise(*cells, scalar(" "))
-    return _joined(pc.binary_join_element_wise(lines, scalar("\n"), scalar("")))
+    for _, name, kind in ORDER_COLUMNS:
+        if name == "fill/qty":
+            column = pc.binary_join_element_wise(arrowtext.exact(orders["fill_qty"], QTY),
+                                                 arrowtext.exact(orders["qty"], QTY),
+                                                 scalar("/"))
+        else:
+            column = _FORMATS[kind](orders[name])
+        cells.append(pc.fill_null(column, scalar(_D)))
+    return cells
 
 
-def _joined(strings: Any) -> str:
-    """The strings of a null-free string array end to end, read from its data buffer."""
-    import numpy as np
-    import pyarrow as pa
-
-    if isinstance(strings, pa.ChunkedArray):
-        strings = strings.combine_chunks()
-    _, offsets, data = strings.buffers()
-    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    ends = np.frombuffer(offsets, width)[strings.offset:strings.offset + len(strings) + 1]
-    if data is None or not len(strings):
-        return ""
-    return str(memoryview(data)[int(ends[0]):int(ends[-1])], "utf-8")  # one copy
-
-
-def _text(values: Any) -> Any:
-    """Numbers as their shortest text (1434, 0.5, 473.1), strings as they are."""
-    import pyarrow as pa
+def column_widths(cells: list[Any]) -> list[int]:
+    """Each column as wide as its header and its widest cell."""
     import pyarrow.compute as pc
 
-    return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+    return [max(len(head), pc.max(pc.utf8_length(c)).as_py() or 0)
+            for (head, _, _), c in zip(ORDER_COLUMNS, cells, strict=True)]
 
 
-def _rounded(values: Any, decimals: int) -> Any:
-    """Rounded to `decimals`, then as the shortest text (473.1, 100.0875)."""
+def order_header(widths: list[int]) -> str:
+    return " ".join(head.ljust(w) if kind in _LEFT else head.rjust(w)
+                    for (head, _, kind), w in zip(ORDER_COLUMNS, widths, strict=True)).rstrip()
+
+
+def order_text(cells: list[Any], widths: list[int], rows: Any) -> str:
+    """One text line per order of `rows` (a mask over the cells), each ending in a
+    newline, padded and joined in Arrow."""
     import pyarrow.compute as pc
 
-    return _text(pc.round(values, decimals))
-
-
-def _fixed(values: Any, decimals: int) -> Any:
-    """Exactly `decimals` digits after the point (2.0, -0.5; -0.0 shown as 0.0): Arrow has
-    no printf, but a decimal's text has every digit of its scale. The value is rounded to
-    whole units of 10**-decimals (half to even), and the units are laid into decimal128
-    slots (sign-extended to 128 bits) that Arrow then writes out."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    scaled = pc.round(pc.multiply(values, scalar(float(10**decimals))))
-    units = pc.cast(scaled, pa.int64())
-    if isinstance(units, pa.ChunkedArray):
-        units = units.combine_chunks()
-    validity, data = units.buffers()
-    low = np.frombuffer(data, np.int64)[:units.offset + len(units)]
-    wide = np.stack([low, low >> 63], axis=1)  # little-endian 128-bit: low word first
-    slots = pa.Array.from_buffers(pa.decimal128(38, decimals), len(units),
-                                  [validity, pa.py_buffer(wide)], offset=units.offset)
-    return pc.cast(slots, pa.string())
+    every = pc.all(rows).as_py()  # one currency: no filtering
+    padded = []
+    for (_, _, kind), column, width in zip(ORDER_COLUMNS, cells, widths, strict=True):
+        pad = pc.utf8_rpad if kind in _LEFT else pc.utf8_lpad
+        padded.append(pad(column if every else column.filter(rows), width=width, padding=" "))
+    lines = pc.binary_join_element_wise(*padded, scalar(" "))  # the last column: numbers
+    return arrowtext.joined(pc.binary_join_element_wise(lines, scalar("\n"), scalar("")))
 
 
 def _percent(values: Any, decimals: int) -> Any:
     import pyarrow.compute as pc
 
-    scaled = pc.multiply(values, scalar(100.0))
-    text = _rounded(scaled, 0) if decimals == 0 else _fixed(scaled, decimals)
+    text = arrowtext.fixed(pc.multiply(values, scalar(100.0)), decimals)
     return pc.binary_join_element_wise(text, scalar("%"), scalar(""))
 
 
+def _run(values: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.utf8_slice_codeunits(values, 0, RUN_ID_CHARS)
+
+
 _FORMATS: dict[str, Callable[[Any], Any]] = {
-    "text": _text,
-    "px": lambda v: _rounded(v, 4),
-    "money": lambda v: _rounded(v, 2),
-    "bps": lambda v: _fixed(v, 1),
+    "text": lambda v: v,
+    "run": _run,
+    "px": lambda v: arrowtext.exact(v, PRICE, 2),
+    "money": lambda v: arrowtext.exact(v, MONEY, 2),
+    "bps": lambda v: arrowtext.fixed(v, 1),
     "pct0": lambda v: _percent(v, 0),
     "pct1": lambda v: _percent(v, 1),
-    "sec": lambda v: _fixed(_ms_to_s(v), 1),
+    "sec": lambda v: arrowtext.fixed(_ms_to_s(v), 1),
 }
 
 
@@ -297,10 +337,6 @@ def _ms_to_s(values: Any) -> Any:
     return pc.divide(values, scalar(1000.0))
 
 
-def _f2(value: float | None) -> str:
-    return _D if value is None else format(value, ".2f")
-
-
 def totals_line(totals: dict[str, Any]) -> str:
     """TOTAL CCY ... bps: the bps totals under the column names of the order lines;
     "currency?" where the ledger did not record the currency."""
@@ -308,71 +344,14 @@ def totals_line(totals: dict[str, Any]) -> str:
     bps = " ".join(f"{head}={_f1(totals[name])}" for head, name in _BPS_HEADS)
     return (
         f"TOTAL {currency} orders={totals['orders']} filled={totals['filled_orders']} "
-        f"fill_qty={_g(totals['fill_qty'])} notional={_f2(totals['notional'])} "
-        f"comm={_f2(totals['commission'])} bps: {bps}"
+        f"fill_qty={number_text(totals['fill_qty'])} "
+        f"notional={price_text(totals['notional'])} "
+        f"comm={price_text(totals['commission'])} bps: {bps}"
     )
 
 
-_BPS_HEADS = tuple((head, name) for head, name, _, kind in ORDER_COLUMNS if kind == "bps")
+_BPS_HEADS = tuple((head, name) for head, name, kind in ORDER_COLUMNS if kind == "bps")
 
 
 def _f1(value: float | None) -> str:
     return _D if value is None else format(value, ".1f")
-
-
-# ----------------------------------------------------------------------------- json
-
-
-def _nan_to_null(table: pa.Table) -> pa.Table:
-    """JSON has no NaN or infinity: make them null, column by column."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for i, field in enumerate(table.schema):
-        if pa.types.is_floating(field.type):
-            column = table.column(i)
-            table = table.set_column(i, field, pc.if_else(pc.is_finite(column), column,
-                                                          scalar(None, field.type)))
-    return table
-
-
-def _finite(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
-
-
-def _dump(doc: dict[str, Any], out: TextIO) -> None:
-    out.write(_compact(doc) + "\n")
-
-
-def _compact(doc: Any) -> str:
-    # dumps, not dump: dump streams through the pure-Python encoder, ~10x slower.
-    return json.dumps(doc, allow_nan=False, separators=(",", ":"))
-
-
-def json_objects(table: pa.Table) -> str:
-    """A JSON array of one object per row (no NaN or infinity in `table`), written in
-    Arrow: 200k orders through Python dicts and json.dumps take seconds. Numbers as
-    their shortest exact text (1434, 0.5), strings escaped, nulls null."""
-    import pyarrow.compute as pc
-
-    if table.num_rows == 0:
-        return "[]"
-    parts: list[Any] = []
-    for i, name in enumerate(table.column_names):  # {"a":1,"b":"x"}: keys and values in turn
-        parts.append(scalar(("{" if i == 0 else ",") + _compact(name) + ":"))
-        parts.append(pc.fill_null(_json_values(table.column(name)), scalar("null")))
-    rows = pc.binary_join_element_wise(*parts, scalar("},"), scalar(""))
-    return "[" + _joined(rows)[:-1] + "]"  # the last row's comma dropped
-
-
-def _json_values(column: Any) -> Any:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not pa.types.is_string(column.type):
-        return pc.cast(column, pa.string())
-    if pc.any(pc.match_substring_regex(column, r"[\x00-\x1f]")).as_py():
-        texts = [None if v is None else _compact(v) for v in column.to_pylist()]
-        return string_array(texts)  # control characters: json's own escapes
-    escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
-    return pc.binary_join_element_wise(scalar('"'), escaped, scalar('"'), scalar(""))

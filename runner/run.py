@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from runner import results
 from runner.broker import Broker, SessionInfo
 from runner.engine import Engine, Outcome
 from runner.errors import (
@@ -30,7 +31,10 @@ from runner.errors import (
     UsageError,
 )
 from runner.flags import classic_spec
+from runner.jsondoc import document
+from runner.output import emit
 from runner.plan import Plan, compile_plan, iso, parse_at
+from runner.results import where as _where
 from runner.spec import Spec, load
 
 
@@ -48,16 +52,20 @@ class RunOptions:
     run_id: str | None = None
     failpoint: str = ""  # RUNNER_FAILPOINT: crash-test hook, e.g. after-intent
     policy: str | None = None  # --policy; else runner-policy.yaml found upward from the spec
+    on_result: Callable[[dict[str, Any]], None] | None = None  # --json: each run's result
 
 
 def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Dispatch `run` and the classic commands (handshake, sanity-cancel, one-shot)."""
+    """Dispatch `run` and the classic commands (handshake, sanity-cancel, one-shot).
+    With --json: one document for the file, a result per document in `results`."""
+    done: list[dict[str, Any]] = []  # --json: the result of each document run
     opts = RunOptions(
         dry_run=args.dry_run, live=args.live, at=args.at, out_dir=getattr(args, "out_dir", None),
         allow_duplicate=args.allow_duplicate, allow_outside=args.allow_outside,
         allow_unsettled=args.allow_unsettled,
         as_json=args.json, verbose=args.verbose,
         failpoint=environ.get("RUNNER_FAILPOINT", ""), policy=getattr(args, "policy", None),
+        on_result=done.append,
     )
     if args.command == "run":
         specs = load(args.spec, allow_outside=opts.allow_outside)
@@ -75,24 +83,22 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         try:
             ready.append(_prepare(spec, opts, environ, ready))
         except RunnerError as e:
-            if opts.as_json:
-                print(json.dumps(failure_object(spec, e), sort_keys=True))
             if len(specs) > 1:
                 _say(f"{spec.source}: document #{spec.index + 1} of {len(specs)} refused; "
                      "none of them was run (a file is all or nothing)")
-            raise
+            raise results.refused(e, spec, specs) from None
     code = 0
     for k, r in enumerate(ready):
         try:
             code = _run_ready(r, opts, environ)
         except RunnerError as e:
-            if opts.as_json and not _reported(e):
-                print(json.dumps(failure_object(r.spec, e), sort_keys=True))
             _summary(ready, k)
-            raise
+            raise results.broke_off(e, done, [(x.spec, x.plan) for x in ready], k) from None
         if code:
             _summary(ready, k)
             return code
+    if opts.as_json:
+        emit(results.run_document(args.command, specs[0], done))
     return code
 
 
@@ -106,10 +112,6 @@ class _Ready:
     bars: Any
 
 
-def _where(spec: Spec) -> str:
-    return spec.source if spec.index == 0 else f"{spec.source}#{spec.index + 1}"
-
-
 def _summary(ready: list[_Ready], failed: int) -> None:
     """A file of several documents broke off: say exactly which ran."""
     if len(ready) < 2:
@@ -118,23 +120,6 @@ def _summary(ready: list[_Ready], failed: int) -> None:
     left = [f"#{k + 1}" for k in range(failed + 1, len(ready))]
     _say(f"{ready[0].spec.source}: documents run: {', '.join(ran) or 'none'}; "
          f"#{failed + 1} did not succeed; not run: {', '.join(left) or 'none'}")
-
-
-def _reported(e: RunnerError) -> bool:
-    """Raised by _verdict, after the result object was printed."""
-    return isinstance(e, (ExpectFailed, OrderRejected)) or type(e) is RunnerError
-
-
-def failure_object(spec: Spec, e: RunnerError) -> dict[str, Any]:
-    """`run --json` when a run did not happen or broke off: one object, version 1."""
-    from runner.gates import Refused
-
-    where = spec.source if spec.index == 0 else f"{spec.source}#{spec.index + 1}"
-    return {"version": 1, "spec": where, "kind": spec.kind,
-            "tag": spec.order.tag if spec.order else None,
-            "state": "REFUSED" if isinstance(e, Refused) else "ERROR",
-            "reasons": list(getattr(e, "reasons", [])), "message": str(e),
-            "exit_code": e.exit_code}
 
 
 def run_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> Outcome:
@@ -186,7 +171,8 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
             and os.path.realpath(r.plan.out_dir) == os.path.realpath(plan.out_dir)]
     if plan.order.tag in {r.plan.order.tag for r in mine if r.plan.order is not None}:
         raise UsageError(f"{_where(spec)}: tag {plan.order.tag} is also an earlier document's "
-                         "tag; nothing was sent", "give each document its own tag")
+                         "tag; nothing was sent", "give each document its own tag"
+                         ).about(tag=plan.order.tag)
     placed = (0, 0.0) if opts.dry_run else (len(mine), _earlier_notional(spec, mine, policy))
     Guard(plan, policy, bars, opts.dry_run, earlier=placed).before_connect()
     if not opts.dry_run:
@@ -332,7 +318,8 @@ def _check_duplicate(plan: Plan, opts: RunOptions, policy: Any) -> None:
             where = Path(root) / plan.day / "ledger.parquet"
             shown = plan.ledger_path if root == os.path.realpath(plan.out_dir) else where
             raise UsageError(f"tag {plan.order.tag} is already in {shown}; not placing it "
-                             "again", "use another tag, or pass --allow-duplicate")
+                             "again", "use another tag, or pass --allow-duplicate"
+                             ).about(tag=plan.order.tag)
 
 
 def _broker(plan: Plan, spec: Spec, opts: RunOptions, bars: Any) -> Broker:
@@ -449,16 +436,17 @@ async def _run_with_signals(engine: Engine) -> Outcome:
 
 def _handshake(plan: Plan, opts: RunOptions) -> int:
     if opts.dry_run:
-        print("IBKR handshake OK (dry-run: simulator, nothing contacted)")
+        if opts.as_json:
+            _result(opts, results.handshake_object(plan, None))
+        else:
+            print("IBKR handshake OK (dry-run: simulator, nothing contacted)")
         return 0
     from runner.ib import IBBroker
 
     broker = IBBroker(plan.connection, verbose=opts.verbose)
     session = asyncio.run(broker.handshake())
     if opts.as_json:
-        print(json.dumps({"version": 1, "kind": "handshake", "state": "OK",
-                          "server_version": session.server_version,
-                          "accounts": list(session.accounts)}))
+        _result(opts, results.handshake_object(plan, session))
         return 0
     print("IBKR handshake OK")
     if opts.verbose:
@@ -468,34 +456,19 @@ def _handshake(plan: Plan, opts: RunOptions) -> int:
     return 0
 
 
-def _px(x: float | None) -> str:
-    if x is None:
-        return "—"
-    text = f"{x:.4f}".rstrip("0")
-    return text + "0" * max(0, 2 - len(text.split(".")[1]))
-
-
-def status_line(plan: Plan, o: Outcome) -> str:
-    if plan.kind == "sanity-cancel" and o.events[:3] == ["INTENT", "ACK", "CANCEL"]:
-        return f"[sanity-cancel] tag={o.tag} ACK+Cancel recorded"
-    line = (f"[{plan.kind}] tag={o.tag} state={o.state} fill_qty={o.fill_qty:g} "
-            f"avg_px={_px(o.avg_px)} arrival={_px(o.arrival_px)}")
-    return line + (f" message={o.message!r}" if o.message and o.state != "FILL" else "")
+def _result(opts: RunOptions, result: dict[str, Any]) -> None:
+    """--json: a run's result goes to its command's one document (alone, if none)."""
+    if opts.on_result is not None:
+        opts.on_result(result)
+    else:
+        emit(document("run", True, spec=result["spec"], results=[result]))
 
 
 def _report(plan: Plan, o: Outcome, ledger_path: Path, opts: RunOptions) -> None:
     if opts.as_json:
-        print(json.dumps(result_object(plan, o, ledger_path), sort_keys=True))
+        _result(opts, results.result_object(plan, o, ledger_path))
     else:
-        print(status_line(plan, o))
-
-
-def result_object(plan: Plan, o: Outcome, ledger_path: Path) -> dict[str, Any]:
-    """`run --json`: one object, version 1 (documented in the README)."""
-    return {"version": 1, "spec": plan.spec, "kind": plan.kind, "tag": o.tag,
-            "state": o.state, "fill_qty": o.fill_qty, "avg_px": o.avg_px,
-            "arrival_px": o.arrival_px, "commission": o.commission, "message": o.message,
-            "events": o.events, "tca": o.snapshot, "ledger": str(ledger_path)}
+        print(results.status_line(plan, o))
 
 
 def _verdict(spec: Spec, o: Outcome, opts: RunOptions) -> int:

@@ -100,7 +100,8 @@ BPS_TOTALS = ("shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps")
 
 
 def order_table(table: pa.Table) -> pa.Table:
-    """One row per (run_id, tag) order (columns ORDER_FIELDS), in order of first appearance.
+    """One row per (run_id, tag) order (columns ORDER_FIELDS), sorted by the time of the
+    order's first event (its INTENT), then tag, then run_id.
 
     symbol/side/currency/qty as first given, state = last of FILL/CANCEL/REJ (else OPEN),
     fill_qty = the largest cumulative fill (0 if none), fill_ratio = fill_qty/qty, the
@@ -143,7 +144,21 @@ def _per_order(table: pa.Table) -> pa.Table:
     qty = columns["qty"]
     columns["fill_ratio"] = pc.if_else(pc.greater(qty, scalar(0.0)), pc.divide(filled, qty),
                                        scalar(None, pa.float64()))
-    return pa.table({name: columns[name] for name in ORDER_FIELDS})
+    orders = pa.table({name: columns[name] for name in ORDER_FIELDS})
+    return _sorted(orders, groups.pick(table["ts"], "first"))
+
+
+def _sorted(orders: pa.Table, first: Any) -> pa.Table:
+    """Orders by first event time, then tag, then run_id. They come by first appearance
+    in rows sorted by (ts, run_id, seq), so only orders that start at one instant can be
+    out of place: sorted only when two do."""
+    import pyarrow.compute as pc
+
+    if orders.num_rows < 2 or pc.all(pc.greater(first[1:], first[:-1])).as_py():
+        return orders
+    keyed = orders.append_column("_first", first)
+    keys = [("_first", "ascending"), ("tag", "ascending"), ("run_id", "ascending")]
+    return keyed.sort_by(keys).drop_columns(["_first"])
 
 
 class _Groups:
@@ -376,12 +391,16 @@ def currencies(orders: pa.Table) -> list[str | None]:
 
 def in_currency(orders: pa.Table, currency: str | None) -> pa.Table:
     """The orders priced in `currency` (None: those whose currency was not recorded)."""
+    return orders.filter(currency_mask(orders, currency))
+
+
+def currency_mask(orders: pa.Table, currency: str | None) -> Any:
+    """True for each order priced in `currency` (None: not recorded)."""
     import pyarrow.compute as pc
 
     column = orders["currency"]
-    mask = pc.is_null(column) if currency is None else pc.fill_null(
+    return pc.is_null(column) if currency is None else pc.fill_null(
         pc.equal(column, scalar(currency)), scalar(False))
-    return orders.filter(mask)
 
 
 def _weighted(filled: pa.Table, weights: Any, column: str) -> float | None:

@@ -10,13 +10,12 @@ printed either way; a refusal then exits 2.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from runner.broker import SessionInfo, WhatIf
-from runner.gates import Refused, check
-from runner.plan import Plan, render
+from runner.gates import check
+from runner.plan import Plan, iso, render
 from runner.policy import Policy
 
 
@@ -31,18 +30,16 @@ class Preview:
 
 
 def plan_with_broker(plans: list[Plan], policy: Policy, as_json: bool, verbose: int) -> int:
+    from runner.commands import show_plans
+
     previews = [asyncio.run(preview(p, verbose)) for p in plans]
-    if as_json:
-        body = [_json(p, v) for p, v in zip(plans, previews, strict=True)]
-        print(json.dumps(body[0] if len(body) == 1 else body, indent=2, sort_keys=True))
-    else:
+    if not as_json:
         print("\n\n".join(render(p) + "\n" + render_preview(v)
                           for p, v in zip(plans, previews, strict=True)))
-    for p, v in zip(plans, previews, strict=True):
-        reasons = check(p, policy, _context(p, policy, v))
-        if reasons:
-            raise Refused(p.spec, policy, reasons)
-    return 0
+    refusals = [check(p, policy, _context(p, policy, v))
+                for p, v in zip(plans, previews, strict=True)]
+    bodies = [_json(p, v) for p, v in zip(plans, previews, strict=True)]
+    return show_plans(plans, [policy] * len(plans), refusals, bodies, as_json)
 
 
 async def preview(plan: Plan, verbose: int = 0) -> Preview:
@@ -73,10 +70,13 @@ def _context(plan: Plan, policy: Policy, v: Preview) -> Any:
 
 
 def _json(plan: Plan, v: Preview) -> dict[str, Any]:
-    d = plan.to_dict()
+    from runner.commands import plan_json
+
+    d = plan_json(plan)
     d["broker"] = {"account": v.account,
                    "what_if": v.what_if.to_dict() if v.what_if else None,
-                   "liquid_hours": [list(s) for s in v.sessions] if v.sessions else None}
+                   "liquid_hours": [[iso(a), iso(b)] for a, b in v.sessions] if v.sessions
+                   else None}
     return d
 
 

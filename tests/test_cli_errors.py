@@ -132,15 +132,15 @@ def test_a_usage_error_is_one_line_naming_the_flag(args, line, capsys) -> None:
     assert capsys.readouterr() == ("", line + "\n")
 
 
-@pytest.mark.parametrize("args, command, message, hint", [
-    (["one-shot", "--side", "BYU", "--json"], "one-shot",
+@pytest.mark.parametrize("args, command, version, message, hint", [
+    (["one-shot", "--side", "BYU", "--json"], "one-shot", 2,
      "--side: 'BYU' is not BUY or SELL; did you mean BUY?", "see `runner one-shot --help`"),
-    (["ledger", "show", "--json", "--frm"], "ledger show",
+    (["ledger", "show", "--json", "--frm"], "ledger show", 2,
      "unrecognized arguments: --frm", "see `runner ledger show --help`"),
-    (["frob", "--json"], None, "unknown command 'frob'", "see `runner --help`"),
-])
-def test_a_usage_error_with_json_is_the_failure_document(args, command, message, hint,
-                                                         capsys) -> None:
+    (["frob", "--json"], None, 1, "unknown command 'frob'", "see `runner --help`"),
+])  # version: the command's document (run and ledger show are at 2); no command: 1
+def test_a_usage_error_with_json_is_the_failure_document(args, command, version, message,
+                                                         hint, capsys) -> None:
     import json
 
     from runner.cli import main
@@ -149,7 +149,7 @@ def test_a_usage_error_with_json_is_the_failure_document(args, command, message,
     out, err = capsys.readouterr()
     assert err == f"runner: {message} ({hint})\n"
     assert out.count("\n") == 1 and json.loads(out) == {
-        "version": 1, "command": command, "ok": False, "spec": None, "tag": None,
+        "version": version, "command": command, "ok": False, "spec": None, "tag": None,
         "error": {"exit_code": 2, "message": message, "hint": hint}}
 
 

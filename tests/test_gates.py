@@ -345,16 +345,19 @@ def test_run_json_prints_one_refusal_object(gateway, cli, tmp_path):
                                "order: {symbol: SPY, side: BUY, qty: 10, limit: 0.01, tag: j-1}\n")
     code, out, _ = cli(gateway.port, "run", "s.yaml", "--json")
     assert code == 2
-    assert json.loads(out) == {
-        "version": 1, "spec": "s.yaml", "kind": "sanity-cancel", "tag": "j-1",
-        "state": "REFUSED", "exit_code": 2,
+    assert out.count("\n") == 1 and json.loads(out) == {
+        "version": 2, "command": "run", "ok": False, "spec": "s.yaml", "tag": "j-1",
+        "error": {"exit_code": 2, "hint": None,
+                  "message": "s.yaml: refused by runner-policy.yaml; nothing was sent:\n"
+                             "  - symbol SPY is not in the policy's symbols (QQQ) "
+                             "(from runner-policy.yaml:2:10)\n"
+                             "  - qty 10 exceeds the policy's max_qty 5 "
+                             "(from runner-policy.yaml:3:10)"},
         "reasons": ["symbol SPY is not in the policy's symbols (QQQ) "
                     "(from runner-policy.yaml:2:10)",
                     "qty 10 exceeds the policy's max_qty 5 (from runner-policy.yaml:3:10)"],
-        "message": "s.yaml: refused by runner-policy.yaml; nothing was sent:\n"
-                   "  - symbol SPY is not in the policy's symbols (QQQ) "
-                   "(from runner-policy.yaml:2:10)\n"
-                   "  - qty 10 exceeds the policy's max_qty 5 (from runner-policy.yaml:3:10)",
+        "results": [{"spec": "s.yaml", "kind": "sanity-cancel", "tag": "j-1",
+                     "state": "REFUSED"}],
     }
     assert gateway.received == []
 
@@ -464,7 +467,8 @@ def test_dry_run_sell_sanity_cancel_at_a_cent_without_reference_is_refused(
     assert not (tmp_path / "data").exists()  # no INTENT: nothing reached the simulator
     code = main(["sanity-cancel", "--side", "SELL", "--limit", "0.01", "--dry-run", "--json"])
     result = json.loads(capsys.readouterr().out)
-    assert code == 2 and (result["state"], result["exit_code"]) == ("REFUSED", 2)
+    assert code == 2 and (result["results"][0]["state"], result["error"]["exit_code"]) == (
+        "REFUSED", 2)
     assert result["reasons"] == [SELL_NO_REFERENCE[4:-1]]
     # a BUY sanity-cancel without a reference goes as before: 0.01 is below any market
     assert main(["sanity-cancel", "--dry-run", "--tag", "b-1"]) == 0

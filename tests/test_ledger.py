@@ -461,19 +461,56 @@ def test_ledger_show_prints_one_line_per_event(tmp_path: Path) -> None:
         ledger.append({"ts": T0 + 2_000_000, "tag": "p1", "event": "REJ", "message": "201 x"})
     out = io.StringIO()
     assert report.ledger_show(DAY, str(tmp_path), False, out=out) == 0
-    assert out.getvalue() == (
-        "2026-01-05T14:30:00.000000Z  p1  INTENT        —/2  @10.5\n"
-        "2026-01-05T14:30:00.001500Z  p1  FILL          2/2  @10.25\n"
-        "2026-01-05T14:30:00.002000Z  p1  REJ           —/—  @—  201 x\n"
+    assert out.getvalue() == (  # the run id's first 8 characters; prices padded to cents
+        "2026-01-05T14:30:00.000000Z  run-a  p1  INTENT        —/2  @10.50\n"
+        "2026-01-05T14:30:00.001500Z  run-a  p1  FILL          2/2  @10.25\n"
+        "2026-01-05T14:30:00.002000Z  run-a  p1  REJ           —/—  @—  201 x\n"
     )
     out = io.StringIO()
     assert report.ledger_show(None, str(tmp_path), True, out=out) == 0
+    assert out.getvalue().count("\n") == 1
     doc = json.loads(out.getvalue())
-    assert doc["version"] == 1 and len(doc["events"]) == 3
+    assert (doc["version"], doc["command"], doc["ok"]) == (2, "ledger show", True)
+    assert doc["ledger"] == str(tmp_path / DAY) and len(doc["events"]) == 3
+    assert list(doc["events"][1]) == sorted(COLUMNS)  # keys sorted, as every document's
     assert doc["events"][1] == {c: None for c in COLUMNS} | {
-        "ts": T0 + 1_500_000, "run_id": "run-a", "seq": 2, "tag": "p1", "event": "FILL",
-        "qty": 2.0, "fill_qty": 2.0, "last_px": 10.25, "avg_px": 10.25,
+        "ts": "2026-01-05T14:30:00.0015Z", "run_id": "run-a", "seq": 2, "tag": "p1",
+        "event": "FILL", "qty": 2.0, "fill_qty": 2.0, "last_px": 10.25, "avg_px": 10.25,
     }  # fmt: skip
+
+
+def test_ledger_show_numbers_as_recorded_and_noise_rounded_off(tmp_path: Path) -> None:
+    """65000.05 stays 65000.05 (%g made it 65000.1), 1,000,000 is not 1e+06, and an
+    average with float noise (a sum of fills divided) is shown to its 10 decimals."""
+    with Ledger(tmp_path, DAY, "0123456789abcdef") as ledger:
+        ledger.append({"ts": T0, "tag": "b1", "event": "INTENT", "qty": 1_000_000.0,
+                       "limit": 65000.05, "deadline": T0 + 3 * 10**9})
+        ledger.append({"ts": T0 + 1, "tag": "b1", "event": "FILL", "fill_qty": 0.00012345,
+                       "qty": 1_000_000.0, "avg_px": 0.1 + 0.2, "commission": 0.7 + 0.7})
+    out = io.StringIO()
+    assert report.ledger_show(DAY, str(tmp_path), False, out=out) == 0
+    assert out.getvalue() == (
+        "2026-01-05T14:30:00.000000Z  01234567  b1  INTENT        —/1000000  @65000.05\n"
+        "2026-01-05T14:30:00.000000Z  01234567  b1  FILL          0.00012345/1000000  @0.30\n"
+    )
+    out = io.StringIO()
+    assert report.ledger_show(DAY, str(tmp_path), True, out=out) == 0
+    intent, fill = json.loads(out.getvalue())["events"]
+    assert (intent["limit"], intent["qty"]) == (65000.05, 1_000_000)
+    assert (intent["ts"], intent["deadline"]) == ("2026-01-05T14:30:00Z", "2026-01-05T14:30:03Z")
+    assert fill["ts"] == "2026-01-05T14:30:00.000000001Z"
+    assert (fill["avg_px"], fill["commission"], fill["fill_qty"]) == (0.3, 1.4, 0.00012345)
+
+
+def test_ledger_show_of_an_empty_day_is_no_error(tmp_path: Path) -> None:
+    (tmp_path / DAY).mkdir()
+    out, err = io.StringIO(), io.StringIO()
+    assert report.ledger_show(DAY, str(tmp_path), False, out=out, err=err) == 0
+    assert (out.getvalue(), err.getvalue()) == ("", f"runner: no events in {tmp_path / DAY}\n")
+    out = io.StringIO()
+    assert report.ledger_show(None, str(tmp_path), True, out=out) == 0
+    assert json.loads(out.getvalue()) == {"version": 2, "command": "ledger show", "ok": True,
+                                          "ledger": str(tmp_path / DAY), "events": []}
 
 
 def test_ledger_show_with_nothing_there_exits_2(tmp_path: Path) -> None:
@@ -484,6 +521,14 @@ def test_ledger_show_with_nothing_there_exits_2(tmp_path: Path) -> None:
         f"runner: no ledger events found at {tmp_path / '2026-01-09'}\n"
         "  hint: give a ledger file, a date YYYY-MM-DD, or --out-dir\n"
     )
+    out, err = io.StringIO(), io.StringIO()  # --json: the same on stderr, and a document
+    assert report.ledger_show("2026-01-09", str(tmp_path), True, out=out, err=err) == 2
+    assert err.getvalue().startswith("runner: no ledger events found at ")
+    assert json.loads(out.getvalue()) == {
+        "version": 2, "command": "ledger show", "ok": False, "spec": None, "tag": None,
+        "error": {"exit_code": 2, "message": f"no ledger events found at "
+                  f"{tmp_path / '2026-01-09'}",
+                  "hint": "give a ledger file, a date YYYY-MM-DD, or --out-dir"}}
 
 
 # ----------------------------------------------------------------------------- property

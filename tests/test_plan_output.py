@@ -128,7 +128,7 @@ def test_plan_json_has_iso_times_and_exact_numbers(work, capsys):
     text = capsys.readouterr().out
     assert "_ns" not in text and "e+" not in text
     doc = json.loads(text)
-    plan = doc.get("plan", doc)  # the plan itself, or the JSON contract's envelope around it
+    [plan] = doc["plans"]  # the JSON contract's document holds the file's plans
     assert plan["at"] == "2026-01-05T14:30:00.123Z"
     assert plan["order"]["qty"] == 1_000_000 and plan["order"]["limit"] == 10.01
     assert plan["order"]["backstop_sec"] == 10.274 and plan["ttl_sec"] == 0.274

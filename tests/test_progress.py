@@ -118,5 +118,6 @@ def test_json_on_a_terminal_is_only_the_json(tmp_path) -> None:
     assert code == 0
     assert "\x1b" not in shown and shown.count("\r\n") == 1
     doc = json.loads(shown)
-    assert (doc["version"], doc["state"]) == (1, "CANCEL")
-    assert doc["events"] == ["INTENT", "ACK", "CANCEL"]
+    [result] = doc["results"]
+    assert (doc["version"], doc["command"], result["state"]) == (2, "one-shot", "CANCEL")
+    assert result["events"] == ["INTENT", "ACK", "CANCEL"]

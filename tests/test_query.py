@@ -94,7 +94,8 @@ def test_fills_per_symbol_per_day_over_three_days(ledger_root, capsys) -> None:
 
     doc = query_json(capsys, out, FILLS_SQL)
 
-    assert doc == {"version": 1, "columns": ["date", "symbol", "fills", "qty"], "rows": expected}
+    assert doc == {"version": 1, "command": "ledger query", "ok": True,
+                   "columns": ["date", "symbol", "fills", "qty"], "rows": expected}
 
 
 def test_every_column_and_the_date_are_there(ledger_root, capsys) -> None:

@@ -253,7 +253,7 @@ def test_property_dry_run_status_line_and_json_leak_no_id(message, tag):
         assert code == 4, seen  # rejected, and said so
         assert "state=REJ" in seen
         code, json_out = run_cli("run", "s.yaml", "--dry-run", "--json", "--allow-duplicate")
-        assert code == 4 and json.loads(json_out.splitlines()[0])["state"] == "REJ"
+        assert code == 4 and json.loads(json_out.splitlines()[0])["results"][0]["state"] == "REJ"
         (folder / "c.yaml").write_text(yaml.safe_dump(
             {"version": 1, "kind": "sanity-cancel",
              "order": {"symbol": "SPY", "side": "BUY", "qty": 1, "limit": 0.01,

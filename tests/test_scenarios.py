@@ -244,7 +244,7 @@ def test_at_is_the_start_of_a_dry_run_and_a_plan_unless_at_is_given(work, capsys
     assert intents == [[T0 + 2 * NS], [T0 + 3 * NS]]
     capsys.readouterr()
     assert main(["plan", "late.yaml", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["at"] == "2026-01-05T14:30:02Z"
+    assert json.loads(capsys.readouterr().out)["plans"][0]["at"] == "2026-01-05T14:30:02Z"
 
 
 def test_a_run_that_reaches_a_broker_refuses_at(work, capsys):
@@ -284,5 +284,5 @@ def test_shipped_scenarios_plan_the_start_and_tag_they_are_tested_with(monkeypat
     assert code == 0 and doc["counts"]["passed"] == len(doc["results"]) >= 9
     for result in doc["results"]:
         assert main(["plan", result["spec"], "--json"]) == 0
-        plan = json.loads(capsys.readouterr().out)
+        [plan] = json.loads(capsys.readouterr().out)["plans"]
         assert (plan["at"], plan["order"]["tag"]) == ("2026-01-05T14:30:01Z", result["tag"])

@@ -15,9 +15,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from runner import report
+from runner import arrowtext, report
 from runner.bars import Bars, load_bars
 from runner.cli import main
+from runner.jsondoc import BPS, MONEY, PRICE, RATIO
 from runner.ledger import Ledger, read_ledger, rows_to_table
 from runner.tca import glob_regex, order_table, snapshot, totals
 
@@ -60,6 +61,11 @@ VWAP = (100.20 * 500 + 100.05 * 1500 + 99.90 * 1000) / WINDOW_VOLUME  # 100.025
 
 def approx(x: float) -> Any:
     return pytest.approx(x, rel=0, abs=1e-9)
+
+
+def to(decimals: int, x: float) -> Any:
+    """x as `--json` gives it: rounded to `decimals` (runner.jsondoc.DECIMALS)."""
+    return pytest.approx(x, rel=0, abs=0.5 * 10.0**-decimals)
 
 
 def test_the_window_rule_the_product_implements(bars: Bars) -> None:
@@ -243,17 +249,19 @@ def test_tca_report_text(tmp_path: Path) -> None:
     assert report.tca_report(None, str(tmp_path), False, out=out) == 0
     lines = out.getvalue().splitlines()
     assert lines[0].split() == [
-        "tag", "symbol", "side", "state", "fill/qty", "fill", "avg_px", "arrival", "vwap",
-        "short", "vwsl", "is", "fees", "part", "s1st", "sdone", "comm",
+        "tag", "run", "symbol", "side", "state", "fill/qty", "fill", "avg_px", "arrival",
+        "vwap", "short", "vwsl", "is", "fees", "part", "s1st", "sdone", "comm",
     ]  # fmt: skip
-    assert lines[1].split() == [
-        "A", "SPY", "BUY", "FILL", "10/10", "100%", "100.02", "100", "100.01", "2.0", "1.0",
-        "2.0", "10.0", "10.0%", "3.0", "4.0", "1",
+    assert lines[1].split() == [  # prices and money to the cent at least, as recorded
+        "A", "r1", "SPY", "BUY", "FILL", "10/10", "100%", "100.02", "100.00", "100.01", "2.0",
+        "1.0", "2.0", "10.0", "10.0%", "3.0", "4.0", "1.00",
     ]  # fmt: skip
     assert lines[2].split() == [
-        "B", "QQQ", "SELL", "CANCEL", "2/5", "40%", "400", "399", "—", "-3.0", "—", "5.0",
-        "6.2", "—", "—", "—", "0.5",
+        "B", "r1", "QQQ", "SELL", "CANCEL", "2/5", "40%", "400.00", "399.00", "—", "-3.0",
+        "—", "5.0", "6.2", "—", "—", "—", "0.50",
     ]  # fmt: skip  (6.25 rounds half to even: 6.2)
+    assert lines[1].index("SPY") == lines[0].index("symbol") == lines[2].index("QQQ")  # aligned
+    assert lines[1].index("FILL") == lines[0].index("state")
     assert all(len(line) <= 120 for line in lines[:3])
     short, is_, fees = ((1000.2 * a + 800 * b) / 1800.2 for a, b in ((2, -3), (2, 5), (10, 6.25)))
     assert lines[3] == (
@@ -274,7 +282,7 @@ def test_tca_report_json(tmp_path: Path) -> None:
     assert doc["orders"][1] == EXPECTED_ORDERS[1]
     [usd] = doc["totals"]
     assert usd["currency"] == "USD"
-    assert usd["shortfall_bps"] == approx((1000.2 * 2.0 - 800 * 3.0) / 1800.2)
+    assert usd["shortfall_bps"] == to(BPS, (1000.2 * 2.0 - 800 * 3.0) / 1800.2)
 
 
 def test_tca_report_with_no_ledger_exits_2(tmp_path: Path) -> None:
@@ -310,13 +318,13 @@ def test_tca_json_of_a_dry_run_carries_every_figure(tmp_path: Path, monkeypatch,
     vwap = (100.10 * 2000 + 100.20 * 500 + 100.25 * 1500) / 4000
     assert {k: got[k] for k in ("state", "fill_qty", "avg_px", "arrival_px")} == {
         "state": "CANCEL", "fill_qty": 200, "avg_px": 100.12, "arrival_px": 100.00}
-    assert got["fill_ratio"] == approx(200 / 1000)
-    assert got["shortfall_bps"] == approx(0.12 / 100.00 * 1e4)
-    assert got["vwap_px"] == approx(vwap)
-    assert got["vwap_slippage_bps"] == approx((100.12 - vwap) / vwap * 1e4)
-    assert got["is_bps"] == approx((200 * 0.12 + 800 * 0.25) / (1000 * 100.00) * 1e4)
-    assert got["fees_bps"] == approx(1.00 / (200 * 100.12) * 1e4)
-    assert got["participation"] == approx(200 / 4000)
+    assert got["fill_ratio"] == to(RATIO, 200 / 1000)
+    assert got["shortfall_bps"] == to(BPS, 0.12 / 100.00 * 1e4)
+    assert got["vwap_px"] == to(PRICE, vwap)
+    assert got["vwap_slippage_bps"] == to(BPS, (100.12 - vwap) / vwap * 1e4)
+    assert got["is_bps"] == to(BPS, (200 * 0.12 + 800 * 0.25) / (1000 * 100.00) * 1e4)
+    assert got["fees_bps"] == to(BPS, 1.00 / (200 * 100.12) * 1e4)
+    assert got["participation"] == to(RATIO, 200 / 4000)
     assert got["ms_to_first_fill"] == approx(1000.0) and got["ms_to_done"] == approx(3000.0)
     assert got["currency"] == "USD" and got["commission"] == 1.00
 
@@ -401,13 +409,13 @@ def test_three_days_total_each_currency_apart(three_days: Path, capsys) -> None:
     eur, usd = doc["totals"]
     # EUR: e1 10 x 150 = 1,500 (4 bps), e2 30 x 152 = 4,560 (1 bps)
     assert eur == {"currency": "EUR", "orders": 2, "filled_orders": 2, "fill_qty": 40.0,
-                   "notional": approx(6060.0), "commission": approx(5.0),
-                   "shortfall_bps": approx((1500 * 4 + 4560 * 1) / 6060),
+                   "notional": 6060.0, "commission": 5.0,
+                   "shortfall_bps": to(BPS, (1500 * 4 + 4560 * 1) / 6060),
                    "vwap_slippage_bps": None, "is_bps": None, "fees_bps": None}  # fmt: skip
     # USD: u1 100 x 470 = 47,000 (2), u2 50 x 400 = 20,000 (-1), u3 10 x 471 = 4,710 (5)
     assert usd["currency"] == "USD" and usd["orders"] == 3 and usd["fill_qty"] == 160.0
-    assert usd["notional"] == approx(71710.0) and usd["commission"] == approx(3.0)
-    assert usd["shortfall_bps"] == approx((47000 * 2 - 20000 * 1 + 4710 * 5) / 71710)
+    assert usd["notional"] == to(MONEY, 71710.0) and usd["commission"] == 3.0
+    assert usd["shortfall_bps"] == to(BPS, (47000 * 2 - 20000 * 1 + 4710 * 5) / 71710)
 
 
 def test_a_ledger_without_currencies_is_its_own_group(three_days: Path, capsys) -> None:
@@ -477,8 +485,10 @@ def test_json_objects_read_back_as_the_rows(tags: list[str | None]) -> None:
     numbers = [0.1 + 0.2, 1e-7, 1e300, -0.0, None, 1434.0, 2.5][:n]
     table = pa.table({"tag": pa.array(tags, pa.string()), "x": pa.array(numbers, pa.float64()),
                       "q": pa.array(list(range(n)), pa.int64())})
-    assert json.loads(report.json_objects(table)) == table.to_pylist()
-    assert report.json_objects(table.slice(0, 0)) == "[]"
+    text = arrowtext.json_objects(table)
+    assert json.loads(text) == table.to_pylist()
+    assert text.isascii()  # ünï €: \u escapes, as runner.output.json_text writes them
+    assert arrowtext.json_objects(table.slice(0, 0)) == "[]"
 
 
 # ----------------------------------------------------------------------------- speed
@@ -499,7 +509,7 @@ def test_runner_tca_imports_no_pandas(tmp_path: Path) -> None:
                                str(tmp_path), *extra], capture_output=True, text=True,
                               timeout=60)  # fmt: skip
         assert json.loads(proc.stderr) == [0, False], extra
-        assert proc.stdout.startswith(("tag ", '{"version"'))
+        assert proc.stdout.startswith(("tag ", '{"command":"tca"'))
 
 
 def test_order_table_matches_arrow_group_by_on_nulls_and_interleaving() -> None:
@@ -576,4 +586,47 @@ def test_fixed_decimals_round_half_to_even_on_the_scaled_value(decimals: int) ->
         return f"{'-' if units < 0 else ''}{whole}.{part:0{decimals}d}"
 
     column = pa.chunked_array([pa.array(values[:7]), pa.array(values[7:])]).slice(3)
-    assert report._fixed(column, decimals).to_pylist() == [want(v) for v in values[3:]]
+    assert arrowtext.fixed(column, decimals).to_pylist() == [want(v) for v in values[3:]]
+
+
+def test_orders_that_start_at_one_instant_come_by_tag_then_run_id(tmp_path: Path) -> None:
+    """`runner tca` sorts orders by their first event, then tag, then run_id: scenario
+    runs at one --at start together, and their order must not depend on random run ids."""
+    starts = [("r1", "b", T0), ("r3", "a", T0), ("r2", "a", T0), ("r0", "c", T0 - S)]
+    rows = [{"ts": t + i, "run_id": run, "seq": i + 1, "tag": tag, "event": event,
+             "symbol": "SPY", "side": "BUY", "qty": 1.0, "currency": "USD"}
+            for run, tag, t in starts for i, event in enumerate(("INTENT", "CANCEL"))]
+    orders = order_table(rows_to_table(rows))
+    assert [(o["tag"], o["run_id"]) for o in orders.to_pylist()] == [
+        ("c", "r0"), ("a", "r2"), ("a", "r3"), ("b", "r1")]  # (by time, run: c, b, a, a)
+    for run in ("r1", "r3", "r2", "r0"):
+        with Ledger(tmp_path, "2026-01-05", run) as ledger:
+            for r in rows:
+                if r["run_id"] == run:
+                    ledger.append({k: v for k, v in r.items() if k not in ("run_id", "seq")})
+    out = io.StringIO()
+    assert report.tca_report(None, str(tmp_path), False, out=out) == 0
+    assert [line.split()[:2] for line in out.getvalue().splitlines()[1:5]] == [
+        ["c", "r0"], ["a", "r2"], ["a", "r3"], ["b", "r1"]]
+
+
+def test_tca_text_shows_the_recorded_digits(tmp_path: Path) -> None:
+    """65000.05 is not 65000.1 (%g), 1,000,000 is not 1e+06, an average with float
+    noise is shown to its 10 decimals; bps keep one decimal."""
+    base = {"run_id": "r1", "tag": "x", "symbol": "BTC", "side": "BUY",
+            "qty": 1_000_000.0, "currency": "USD"}
+    write_day(tmp_path, rows=[
+        {**base, "ts": T0, "event": "INTENT", "limit": 65000.05, "arrival_px": 65000.05},
+        {**base, "ts": T0 + S, "event": "PARTIAL", "fill_qty": 0.5,
+         "avg_px": 65000.05 + 1e-11, "commission": 0.7 + 0.7},
+        {**base, "ts": T0 + S, "event": "PNL_SNAPSHOT", "fill_qty": 0.5, "shortfall_bps": 0.25,
+         "vwap_px": 65000.1},
+    ], run_id="0123456789")  # fmt: skip
+    out = io.StringIO()
+    assert report.tca_report(None, str(tmp_path), False, out=out) == 0
+    header, line, total = out.getvalue().splitlines()
+    assert line.split() == ["x", "01234567", "BTC", "BUY", "OPEN", "0.5/1000000", "0%",
+                            "65000.05", "65000.05", "65000.10", "0.2", "—", "—", "—", "—",
+                            "—", "—", "1.40"]  # fmt: skip  (0.25 bps: half to even)
+    assert total == ("TOTAL USD orders=1 filled=1 fill_qty=0.5 notional=32500.025 comm=1.40 "
+                     "bps: short=0.2 vwsl=— is=— fees=—")

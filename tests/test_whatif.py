@@ -60,7 +60,7 @@ def test_plan_broker_json_and_a_warning(gateway, cli, tmp_path):
     code, out, _ = cli(gateway.port, "plan", spec(tmp_path, 1000, 300.00, "wi-2"), "--broker",
                        "--json")
     assert code == 0
-    d = json.loads(out)
+    [d] = json.loads(out)["plans"]
     init = 1000 * 300.00 * 0.50  # 150,000: more than the account's 100,000
     assert d["broker"]["account"] == "DU****567"
     assert d["broker"]["what_if"] == {
