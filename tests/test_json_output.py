@@ -444,6 +444,15 @@ def test_the_schemas_refuse_a_key_they_do_not_describe(project, capsys) -> None:
     assert not VALIDATORS["run"].is_valid({**ran, "ok": False})  # ok false needs its error
 
 
+def test_the_readmes_documents_are_valid() -> None:
+    """The JSON the README shows is what the schemas accept."""
+    shown = [line for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith('{"command":')]
+    assert shown
+    for line in shown:
+        checked(line + "\n")
+
+
 def test_a_time_in_a_document_is_iso_text(project, capsys) -> None:
     run_json(capsys, "run", FILL, "--dry-run", "--json", "--out-dir", "exec")
     doc = run_json(capsys, "ledger", "show", "--out-dir", "exec", "--json")
