@@ -2,8 +2,9 @@
 
 Connects (read-only use: the one message that touches orders is IB's what-if
 placeOrder, which creates no order), qualifies the contract, asks IB for the
-what-if (margin change, commission estimate, warnings) and the contract's liquid
-hours, then runs the gates with the broker's facts. The plan and the preview are
+what-if (margin change, commission estimate, warnings), the contract's liquid
+hours and its price (the collar's reference where the bars do not cover now, asked as a
+run asks it), then runs the gates with the broker's facts. The plan and the preview are
 printed either way; a refusal then exits 2.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from runner.broker import SessionInfo, WhatIf
 from runner.gates import check
+from runner.output import price_text
 from runner.plan import Plan, iso, render
 from runner.policy import Policy
 
@@ -27,6 +29,7 @@ class Preview:
     what_if: WhatIf | None  # None for a handshake (no order)
     sessions: tuple[tuple[int, int], ...] | None  # the contract's liquid hours
     now_ns: int
+    reference: tuple[float, int] | None = None  # the broker's price (ns when known)
 
 
 def plan_with_broker(plans: list[Plan], policy: Policy, as_json: bool, verbose: int) -> int:
@@ -54,9 +57,20 @@ async def preview(plan: Plan, verbose: int = 0) -> Preview:
         await broker.qualify(plan.order)
         what_if = await broker.what_if(plan.order)
         sessions = await broker.liquid_sessions()
-        return Preview(account, what_if, sessions, broker.now_ns())
+        reference = await _reference(broker)
+        return Preview(account, what_if, sessions, broker.now_ns(), reference)
     finally:
         await broker.close()
+
+
+async def _reference(broker: Any) -> tuple[float, int] | None:
+    """The broker's price, asked as a run asks it (bounded: a silent gateway has none)."""
+    from runner.preflight import REFERENCE_WAIT_SEC
+
+    try:
+        return await asyncio.wait_for(broker.reference_price(), REFERENCE_WAIT_SEC)
+    except TimeoutError:
+        return None
 
 
 def _context(plan: Plan, policy: Policy, v: Preview) -> Any:
@@ -66,7 +80,8 @@ def _context(plan: Plan, policy: Policy, v: Preview) -> Any:
     symbol = plan.order.symbol if plan.order else None
     bars = load_bars(plan.bars_path, symbol) if plan.bars_path else None
     guard = Guard(plan, policy, bars, dry_run=False)
-    return guard.context(plan.at_ns, v.account, in_sessions(v.sessions, plan.at_ns))
+    return guard.context(plan.at_ns, v.account, in_sessions(v.sessions, plan.at_ns),
+                         broker_ref=v.reference)
 
 
 def _json(plan: Plan, v: Preview) -> dict[str, Any]:
@@ -76,7 +91,9 @@ def _json(plan: Plan, v: Preview) -> dict[str, Any]:
     d["broker"] = {"account": v.account,
                    "what_if": v.what_if.to_dict() if v.what_if else None,
                    "liquid_hours": [[iso(a), iso(b)] for a, b in v.sessions] if v.sessions
-                   else None}
+                   else None,
+                   "reference": {"price": v.reference[0], "at": iso(v.reference[1])}
+                   if v.reference else None}
     return d
 
 
@@ -96,6 +113,8 @@ def render_preview(v: Preview) -> str:
                  f"(min {_money(w.min_commission)}, max {_money(w.max_commission)})")
     if w.warning:
         lines.append(f"    {'warning':<20}{w.warning}")
+    ref = price_text(v.reference[0]) if v.reference else "none (the gateway sent no price)"
+    lines.append(f"    {'reference price':<20}{ref}")
     return "\n".join(lines)
 
 

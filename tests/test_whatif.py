@@ -47,7 +47,8 @@ def test_plan_broker_shows_margin_and_commission_and_creates_no_order(gateway, c
         f"    maintenance margin  0.00 +{maint:,.2f} -> {maint:,.2f} USD\n"
         "    equity with loan    100,000.00 +0.00 -> 100,000.00 USD\n"
         f"    commission          {commission:.2f} USD (min {commission:.2f}, "
-        f"max {commission:.2f})\n")
+        f"max {commission:.2f})\n"
+        "    reference price     none (the gateway sent no price)\n")  # no bars, no quote
     assert out.startswith("plan w (one-shot, paper) from w.yaml\n")
     [frame] = placed(gateway)  # the one placeOrder on the wire asked for a preview...
     assert is_what_if(frame) and place_order_fields(frame).order_ref == "wi-1"
@@ -145,3 +146,20 @@ def test_gateway_hours_modes():
     assert trading_hours(monday, days=1, mode="open")[1] == "20260105:0000-20260106:0000"
     assert trading_hours(monday, days=1, mode="closed") == ("20260105:CLOSED",) * 2
     assert re.fullmatch(r"(\d{8}:0400-\d{8}:2000;?){2}", trading)
+
+
+def test_plan_broker_prices_the_collar_with_the_brokers_reference(gateway, cli, tmp_path):
+    """No bars: the collar's reference is IB's snapshot, asked as a run asks it. The
+    midpoint of 99.99 / 100.01 is 100.00; 50 bps through it is 100.50, so a BUY at 100.40
+    passes and one at 100.60 is refused, naming that reference."""
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nmax_slippage_bps: 50\n")
+    gateway.call(gateway.gateway.set_quote, "SPY", 100.00, bid=99.99, ask=100.01)
+    code, out, err = cli(gateway.port, "plan", spec(tmp_path, 1, 100.40, "wi-5"), "--broker")
+    assert (code, err) == (0, "")
+    assert out.endswith("    reference price     100.00\n")
+    code, out, err = cli(gateway.port, "plan", spec(tmp_path, 1, 100.60, "wi-6"), "--broker")
+    assert code == 2
+    assert err == ("runner: w.yaml: refused by runner-policy.yaml; nothing was sent:\n"
+                   f"  - BUY limit 100.60 is {(100.60 / 100.00 - 1) * 1e4:.1f} bps above the "
+                   "reference 100.00 (from the broker); the policy allows 50 bps "
+                   "(max_slippage_bps) (from runner-policy.yaml:2:19)\n")
