@@ -9,8 +9,10 @@ request), `orders` (the order engine running per-order scripts), `book`
 (state that survives disconnects), `steps` (script steps), `scenario` (YAML
 scenario files), `barclock` (bars mode), `marketdata` (quotes and 1 s
 historical bars, from the bars or `set_quote`), `thread` (GatewayThread),
-`cli` (`runner gateway`). How to make it misbehave like a real gateway:
-docs/gateway-scripts.md.
+`cli` (`runner gateway`); the instruments: `instruments` (the table), `contracts`
+(matching a request), `rules` (market rules), `hours`, `checks` (what an order is
+refused for), `commissions`. How to make it misbehave like a real gateway:
+docs/gateway-scripts.md; its instruments: docs/gateway-instruments.md.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # IB's fixed-rate pricing for US stocks, as the simulator charges it.
 COMMISSION_PER_SHARE = 0.005
 MIN_COMMISSION = 1.0
+FRACTIONAL_SEC_TYPES = frozenset({"CASH", "CRYPTO"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +41,6 @@ class BarClock:
         return self.start_wall_ns + round((bar_ns - self.bars.first_ns) / self.speed)
 
 
-def cumulative_commission(filled: float) -> float:
-    return max(MIN_COMMISSION, COMMISSION_PER_SHARE * filled) if filled > 0 else 0.0
-
-
 def bar_steps(clock: BarClock, order: PlacedOrder, remaining: float, now_wall_ns: int,
               participation: float, ack: bool = True) -> tuple[Step, ...]:
     """The script bars mode gives an order placed (or modified) at `now_wall_ns`."""
@@ -54,8 +51,12 @@ def bar_steps(clock: BarClock, order: PlacedOrder, remaining: float, now_wall_ns
         return head  # other order types rest, as in the simulator without bars
     ack_bar = clock.bar_now(now_wall_ns)
     limit = order.lmt_price if order.order_type == "LMT" else None
+    # The simulator splits CASH and CRYPTO into fractions; everything else trades in
+    # whole units, as a stock does.
+    sec_type = order.contract.sec_type
     fills = fill_schedule(clock.bars, order.action, remaining, order.order_type, limit,
-                          order.tif, ack_bar, participation)
+                          order.tif, ack_bar, participation,
+                          sec_type if sec_type in FRACTIONAL_SEC_TYPES else "STK")
     steps: list[Step] = [FillAt(clock.wall_of(ts), qty, px) for ts, qty, px in fills]
     if order.tif == "IOC":
         steps.append(CancelAt(clock.wall_of(ioc_cancel_ns(clock.bars, ack_bar))))

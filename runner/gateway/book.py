@@ -11,6 +11,7 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+from runner.gateway.commissions import rate_of
 from runner.gateway.steps import AFTER_DONE_STEPS, Script, Step
 from runner.gateway.values import (
     DONE_STATUSES,
@@ -118,6 +119,7 @@ class Book:
             account=record.order.account, contract=record.order.contract,
             side="BOT" if record.order.action == "BUY" else "SLD", shares=qty, price=px,
             cum_qty=0.0, avg_price=0.0, commission=commission, commission_reported=reported,
+            commission_currency=rate_of(record.order.contract).currency,
         )
         record.execs.append(execution)
         record.recompute()

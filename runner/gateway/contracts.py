@@ -1,107 +1,112 @@
-"""The US stocks the fake gateway knows, and their trading-hours strings.
+"""Which instrument a request means, and the trading-hours strings of its details.
 
-Anything not in `STOCKS` gets error 200 (no security definition), as a real
-gateway answers for a symbol it cannot find.
+The table is `instruments.listing(today)`. A request names a contract by conId, or by
+symbol (or localSymbol) and whatever else it gives: each field given must agree, each
+field left out widens the match, so one request may mean several contracts (contract
+details answers all of them; an order or a market-data request is refused as
+ambiguous). Nothing matching: error 200, as a real gateway answers.
+docs/gateway-instruments.md, "Matching", is the rule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from runner.gateway.values import Contract
+from runner.gateway import wire
+from runner.gateway.hours import HOURS_MODES, session_hours, trading_hours
+from runner.gateway.instruments import STOCKS, Instrument, listing
 
-EXCHANGE_TZ = ZoneInfo("America/New_York")
-TZ_ID = "US/Eastern"  # the spelling IB puts in contractDetails.timeZoneId
+__all__ = ["HOURS_MODES", "STOCKS", "ContractQuery", "Instrument", "details_for",
+           "listed_today", "resolve", "session_hours", "trading_hours"]
+
+EXCHANGE_TZ = ZoneInfo("America/New_York")  # the gateway's date: New York's
 NS = 1_000_000_000
+_RIGHTS = {"C": "C", "CALL": "C", "P": "P", "PUT": "P"}
 
 
 @dataclass(frozen=True, slots=True)
-class Stock:
-    symbol: str
-    con_id: int
-    primary_exchange: str
-    long_name: str
-    stock_type: str  # COMMON | ETF
-    industry: str = ""
-    category: str = ""
+class ContractQuery:
+    """The 12 contract fields of a request, as sent ("" / 0 when not given)."""
 
-    def contract(self, exchange: str = "SMART") -> Contract:
-        return Contract(
-            con_id=self.con_id,
-            symbol=self.symbol,
-            exchange=exchange or "SMART",
-            primary_exchange=self.primary_exchange,
-            local_symbol=self.symbol,
-            trading_class=self.symbol if self.stock_type == "ETF" else "NMS",
-        )
+    con_id: int = 0
+    symbol: str = ""
+    sec_type: str = ""
+    expiry: str = ""  # lastTradeDateOrContractMonth: YYYYMM or YYYYMMDD
+    strike: float = 0.0
+    right: str = ""
+    multiplier: str = ""
+    exchange: str = ""
+    primary_exchange: str = ""
+    currency: str = ""
+    local_symbol: str = ""
+    trading_class: str = ""
+
+    @property
+    def name(self) -> str:
+        """How IB's texts name the request: its symbol (else localSymbol, else conId)."""
+        return self.symbol or self.local_symbol or str(self.con_id)
 
 
-_ROWS = (
-    ("SPY", 756733, "ARCA", "SPDR S&P 500 ETF TRUST", "ETF"),
-    ("QQQ", 320227571, "NASDAQ", "INVESCO QQQ TRUST SERIES 1", "ETF"),
-    ("IWM", 9579970, "ARCA", "ISHARES RUSSELL 2000 ETF", "ETF"),
-    ("DIA", 73128548, "ARCA", "SPDR DOW JONES INDUSTRIAL AVRG ETF", "ETF"),
-    ("AAPL", 265598, "NASDAQ", "APPLE INC", "COMMON"),
-    ("MSFT", 272093, "NASDAQ", "MICROSOFT CORP", "COMMON"),
-    ("AMZN", 3691937, "NASDAQ", "AMAZON.COM INC", "COMMON"),
-    ("GOOGL", 208813719, "NASDAQ", "ALPHABET INC-CL A", "COMMON"),
-    ("META", 107113386, "NASDAQ", "META PLATFORMS INC-CLASS A", "COMMON"),
-    ("NVDA", 4815747, "NASDAQ", "NVIDIA CORP", "COMMON"),
-    ("TSLA", 76792991, "NASDAQ", "TESLA INC", "COMMON"),
-    ("IBM", 8314, "NYSE", "INTL BUSINESS MACHINES CORP", "COMMON"),
-)
+def listed_today(now_ns: int) -> tuple[Instrument, ...]:
+    return listing(datetime.fromtimestamp(now_ns / NS, EXCHANGE_TZ).date())
 
-STOCKS: dict[str, Stock] = {
-    sym: Stock(
-        sym, con_id, primary, name, kind,
-        industry="Funds" if kind == "ETF" else "Technology",
-        category="Equity Fund" if kind == "ETF" else "Computers",
+
+def conflict(i: Instrument, q: ContractQuery) -> tuple[str, str, str] | None:
+    """The first field `q` gives that `i` disagrees with: (what, requested, in contract)."""
+    checks = (
+        ("symbol", q.symbol.upper(), i.symbol),
+        ("secType", q.sec_type.upper(), i.sec_type),
+        ("expiry", q.expiry.strip(), i.contract_month if len(q.expiry.strip()) == 6
+         else i.last_trade),
+        ("strike", wire.num(q.strike) if q.strike else "", wire.num(i.strike)),
+        ("right", _RIGHTS.get(q.right.upper(), q.right.upper()), i.right),
+        ("multiplier", _number(q.multiplier), _number(i.multiplier or "1")),
+        ("currency", q.currency.upper(), i.currency),
+        ("localSymbol", " ".join(q.local_symbol.split()), " ".join(i.local_symbol.split())),
+        ("tradingClass", q.trading_class, i.trading_class),
+        ("primaryExchange", q.primary_exchange.upper(), i.primary_exchange),
     )
-    for sym, con_id, primary, name, kind in _ROWS
-}
-_BY_CON_ID = {s.con_id: s for s in STOCKS.values()}
+    for what, asked, has in checks:
+        if asked and asked != has:
+            return what, asked, has
+    exchange = q.exchange.upper()
+    if exchange and exchange not in i.valid_exchanges:
+        return "exchange", exchange, ",".join(i.valid_exchanges)
+    return None
 
 
-def find_stock(con_id: int, symbol: str, sec_type: str, currency: str) -> Stock | None:
-    """The stock a request means: by conId when given, else by symbol (STK, USD only)."""
-    if sec_type not in ("", "STK") or currency not in ("", "USD"):
-        return None
-    if con_id:
-        stock = _BY_CON_ID.get(con_id)
-        return stock if stock and symbol in ("", stock.symbol) else None
-    return STOCKS.get(symbol.upper())
+def _number(text: str) -> str:
+    try:
+        return wire.num(float(text)) if text.strip() else ""
+    except ValueError:
+        return text
 
 
-HOURS_MODES = ("open", "regular", "closed")
+def details_for(q: ContractQuery, table: Iterable[Instrument]) -> list[Instrument]:
+    """What reqContractDetails answers: by conId (every other field given must agree),
+    else every instrument with that symbol or localSymbol whose fields agree."""
+    if q.con_id:
+        return [i for i in table if i.con_id == q.con_id and conflict(i, q) is None]
+    if not (q.symbol or q.local_symbol):
+        return []
+    return [i for i in table if conflict(i, q) is None]
 
 
-def trading_hours(now_ns: int, days: int = 7, mode: str = "regular") -> tuple[str, str]:
-    """IB's tradingHours and liquidHours strings for a US stock, from today (New York) on.
-
-    Format as IB sends it since 2018: `20250106:0400-20250106:2000;20250111:CLOSED`.
-    Weekends are closed; exchange holidays are not modelled. `mode` "open" makes the
-    liquid hours span every whole day (a market that is always open: tests and night
-    rehearsals are never out of hours); "closed" closes every day.
-    """
-    today = datetime.fromtimestamp(now_ns / NS, EXCHANGE_TZ).date()
-    span = [today + timedelta(days=i) for i in range(days)]
-    if mode == "closed":
-        closed = ";".join(f"{d.strftime('%Y%m%d')}:CLOSED" for d in span)
-        return closed, closed
-    liquid = _whole_days(span) if mode == "open" else _sessions(span, "0930", "1600")
-    return _sessions(span, "0400", "2000"), liquid
-
-
-def _whole_days(span: list[date]) -> str:
-    return ";".join(f"{d.strftime('%Y%m%d')}:0000-{(d + timedelta(days=1)).strftime('%Y%m%d')}:0000"
-                    for d in span)
-
-
-def _sessions(span: list[date], start: str, end: str) -> str:
-    parts = []
-    for d in span:
-        ymd = d.strftime("%Y%m%d")
-        parts.append(f"{ymd}:CLOSED" if d.weekday() >= 5 else f"{ymd}:{start}-{ymd}:{end}")
-    return ";".join(parts)
+def resolve(q: ContractQuery, table: Iterable[Instrument]) -> Instrument | tuple[int, str]:
+    """The one instrument an order or a market-data request means, else IB's error for
+    the request (code, text): 478 when the conId's contract disagrees with another field
+    given, 200 for none or several."""
+    table = tuple(table)
+    by_id = [i for i in table if q.con_id and i.con_id == q.con_id]
+    found = conflict(by_id[0], q) if by_id else None
+    if found is not None:
+        return wire.CONTRACT_CONFLICT, wire.CONFLICT_TEXT.format(*found)
+    candidates = details_for(q, table)
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        return wire.NO_SECURITY, wire.AMBIGUOUS_TEXT.format(q.name)
+    return wire.NO_SECURITY, wire.ERROR_TEXT[wire.NO_SECURITY]

@@ -16,20 +16,19 @@ from typing import TYPE_CHECKING
 
 from runner.gateway import wire
 from runner.gateway.book import OrderRecord
-from runner.gateway.contracts import find_stock, trading_hours
-from runner.gateway.marketdata import (
-    ONE_SECOND_BARS,
-    QUOTE_SIZE,
-    STK_TICK,
-    bars_between,
-    duration_ns,
-)
+from runner.gateway.checks import refusal
+from runner.gateway.contracts import ContractQuery, details_for, listed_today, resolve
+from runner.gateway.hours import SCHEDULES, session_hours
+from runner.gateway.instruments import Instrument
+from runner.gateway.marketdata import ONE_SECOND_BARS, QUOTE_SIZE, bars_between, duration_ns
 from runner.gateway.requests import (
     HistoricalRequest,
+    contract_query,
     is_what_if,
     parse_historical,
     parse_market_data,
     parse_place_order,
+    place_order_query,
 )
 from runner.gateway.session import Session
 from runner.gateway.values import Contract, Execution, OrderSnapshot, PlacedOrder
@@ -49,9 +48,23 @@ ACCOUNT_VALUES = (
 
 
 def positions(gw: FakeGateway, session: Session, fields: list[str]) -> None:
+    """reqPositions: every account's positions from the fills so far. The average cost is
+    per unit of quantity, so IB's avgCost of a futures or option position is its average
+    price x the multiplier."""
     for account, contract, pos, cost in gw.book.positions():
-        session.send(wire.position(account, contract, pos, cost))
+        session.send(wire.position(account, contract, pos, cost * contract.size_multiplier))
     session.send(wire.end(62))
+
+
+def positions_multi(gw: FakeGateway, session: Session, fields: list[str]) -> None:
+    """reqPositionsMulti `74,1,reqId,account,modelCode`: as reqPositions, of one account
+    ("" or "All": every one), then positionMultiEnd."""
+    req_id, account = int(fields[2]), fields[3] if len(fields) > 3 else ""
+    for acct, contract, pos, cost in gw.book.positions():
+        if account in ("", "All", acct):
+            session.send(wire.position_multi(req_id, acct, contract, pos,
+                                             cost * contract.size_multiplier))
+    session.send(wire.end(72, req_id))
 
 
 def open_orders(gw: FakeGateway, session: Session, fields: list[str]) -> None:
@@ -94,10 +107,6 @@ def account_updates_multi(gw: FakeGateway, session: Session, fields: list[str]) 
     session.send(wire.end(74, fields[2]))
 
 
-def positions_multi(gw: FakeGateway, session: Session, fields: list[str]) -> None:
-    session.send(wire.end(72, fields[2]))
-
-
 def account_summary(gw: FakeGateway, session: Session, fields: list[str]) -> None:
     req_id, tags = int(fields[2]), set(fields[4].split(","))
     for account in gw.accounts:
@@ -120,15 +129,17 @@ def executions(gw: FakeGateway, session: Session, fields: list[str]) -> None:
 
 
 def contract_details(gw: FakeGateway, session: Session, fields: list[str]) -> None:
-    req_id = int(fields[2])
-    con_id, symbol, sec_type = wire.opt_int(fields[3]), fields[4], fields[5]
-    exchange, currency = fields[10], fields[12]
-    stock = find_stock(con_id, symbol, sec_type, currency)
-    if stock is None:
+    """reqContractDetails `9,8,reqId,<12 contract fields>,...`: one contractDetails per
+    instrument the request matches (several when it is ambiguous), then the end; none:
+    200 (contracts, "Matching")."""
+    req_id, query = int(fields[2]), contract_query(fields, 3)
+    found = details_for(query, listed_today(gw.clock()))
+    if not found:
         session.send(wire.ib_error(req_id, wire.NO_SECURITY))
         return
-    hours = trading_hours(gw.clock(), mode=gw.hours)
-    session.send(wire.contract_details(req_id, stock, exchange or "SMART", hours))
+    for instrument in found:
+        hours = session_hours(SCHEDULES[instrument.schedule], gw.clock(), mode=gw.hours)
+        session.send(wire.contract_details(req_id, instrument, query.exchange.upper(), hours))
     session.send(wire.end(52, req_id))
 
 
@@ -139,16 +150,30 @@ def place_order(gw: FakeGateway, session: Session, fields: list[str]) -> None:
     if gw.read_only:
         session.send(wire.ib_error(placed.order_id, wire.READ_ONLY))
         return
-    c = placed.contract
-    stock = find_stock(c.con_id, c.symbol, c.sec_type, c.currency)
-    if stock is None:
-        session.send(wire.ib_error(placed.order_id, wire.NO_SECURITY))
+    query = place_order_query(fields)
+    instrument = _instrument(gw, session, placed.order_id, query)
+    if instrument is None:
         return
-    placed = _with_contract(placed, stock.contract(c.exchange))
+    refused = refusal(instrument, placed)
+    if refused is not None:  # IB never accepted it: an error, no order
+        gw.book.see_order_id(placed.order_id)
+        session.send(wire.error(placed.order_id, *refused))
+        return
+    placed = _with_contract(placed, instrument.contract(query.exchange.upper()))
     if is_what_if(fields):
         _what_if(gw, session, placed)
         return
     gw.engine.place(cid, placed)
+
+
+def _instrument(gw: FakeGateway, session: Session, req_id: int,
+                query: ContractQuery) -> Instrument | None:
+    """The one instrument a request means; None (and IB's error sent) if not one."""
+    found = resolve(query, listed_today(gw.clock()))
+    if isinstance(found, Instrument):
+        return found
+    session.send(wire.error(req_id, *found))
+    return None
 
 
 def _what_if(gw: FakeGateway, session: Session, placed: PlacedOrder) -> None:
@@ -188,7 +213,11 @@ def current_time(gw: FakeGateway, session: Session, fields: list[str]) -> None:
 
 
 def market_rule(gw: FakeGateway, session: Session, fields: list[str]) -> None:
-    session.send(wire.market_rule(int(fields[1])))
+    """reqMarketRule `91,ruleId`: its price ladder. An unknown id gets no answer (what IB
+    answers is not known; ib_async returns None after its 1 s wait)."""
+    reply = wire.market_rule(int(fields[1]))
+    if reply is not None:
+        session.send(reply)
 
 
 def user_info(gw: FakeGateway, session: Session, fields: list[str]) -> None:
@@ -200,14 +229,14 @@ def market_data(gw: FakeGateway, session: Session, fields: list[str]) -> None:
     ASK, CLOSE, then tickSnapshotEnd for a snapshot; a streaming request gets the
     ticks once. No quote: 354, which ends ib_async's wait at once."""
     req = parse_market_data(fields)
-    if find_stock(req.con_id, req.symbol, req.sec_type, req.currency) is None:
-        session.send(wire.ib_error(req.req_id, wire.NO_SECURITY))
+    instrument = _instrument(gw, session, req.req_id, req.contract)
+    if instrument is None:
         return
-    quote = gw.quote(req.symbol)
+    quote = gw.quote(instrument.symbol)
     if quote is None:
         session.send(wire.error(req.req_id, wire.NO_MARKET_DATA, wire.NO_MARKET_DATA_TEXT))
         return
-    session.send(wire.tick_req_params(req.req_id, STK_TICK))
+    session.send(wire.tick_req_params(req.req_id, float(instrument.min_tick)))
     session.send(wire.market_data_type(req.req_id))
     for tick_type, price, size in ((wire.TICK_LAST, quote.last, quote.last_size),
                                    (wire.TICK_BID, quote.bid, QUOTE_SIZE),
@@ -224,8 +253,7 @@ def historical_data(gw: FakeGateway, session: Session, fields: list[str]) -> Non
     ended at or before min(endDateTime, now) within the duration, and the end.
     Anything else, or no such bar: 162 (ib_async's request returns [] at once)."""
     req = parse_historical(fields)
-    if find_stock(req.con_id, req.symbol, req.sec_type, req.currency) is None:
-        session.send(wire.ib_error(req.req_id, wire.NO_SECURITY))
+    if _instrument(gw, session, req.req_id, req.contract) is None:
         return
     clock, window = gw.engine.bar_clock, _window(gw, req)
     found = [] if clock is None or window is None else bars_between(clock, *window)

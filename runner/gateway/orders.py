@@ -21,8 +21,9 @@ from dataclasses import replace
 from typing import Protocol
 
 from runner.gateway import wire
-from runner.gateway.barclock import BarClock, bar_steps, cumulative_commission
+from runner.gateway.barclock import BarClock, bar_steps
 from runner.gateway.book import Book, OrderKey, OrderRecord
+from runner.gateway.commissions import fill_commission
 from runner.gateway.steps import (
     AFTER_DONE_STEPS,
     DEFAULT_SCRIPT,
@@ -296,8 +297,9 @@ class OrderEngine:
                 self._fill(record, step)
             case FillAt(qty=qty, px=px, commission=commission):
                 if commission is None:
-                    commission = (cumulative_commission(record.filled + min(qty, record.remaining))
-                                  - cumulative_commission(record.filled))
+                    commission = fill_commission(record.order.contract, record.filled,
+                                                 record.filled * record.avg_px,
+                                                 min(qty, record.remaining), px)
                 self._fill(record, Fill(qty, px, commission))
             case Reject(text=text):
                 self._error(record, wire.ORDER_REJECTED, text)  # 201 first: text in trade.log

@@ -10,8 +10,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from runner.gateway.contracts import ContractQuery
 from runner.gateway.values import Contract, PlacedOrder
 from runner.gateway.wire import opt_float, opt_int
+
+
+def contract_query(fields: Sequence[str], at: int) -> ContractQuery:
+    """The 12 contract fields every request writes from index `at` on (conId, symbol,
+    secType, lastTradeDateOrContractMonth, strike, right, multiplier, exchange,
+    primaryExchange, currency, localSymbol, tradingClass); IndexError if short."""
+    f = list(fields[at:at + 12])
+    if len(f) < 12:
+        raise IndexError(f"{len(f)} contract fields from index {at}")
+    return ContractQuery(opt_int(f[0]), f[1], f[2], f[3], opt_float(f[4]) or 0.0, f[5], f[6],
+                         f[7], f[8], f[9], f[10], f[11])
+
 
 # ---------------------------------------------------------------- placeOrder
 
@@ -19,13 +32,14 @@ from runner.gateway.wire import opt_float, opt_int
 # (only BAG inserts legs, after index 34). The one table of its layout: the named
 # record, the parse and the tests all read it.
 PLACE_ORDER_LAYOUT = {
-    "order_id": 1, "con_id": 2, "symbol": 3, "sec_type": 4,
-    "exchange": 9, "primary_exchange": 10, "currency": 11, "local_symbol": 12,
-    "trading_class": 13,
+    "order_id": 1, "con_id": 2, "symbol": 3, "sec_type": 4, "last_trade": 5, "strike": 6,
+    "right": 7, "multiplier": 8, "exchange": 9, "primary_exchange": 10, "currency": 11,
+    "local_symbol": 12, "trading_class": 13,
     "action": 16, "total_quantity": 17, "order_type": 18, "lmt_price": 19, "aux_price": 20,
     "tif": 21, "account": 23, "order_ref": 26, "outside_rth": 33,
 }
 _P_GTD = 38  # goodTillDate, for every order but a BAG (its legs come before it)
+_P_CONTRACT = 2  # its 12 contract fields start at conId
 PLACE_ORDER_MIN_FIELDS = 35
 _P_ALGO = 82  # algoStrategy; then (its params,) algoId and whatIf
 
@@ -39,6 +53,10 @@ class PlaceOrderFields:
     con_id: str
     symbol: str
     sec_type: str
+    last_trade: str
+    strike: str
+    right: str
+    multiplier: str
     exchange: str
     primary_exchange: str
     currency: str
@@ -67,6 +85,11 @@ def place_order_fields(fields: Sequence[str]) -> PlaceOrderFields:
                             good_till_date="" if is_bag or len(f) <= _P_GTD else f[_P_GTD])
 
 
+def place_order_query(fields: Sequence[str]) -> ContractQuery:
+    """The contract a placeOrder names, as sent."""
+    return contract_query(fields, _P_CONTRACT)
+
+
 def is_what_if(fields: Sequence[str]) -> bool:
     """Whether a placeOrder asks for a what-if preview. Read after an empty algoStrategy
     at 82 (plain orders: whatIf at 84); an algo order moves it by 1 + 2 x its params."""
@@ -89,6 +112,10 @@ def parse_place_order(fields: Sequence[str], default_account: str) -> PlacedOrde
         currency=p.currency or "USD",
         local_symbol=p.local_symbol,
         trading_class=p.trading_class,
+        last_trade=p.last_trade,
+        strike=opt_float(p.strike) or 0.0,
+        right=p.right,
+        multiplier=p.multiplier,
     )
     return PlacedOrder(
         order_id=int(p.order_id),
@@ -123,20 +150,14 @@ _H_END, _H_BAR_SIZE, _H_DURATION, _H_WHAT, _H_FORMAT, _H_KEEP = 15, 16, 17, 19, 
 @dataclass(frozen=True, slots=True)
 class MarketDataRequest:
     req_id: int
-    con_id: int
-    symbol: str
-    sec_type: str
-    currency: str
+    contract: ContractQuery
     snapshot: bool
 
 
 @dataclass(frozen=True, slots=True)
 class HistoricalRequest:
     req_id: int
-    con_id: int
-    symbol: str
-    sec_type: str
-    currency: str
+    contract: ContractQuery
     end: str  # endDateTime as sent; "" means now
     bar_size: str
     duration: str
@@ -154,8 +175,7 @@ def parse_market_data(fields: Sequence[str]) -> MarketDataRequest:
     if sec_type == "BAG":
         at += 1 + 4 * int(f[at])
     at += 4 if f[at] == "1" else 1  # the delta-neutral flag, and its 3 fields if set
-    return MarketDataRequest(int(f[_M_REQ_ID]), opt_int(f[c]), f[c + 1].upper(), sec_type,
-                             f[c + 9] or "USD", snapshot=f[at + 1] == "1")
+    return MarketDataRequest(int(f[_M_REQ_ID]), contract_query(f, c), snapshot=f[at + 1] == "1")
 
 
 def parse_historical(fields: Sequence[str]) -> HistoricalRequest:
@@ -165,7 +185,7 @@ def parse_historical(fields: Sequence[str]) -> HistoricalRequest:
     sec_type = f[c + 2]
     keep = _H_KEEP + (1 + 4 * int(f[_H_KEEP]) if sec_type == "BAG" else 0)
     return HistoricalRequest(
-        int(f[_H_REQ_ID]), opt_int(f[c]), f[c + 1].upper(), sec_type, f[c + 9] or "USD",
-        end=f[_H_END], bar_size=" ".join(f[_H_BAR_SIZE].split()), duration=f[_H_DURATION],
+        int(f[_H_REQ_ID]), contract_query(f, c), end=f[_H_END],
+        bar_size=" ".join(f[_H_BAR_SIZE].split()), duration=f[_H_DURATION],
         what_to_show=f[_H_WHAT].upper(), format_date=opt_int(f[_H_FORMAT], 1),
         keep_up_to_date=len(f) > keep and f[keep] == "1")

@@ -9,7 +9,10 @@ DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 @dataclass(frozen=True, slots=True)
 class Contract:
-    """The contract fields the gateway echoes back in openOrder, execDetails, position."""
+    """The contract fields the gateway echoes back in openOrder, execDetails, position.
+
+    `last_trade` (lastTradeDateOrContractMonth), `strike`, `right` and `multiplier` are
+    as IB sends them: "", 0.0, "", "" for a stock; `multiplier` is IB's text ("50")."""
 
     con_id: int
     symbol: str
@@ -19,6 +22,15 @@ class Contract:
     currency: str = "USD"
     local_symbol: str = ""
     trading_class: str = ""
+    last_trade: str = ""
+    strike: float = 0.0
+    right: str = ""
+    multiplier: str = ""
+
+    @property
+    def size_multiplier(self) -> float:
+        """What one unit of quantity is worth in units of price (1 without a multiplier)."""
+        return float(self.multiplier) if self.multiplier else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +100,4 @@ class Execution:
     commission: float
     corrects: str = ""  # the execId this one corrects (replaces); "" for a plain fill
     commission_reported: bool = True  # False: IB never reports its commission ("absent")
+    commission_currency: str = "USD"

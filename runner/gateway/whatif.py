@@ -7,8 +7,10 @@ commission estimate and any warning; no orderStatus follows. ib_async's
 `whatIfOrderAsync` resolves on that openOrder once initMarginChange is a number.
 
 The model is simple and documented rather than IB's: Reg T on stocks, initial
-margin 50% and maintenance 25% of the position's value, equity with loan = the
-account's net liquidation value, IB's fixed-rate commission.
+margin 50% and maintenance 25% of the position's value (price x quantity x the
+contract's multiplier, for every instrument alike), equity with loan = the account's
+net liquidation value, IB's fixed-rate commission (a US stock's capped at 1% of its
+value; other instruments at the rates of `commissions`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runner.gateway.barclock import COMMISSION_PER_SHARE, MIN_COMMISSION
+from runner.gateway.commissions import US_STOCK, order_commission, rate_of
 from runner.gateway.values import Contract, PlacedOrder
 
 INITIAL_RATE = 0.50  # Reg T initial margin on stocks
@@ -54,9 +57,12 @@ def what_if(order: PlacedOrder, price: float | None, equity: float,
             positions: Iterable[tuple[Contract, float, float]]) -> WhatIfReply:
     """Margin and commission of `order` at `price` (its limit, or the market's)."""
     px = order.lmt_price or price or NOMINAL_PX
-    held = sum(abs(pos) * cost for _, pos, cost in positions)
-    value = order.qty * px
-    commission = fixed_rate_commission(order.qty, px)
+    held = sum(abs(pos) * cost * c.size_multiplier for c, pos, cost in positions)
+    c = order.contract
+    value = order.qty * px * c.size_multiplier
+    rate = rate_of(c)
+    commission = (fixed_rate_commission(order.qty, px) if rate is US_STOCK
+                  else order_commission(c, order.qty, order.qty * px))
     init_before, init_change = held * INITIAL_RATE, value * INITIAL_RATE
     warning = ""
     if init_before + init_change > equity:
@@ -65,7 +71,8 @@ def what_if(order: PlacedOrder, price: float | None, equity: float,
     return WhatIfReply(
         init_before=init_before, maint_before=held * MAINTENANCE_RATE, equity_before=equity,
         init_change=init_change, maint_change=value * MAINTENANCE_RATE, commission=commission,
-        min_commission=commission, max_commission=commission, warning=warning,
+        min_commission=commission, max_commission=commission, currency=rate.currency,
+        warning=warning,
     )
 
 

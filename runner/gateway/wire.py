@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from runner.gateway.contracts import TZ_ID, Stock
+from runner.gateway.hours import SCHEDULES
+from runner.gateway.instruments import Instrument
 from runner.gateway.marketdata import Bar
+from runner.gateway.rules import MARKET_RULES
 from runner.gateway.values import Contract, Execution, OrderSnapshot
 from runner.gateway.whatif import WhatIfReply
 
@@ -134,7 +136,11 @@ def next_valid_id(order_id: int) -> list[str]:
 
 # IB error codes the gateway sends, each with IB's own text.
 DUPLICATE_ORDER_ID = 103  # Duplicate order id
-NO_SECURITY = 200  # No security definition has been found for the request
+OFF_GRID = 110  # a price off the contract's market-rule grid (a warning to ib_async)
+NO_SECURITY = 200  # No security definition has been found for the request (or ambiguous)
+NOT_TRADABLE = 412  # an order for a contract that cannot be traded (an index)
+CONTRACT_CONFLICT = 478  # the conId's contract disagrees with another field sent
+FRACTIONAL_REFUSED = 10243  # a fractional size where the API takes whole units only
 ORDER_REJECTED = 201  # Order rejected - reason:<why>
 ORDER_CANCELLED = 202  # Order Canceled - reason:<why>; empty for an API cancel
 READ_ONLY = 321  # the API is in Read-Only mode (a warning to ib_async)
@@ -151,6 +157,10 @@ TIF_SET_TO_DAY = 10349  # TIF set to DAY by an order preset: ib_async takes it f
 
 ERROR_TEXT = {
     DUPLICATE_ORDER_ID: "Duplicate order id",
+    OFF_GRID: "The price does not conform to the minimum price variation for this contract.",
+    NOT_TRADABLE: "The contract is not available for trading.",
+    FRACTIONAL_REFUSED: "Fractional-sized order cannot be placed via API. Please use desktop "
+    "version to place this order.",
     NO_SECURITY: "No security definition has been found for the request",
     ORDER_REJECTED: "Order rejected - reason:{}",
     ORDER_CANCELLED: "Order Canceled - reason:{}",
@@ -171,6 +181,9 @@ ERROR_TEXT = {
     "ignored based on the order type and destination. PlaceOrder is now being processed.",
     TIF_SET_TO_DAY: "Order TIF was set to DAY based on order preset.",
 }
+AMBIGUOUS_TEXT = "The contract description specified for {} is ambiguous."  # code 200
+CONFLICT_TEXT = ("Parameters in request conflicts with contract parameters received by "
+                 "contract id: requested {} {}, in contract {};")  # code 478
 FARM_NOTICES = (
     (2104, "Market data farm connection is OK:usfarm"),
     (2106, "HMDS data farm connection is OK:ushmds"),
@@ -239,8 +252,8 @@ def current_time(now_ns: int) -> list[str]:
 def _contract11(c: Contract) -> list[str]:
     # conId, symbol, secType, lastTradeDate, strike, right, multiplier,
     # exchange, currency, localSymbol, tradingClass
-    return [str(c.con_id), c.symbol, c.sec_type, "", "0", "", "", c.exchange, c.currency,
-            c.local_symbol, c.trading_class]
+    return [str(c.con_id), c.symbol, c.sec_type, c.last_trade, num(c.strike), c.right,
+            c.multiplier, c.exchange, c.currency, c.local_symbol, c.trading_class]
 
 
 def order_status(s: OrderSnapshot) -> list[str]:
@@ -312,25 +325,35 @@ def exec_details(req_id: int, e: Execution) -> list[str]:
 
 def commission_report(e: Execution) -> list[str]:
     # Exactly 8 fields; must follow its execDetails or ib_async drops it.
-    return ["59", "1", e.exec_id, num(e.commission), "USD", UNSET_DOUBLE, UNSET_DOUBLE, ""]
+    return ["59", "1", e.exec_id, num(e.commission), e.commission_currency, UNSET_DOUBLE,
+            UNSET_DOUBLE, ""]
 
 
-def contract_details(req_id: int, stock: Stock, exchange: str, hours: tuple[str, str]) -> list[str]:
-    """contractDetails (10) for a US stock at >= 164: 40 fields, no version field."""
-    c = stock.contract(exchange)
+def contract_details(req_id: int, i: Instrument, exchange: str,
+                     hours: tuple[str, str]) -> list[str]:
+    """contractDetails (10) at >= 164: 40 fields, no version field. `exchange` is the one
+    asked for (else the instrument's); lastTradeDate carries its time when it has one."""
     trading, liquid = hours
-    return ["10", str(req_id), c.symbol, c.sec_type, "", "0", "", c.exchange, c.currency,
-            c.local_symbol, c.trading_class, c.trading_class, str(c.con_id), "0.01", "",
-            "ACTIVETIM,AD,ALERT,ALLOC,AVGCOST,BASKET,DAY,GTC,GTD,IOC,LIT,LMT,MKT,MOC,STP,TRAIL",
-            f"SMART,{c.primary_exchange},BATS,IEX", "1", "0", stock.long_name,
-            c.primary_exchange, "", stock.industry, stock.category, "", TZ_ID, trading, liquid,
-            "", "", "0", "1", "", "", "26,26,26", "", stock.stock_type, "0.0001", "0.0001",
-            "100"]
+    last = f"{i.last_trade} {i.last_trade_time}" if i.last_trade_time else i.last_trade
+    return ["10", str(req_id), i.symbol, i.sec_type, last, num(i.strike), i.right,
+            exchange or i.exchange, i.currency, i.local_symbol, i.market_name or i.trading_class,
+            i.trading_class, str(i.con_id), i.min_tick, i.multiplier, i.order_types,
+            ",".join(i.valid_exchanges), "1", str(i.under_con_id), i.long_name,
+            i.primary_exchange, i.contract_month, i.industry, i.category, "",
+            SCHEDULES[i.schedule].tz, trading, liquid, "", "", "0", i.agg_group,
+            i.under_symbol, i.under_sec_type, i.market_rule_ids, i.last_trade, i.stock_type,
+            i.min_size, i.size_increment, i.suggested_size_increment]
 
 
 def position(account: str, c: Contract, pos: float, avg_cost: float) -> list[str]:
     # Exactly 16 fields.
     return ["61", "3", account, *_contract11(c), num(pos), num(avg_cost)]
+
+
+def position_multi(req_id: int, account: str, c: Contract, pos: float,
+                   avg_cost: float) -> list[str]:
+    # Exactly 18 fields: reqId first, modelCode last.
+    return ["71", "1", str(req_id), account, *_contract11(c), num(pos), num(avg_cost), ""]
 
 
 def account_value(key: str, value: str, currency: str, account: str) -> list[str]:
@@ -341,9 +364,13 @@ def account_summary(req_id: int, account: str, tag: str, value: str, currency: s
     return ["63", "1", str(req_id), account, tag, value, currency]
 
 
-def market_rule(rule_id: int) -> list[str]:
-    # One increment: 0.01 from price 0 up, as for US stocks.
-    return ["93", str(rule_id), "1", "0", "0.01"]
+def market_rule(rule_id: int) -> list[str] | None:
+    """marketRule (93), no version field: `id, n, (lowEdge, increment) x n`; None for a
+    rule the gateway does not know."""
+    ladder = MARKET_RULES.get(rule_id)
+    if ladder is None:
+        return None
+    return ["93", str(rule_id), str(len(ladder)), *(x for band in ladder for x in band)]
 
 
 def user_info(req_id: int) -> list[str]:

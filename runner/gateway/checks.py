@@ -1,0 +1,60 @@
+"""What a gateway refuses in an order before the order exists, given its instrument.
+
+In this order (the first one found is the answer; docs/gateway-instruments.md, "Orders"):
+
+- an index (data only): 412 "The contract is not available for trading.";
+- a fractional size for an instrument the API trades in whole units (stocks, futures,
+  options, CFDs): 10243, IB's text;
+- a size below the instrument's minSize or off its sizeIncrement (a Tokyo lot of 100,
+  a crypto step of 1e-8): 201 "Order rejected - reason:..." in the fake's words;
+- a price off the market rule's grid: 110 "The price does not conform to the minimum
+  price variation for this contract." The limit price is checked whenever one is
+  given, the aux price where it is a trigger price (STP, STP LMT, LIT, MIT).
+
+Each is one error with reqId = orderId and no order: IB never accepted it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from runner.gateway import wire
+from runner.gateway.instruments import Instrument
+from runner.gateway.rules import on_grid
+from runner.gateway.values import PlacedOrder
+
+TRIGGER_AUX_TYPES = frozenset({"STP", "STP LMT", "LIT", "MIT"})
+
+
+def refusal(i: Instrument, order: PlacedOrder) -> tuple[int, str] | None:
+    """IB's error (code, text) for `order` on `i`, or None when it may be placed."""
+    if i.data_only:
+        return wire.NOT_TRADABLE, wire.ERROR_TEXT[wire.NOT_TRADABLE]
+    size = _size_problem(i, order.qty)
+    if size is not None:
+        return size
+    prices = [order.lmt_price]
+    if order.order_type in TRIGGER_AUX_TYPES:
+        prices.append(order.aux_price)
+    if any(p is not None and not on_grid(i.rule_id, p) for p in prices):
+        return wire.OFF_GRID, wire.ERROR_TEXT[wire.OFF_GRID]
+    return None
+
+
+def _size_problem(i: Instrument, qty: float) -> tuple[int, str] | None:
+    text = wire.num(qty)
+    try:
+        q = Decimal(repr(float(qty)))
+        if q != q.to_integral_value() and not i.api_fractional:
+            return wire.FRACTIONAL_REFUSED, wire.ERROR_TEXT[wire.FRACTIONAL_REFUSED]
+        if q < Decimal(i.min_size):
+            why = f"The order size {text} is below {i.min_size}, the minimum size of this " \
+                  "contract"
+        elif q % Decimal(i.size_increment) != 0:
+            why = (f"The order size {text} is not a multiple of {i.size_increment}, the size "
+                   "increment of this contract")
+        else:
+            return None
+    except (InvalidOperation, ValueError):
+        why = f"The order size {text} is not a number"
+    return wire.ORDER_REJECTED, wire.ERROR_TEXT[wire.ORDER_REJECTED].format(why)
