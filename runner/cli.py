@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from runner import __version__
 from runner.errors import RunnerError, SpecError
 from runner.flags import Parser, UsageExit, choice, number, symbol
+from runner.paths import default_out_dir, typed_path
 from runner.terminal import fit_streams
 
 EPILOG = ("exit codes: 0 ok, 2 invalid spec/usage or refused by a gate (nothing sent), "
@@ -40,8 +41,9 @@ def _json(p: argparse.ArgumentParser, what: str = "print one JSON result object"
 
 
 def _policy_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", metavar="FILE", help="one more pre-trade policy to apply, on "
-                   "top of every runner-policy.yaml from the spec's folder up to /")
+    p.add_argument("--policy", metavar="FILE", type=typed_path, help="one more pre-trade "
+                   "policy to apply, on top of every runner-policy.yaml from the spec's folder "
+                   "up to / (default: none)")
 
 
 def _outside(p: argparse.ArgumentParser) -> None:
@@ -81,10 +83,15 @@ def _targets(p: argparse.ArgumentParser) -> None:
     _out_dir(p, "ledger root the days are read from")
 
 
+PROJECT_DATA_EXEC = object()  # --out-dir not typed: data/exec of the project root (below)
+_PROJECT_DEFAULT = (" (default: data/exec in the project root: the nearest folder with .git "
+                    "at or above the working directory, else the working directory)")
+
+
 def _out_dir(p: argparse.ArgumentParser, what: str, default: str | None = "data/exec") -> None:
-    shown = " (default: %(default)s)" if default else ""
-    p.add_argument("--out-dir", "--out_dir", dest="out_dir", default=default, metavar="DIR",
-                   help=what + shown)
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir", type=typed_path, metavar="DIR",
+                   default=PROJECT_DATA_EXEC if default else None,
+                   help=what + (_PROJECT_DEFAULT if default else ""))
 
 
 @functools.cache  # building it costs ~10 ms; one process may call main() many times
@@ -143,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "unexpected error) and skipped (no expect: block).", epilog=TEST_EPILOG)
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="spec files, and folders searched for *.yaml and *.yml")
-    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
+    p.add_argument("--junit", metavar="FILE", type=typed_path,
+                   help="also write JUnit XML here (default: none)")
     _out_dir(p, "ledger root for scenario runs (default: a temporary folder)", None)
     _json(p)
     _policy_flag(p)
@@ -179,9 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side", type=choice(SIDES), metavar="BUY|SELL",
                    help="only BUY or SELL orders (any case)")
     _json(p, "print the report as one JSON document")
-    p.add_argument("--plot", metavar="DIR", help="also write one PNG per order here "
-                   "(matplotlib; extra plot)")
-    p.add_argument("--bars", metavar="FILE", help="bars for --plot (default: the bars_path "
+    p.add_argument("--plot", metavar="DIR", type=typed_path, help="also write one PNG per "
+                   "order here (matplotlib; extra plot) (default: no pictures)")
+    p.add_argument("--bars", metavar="FILE", type=typed_path, help="bars for --plot (default: "
+                   "the bars_path "
                    "the ledger recorded, else data/live/DAY/bars1s_SYMBOL.parquet)")
     _verbose(p)
 
@@ -264,11 +273,11 @@ def _classic_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outside-rth", "--outside_rth", dest="outside_rth", action="store_true",
                    help="may work outside regular trading hours (IB's outsideRth)")
     p.add_argument("--bars_path", "--bars-path", dest="bars_path", metavar="FILE",
-                   help="1-second bars (Parquet): the arrival price and the gates' reference; "
-                   "the simulator's prices with --dry-run")
+                   type=typed_path, help="1-second bars (Parquet): the arrival price and the "
+                   "gates' reference; the simulator's prices with --dry-run (default: none)")
     p.add_argument("--tag", help="IB's orderRef (default: generated from symbol and time)")
-    p.add_argument("--out_dir", "--out-dir", dest="out_dir", default="data/exec", metavar="DIR",
-                   help="ledger root (default: %(default)s)")
+    p.add_argument("--out_dir", "--out-dir", dest="out_dir", type=typed_path, metavar="DIR",
+                   default=PROJECT_DATA_EXEC, help="ledger root" + _PROJECT_DEFAULT)
     _order_flags(p)
     p.set_defaults(**_NOT_CLASSIC)
 
@@ -300,6 +309,8 @@ def _main(argv: list[str]) -> int:
         args = _parse(parser, argv)
     except UsageExit as e:
         return _usage_failed(e, argv)
+    if getattr(args, "out_dir", None) is PROJECT_DATA_EXEC:
+        args.out_dir = default_out_dir()
     if args.command is None:
         parser.print_help()
         return 2

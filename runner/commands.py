@@ -126,6 +126,10 @@ def plan(spec_path: str, as_json: bool, at: str | None, environ: Mapping[str, st
          verbose: int = 0) -> int:
     now = time.time_ns()
     specs = load_one(spec_path, allow_outside)
+    if broker and (at or any(s.at for s in specs)):  # as `run`: the broker's clock is now
+        raise UsageError(f"{'--at' if at else 'at:'} with --broker: the broker's facts (hours, "
+                         "price) are today's, not those of another instant",
+                         "drop --at (and the spec's at:) for --broker, or plan without --broker")
     policies = [governing(s, policy) for s in specs]
     plans = [compile_plan(s, environ, parse_at(t) if (t := at or s.at) else now)
              for s in specs]  # --at, else the spec's own at:, else now

@@ -86,6 +86,15 @@ def project_root(source: str) -> tuple[Path, bool]:
     return Path.cwd(), False
 
 
+def default_out_dir() -> str:
+    """The ledger root when none is typed or written: `data/exec` of the working
+    directory's project root (the nearest folder with .git at or above it, else the working
+    directory), so a command finds the ledger a spec of the project wrote, from any of
+    its folders."""
+    root, _ = project_root(os.path.join(os.getcwd(), "-"))
+    return shown(os.path.join(root, "data", "exec"))
+
+
 def shown(path: str) -> str:
     """An absolute path relative to the working directory when inside it, else as it is."""
     cwd = os.getcwd()

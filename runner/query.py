@@ -92,16 +92,20 @@ def run_query(sql: str, out_dir: Path) -> Result:
         con.execute(view_sql(out_dir))
         con.execute(executions_sql())
         cursor = con.execute(sql)
+        if cursor is None:  # "", "  ", "-- a comment": DuckDB ran nothing
+            raise UsageError("SQL: no statement in the query", _EXAMPLE)
         if cursor.description is None:  # a statement without a result (SET, CREATE ...)
             return Result((), [])
         columns = tuple(d[0] for d in cursor.description)
         return Result(columns, cursor.fetchall())
     except duckdb.Error as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"SQL: {first}", f"query the view `{VIEW}`, e.g. "
-                         f"SELECT date, symbol, count(*) FROM {VIEW} GROUP BY ALL") from None
+        raise UsageError(f"SQL: {first}", _EXAMPLE) from None
     finally:
         con.close()
+
+
+_EXAMPLE = f"query the view `{VIEW}`, e.g. SELECT date, symbol, count(*) FROM {VIEW} GROUP BY ALL"
 
 
 def ledger_query(sql: str, out_dir: str, as_json: bool, out: TextIO | None = None) -> int:

@@ -37,6 +37,7 @@ def resolve_target(target: str | None, out_dir: str) -> Path | None:
         return days[-1] if days else None
     path = Path(target)
     if _DATE.match(target) and not path.exists():
+        parse_day(target, "LEDGER|DATE")  # 2026-13-01: not a date, exit 2
         path = Path(out_dir) / target
     return path if path.exists() else None
 
@@ -110,8 +111,7 @@ def load(
 
 
 def _say_none(e: NoLedger, err: TextIO) -> None:
-    print(f"runner: {e.message}", file=err)
-    print(f"  hint: {e.hint}", file=err)
+    print(f"runner: {e}", file=err)  # one line: the cause (the fix), as every error
 
 
 def _missing(command: str, e: NoLedger, as_json: bool, out: TextIO, err: TextIO) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.cli import build_parser, main
+from runner.cli import PROJECT_DATA_EXEC, build_parser, main
 
 
 def parsers(parser: argparse.ArgumentParser | None = None
@@ -48,7 +48,9 @@ def test_every_flag_has_a_help_line_and_shows_its_default(prog: str) -> None:
     for action in parser._actions:
         name = "/".join(action.option_strings) or action.dest
         assert action.help and action.help is not argparse.SUPPRESS, f"{prog} {name}: no help"
-        if shows_a_default(action):
+        if action.default is PROJECT_DATA_EXEC:  # resolved when used: said in words
+            assert "(default: data/exec in the project root" in action.help, (prog, name)
+        elif shows_a_default(action):
             assert "%(default)s" in action.help, f"{prog} {name}: default not shown"
             assert f"(default: {action.default})" in " ".join(text.split()), (prog, name)
 

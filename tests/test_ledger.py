@@ -518,8 +518,8 @@ def test_ledger_show_with_nothing_there_exits_2(tmp_path: Path) -> None:
     assert report.ledger_show("2026-01-09", str(tmp_path), False, out=out, err=err) == 2
     assert out.getvalue() == ""
     assert err.getvalue() == (
-        f"runner: no ledger events found at {tmp_path / '2026-01-09'}\n"
-        "  hint: give a ledger file, a date YYYY-MM-DD, or --out-dir\n"
+        f"runner: no ledger events found at {tmp_path / '2026-01-09'} "
+        "(give a ledger file, a date YYYY-MM-DD, or --out-dir)\n"
     )
     out, err = io.StringIO(), io.StringIO()  # --json: the same on stderr, and a document
     assert report.ledger_show("2026-01-09", str(tmp_path), True, out=out, err=err) == 2

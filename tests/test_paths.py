@@ -162,3 +162,22 @@ def test_a_spec_path_does_not_expand_the_home_folder(project, monkeypatch, capsy
             "specs/x.yaml:3:10: out_dir: '~/x': a spec's paths do not expand ~ (they are "
             "relative to its project root); write the path out, or type it on the command "
             "line\n")
+
+
+def test_untyped_ledger_roots_are_the_projects_from_any_of_its_folders(project, monkeypatch,
+                                                                        capsys):
+    """No --out-dir typed: the classic commands write, and tca / ledger show read,
+    data/exec of the project root, so `cd specs && runner run ... && runner tca` finds the
+    run; a typed --out-dir is the user's own, relative to the working directory."""
+    monkeypatch.chdir(project / "specs")
+    bars = str(project / BARS)
+    assert main(["one-shot", "--dry-run", "--at", AT, "--tag", "from-specs", "--limit", "10",
+                 "--bars_path", bars]) == 0
+    assert main(["run", "one-shot.yaml", "--dry-run"]) == 0
+    capsys.readouterr()
+    assert {r["tag"] for r in intents(project / "data" / "exec")} == {
+        "from-specs", "oneshot_SPY_1767623401000"}
+    assert main(["tca", "--tag", "from-specs"]) == 0
+    assert "from-specs" in capsys.readouterr().out
+    assert main(["tca", "--out-dir", "data/exec"]) == 2  # typed: specs/data/exec, not there
+    assert capsys.readouterr().err.startswith("runner: no ledger events found at data/exec ")

@@ -138,6 +138,15 @@ def test_bad_sql_is_a_one_line_error_exit_2(ledger_root, capsys) -> None:
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])
+def test_a_query_with_no_statement_is_a_usage_error(ledger_root, capsys, sql) -> None:
+    out_dir, _ = ledger_root
+    assert main(["ledger", "query", sql, "--out-dir", str(out_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("runner: SQL: no statement in the query (")
+    assert err.count("\n") == 1
+
+
 def test_no_ledger_days_exit_2(tmp_path, capsys) -> None:
     assert main(["ledger", "query", "SELECT 1", "--out-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (

@@ -289,8 +289,8 @@ def test_tca_report_with_no_ledger_exits_2(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert report.tca_report(None, str(tmp_path), False, out=out, err=err) == 2
     assert err.getvalue() == (
-        f"runner: no ledger events found at {tmp_path}\n"
-        "  hint: give a ledger file, a date YYYY-MM-DD, or --out-dir\n"
+        f"runner: no ledger events found at {tmp_path} "
+        "(give a ledger file, a date YYYY-MM-DD, or --out-dir)\n"
     )
 
 
@@ -468,8 +468,8 @@ def test_bad_range_exit_2_one_line(three_days: Path, capsys, flags: list[str],
 def test_a_range_with_no_days_exit_2(three_days: Path, capsys) -> None:
     assert main(["tca", "--out-dir", str(three_days), "--from", "2026-02-01"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"runner: no ledger events found at {three_days} from 2026-02-01 to the last day",
-        "  hint: check --from/--to and --out-dir"]
+        f"runner: no ledger events found at {three_days} from 2026-02-01 to the last day "
+        "(check --from/--to and --out-dir)"]
 
 
 def test_glob_regex_keeps_other_characters_literal() -> None:
