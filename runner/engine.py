@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from runner import tca
+from runner.barsproto import BarsLike, LiveBars
 from runner.broker import (
     Broker,
     BrokerEvent,
@@ -50,25 +51,6 @@ class Journal(Protocol):
     def open(self) -> Any: ...  # ready to take the INTENT (idempotent)
 
     def append(self, event: LedgerEvent) -> None: ...  # returns once it is durable
-
-
-class BarsLike(Protocol):
-    def arrival_at(self, t_ns: int) -> float | None: ...
-    def vwap_between(self, t0_ns: int, t1_ns: int) -> float | None: ...
-    def volume_between(self, t0_ns: int, t1_ns: int) -> float: ...
-
-
-class LiveBars(Protocol):
-    """A run that reaches a broker: the bars as of the INTENT and after the order
-    (runner/livebars.py: a growing capture file, or the broker's own bars)."""
-
-    @property
-    def path(self) -> str | None: ...  # the bars file TCA reads again, if any
-
-    def at_intent(self, now_ns: int) -> BarsLike | None: ...
-
-    async def after(self, intent_ns: int, end_ns: int,
-                    say: Callable[[str], None]) -> BarsLike | None: ...
 
 
 @dataclass
