@@ -120,7 +120,6 @@ class Engine:
         if self.plan.order is None:
             self.outcome.state = "OK"
             return self.outcome
-        self._check_account(session)
         await self.broker.qualify(self.plan.order)
         # the last gates; under day caps they hold a lock until the INTENT is durable
         self._release = self.pre_place(session) if self.pre_place is not None else None
@@ -140,15 +139,6 @@ class Engine:
             await self._settle()
         await self._snapshot()
         return self.outcome
-
-    def _check_account(self, session: SessionInfo) -> None:
-        if self.plan.mode == "paper" and self.broker.name != "sim":
-            live = [a for a in session.accounts if not a.startswith("D")]
-            if live:
-                raise GatewayError(
-                    f"paper run, but the gateway is logged into a live account ({live[0]}); "
-                    "nothing was sent",
-                    "log the gateway into a paper account, or use mode: live with --live")
 
     async def _place_and_wait(self) -> None:
         req = self.plan.order

@@ -3,9 +3,9 @@
 `Guard` runs the gates twice: before connecting, with what the run knows alone
 (kill switch, ledger day totals, reference price, in a dry run the exchange's calendar),
 and as the engine's `pre_place` hook, after connect and qualify, with the broker's
-facts (account, the contract's liquid hours). Either refusal leaves nothing sent
-and no ledger row. `run_lock` keeps two runs of one tag (or one spec) from
-overlapping.
+facts (every account of the session, the contract's liquid hours). Either refusal
+leaves nothing sent and no ledger row. `run_lock` keeps two runs of one tag (or one
+spec) from overlapping.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class Guard:
         # a file is all or nothing, so its documents are capped together
         self.earlier = earlier
 
-    def context(self, now_ns: int, account: str | None = None,
+    def context(self, now_ns: int, accounts: tuple[str, ...] = (),
                 market_open: bool | None = None,
                 broker_ref: tuple[float, int] | None = None) -> Context:
         """The facts for the gates. The reference price: the bars covering `now_ns`, else
@@ -117,7 +117,7 @@ class Guard:
             market_open = calendar_open(self.plan.order, self.bars, now_ns)
         return Context(
             now_ns=now_ns, port=None if self.dry_run else self.plan.connection.port,
-            account=account, priced=True, reference_px=ref[0] if ref else None,
+            accounts=accounts, priced=True, reference_px=ref[0] if ref else None,
             reference_ns=ref[1] if ref else None, reference_source=source if ref else None,
             broker_px=cross,
             day_orders=orders, day_notional=notional,
@@ -173,9 +173,9 @@ class Guard:
             return None
         release = self._caps_lock() if self.policy.needs_day_totals else None
         try:
-            account = session.accounts[0] if session.accounts else None
             now = self.broker.now_ns()
-            self._enforce(self.context(now, account, in_sessions(self.broker.sessions, now),
+            self._enforce(self.context(now, tuple(session.accounts),
+                                       in_sessions(self.broker.sessions, now),
                                        self.broker.reference))
         except BaseException:
             if release is not None:
