@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from runner.errors import (
 from runner.flags import classic_spec
 from runner.jsondoc import document
 from runner.output import emit
+from runner.paths import typed_path
 from runner.plan import Plan, compile_plan, iso, parse_at
 from runner.results import where as _where
 from runner.spec import Spec, load
@@ -154,15 +155,15 @@ def _prepare(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
     policy = governing(spec, opts.policy)
     symbol = spec.order.symbol if spec.order else None  # a handshake has no order
     bars = _load_bars(spec.bars_path, symbol) if spec.bars_path else None
-    plan = compile_plan(spec, environ, _start_ns(opts.at or spec.at, opts.dry_run, bars))
+    out_dir = typed_path(opts.out_dir) if opts.out_dir else None
+    plan = compile_plan(spec, environ, _start_ns(opts.at or spec.at, opts.dry_run, bars),
+                        out_dir=out_dir)
     if opts.dry_run and bars is not None:
         _check_bars_cover(plan, bars)
     if not opts.dry_run and bars is not None and spec.arrival != "broker":
         from runner.livebars import check_fresh
 
         check_fresh(plan.bars_path or "", bars, time.time_ns())
-    if opts.out_dir:
-        plan = replace(plan, out_dir=os.path.expanduser(opts.out_dir))  # paths.typed_path
     ready = _Ready(spec, plan, policy, bars)
     if plan.order is None:
         return ready

@@ -134,3 +134,21 @@ def test_plan_json_has_iso_times_and_exact_numbers(work, capsys):
     assert plan["order"]["backstop_sec"] == 10.274 and plan["ttl_sec"] == 0.274
     assert plan["order"]["good_till"] == "INTENT + 10.274 s"
     assert plan["order"]["tag"] == "oneshot_SPY_1767623400123"
+
+
+def test_the_plan_names_the_ledger_that_run_out_dir_writes(work, capsys):
+    """`--out-dir` is an input of the plan, not a patch after it: the plan's `record`
+    step and its ledger are the file the run writes (they named data/exec before)."""
+    from runner.plan import compile_plan, parse_at
+    from runner.spec import load
+
+    Path("one.yaml").write_text(sanity(1))
+    assert main(["run", "one.yaml", "--dry-run", "--at", AT, "--out-dir", "elsewhere",
+                 "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    assert result["ledger"] == "elsewhere/2026-01-05/ledger.parquet"
+    assert (work / result["ledger"]).is_file() and not (work / "data").exists()
+    [spec] = load("one.yaml")
+    plan = compile_plan(spec, {}, parse_at(AT), out_dir="elsewhere")
+    assert plan.steps[-1].op == "record" and plan.steps[-1].detail == result["ledger"]
+    assert plan.ledger_path == result["ledger"] and plan.to_dict()["ledger"] == result["ledger"]
