@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,63 @@ def day_totals(out_dir: str, day: str) -> tuple[int, float]:
     placed = [r for r in rows if r["event"] == "INTENT" and r["broker"] == "ib"]
     notional = sum(r["qty"] * (r["limit"] or r["arrival_px"] or 0.0) for r in placed)
     return len(placed), float(notional)
+
+
+def check_writable(plan: Plan) -> None:
+    """The day's ledger can be written (and its lock opened) by this user: else exit 2
+    before any gate reads the day, anything connects or any file is made."""
+    from runner.ledger import check_writable as writable
+
+    writable(Path(plan.out_dir), plan.day)
+
+
+def check_own_tag(where: str, plan: Plan, earlier: Sequence[Plan]) -> None:
+    """No two documents of a file place one tag in one ledger day (`earlier`: the file's
+    documents before this one that write the same day of the same ledger)."""
+    assert plan.order is not None
+    if plan.order.tag in {p.order.tag for p in earlier if p.order is not None}:
+        raise UsageError(f"{where}: tag {plan.order.tag} is also an earlier document's tag; "
+                         "nothing was sent", "give each document its own tag"
+                         ).about(tag=plan.order.tag)
+
+
+def earlier_notional(where: str, earlier: Sequence[tuple[Plan, Any]], policy: Policy) -> float:
+    """The notional of the file's earlier orders (their plans and bars), for the day caps:
+    a file is all or nothing, so a cap they would break refuses it before anything is
+    sent. A market order is priced by its bars at the plan's time; with none, under a
+    notional cap, the file cannot be judged whole: refused (exit 2)."""
+    total = 0.0
+    for plan, bars in earlier:
+        o = plan.order
+        assert o is not None
+        ref = reference(bars, plan.at_ns) if o.limit is None else None
+        price = o.limit if o.limit is not None else (ref[0] if ref is not None else None)
+        if price is None and policy.max_day_notional is not None:
+            raise UsageError(
+                f"{where}: the earlier document's order {o.tag} is a market order with "
+                "no price before connecting, so max_day_notional cannot be checked for the "
+                "whole file; nothing was sent",
+                "give that order a limit or a bars_path, or put the orders in separate files")
+        total += o.qty * (price or 0.0)
+    return total
+
+
+def check_duplicate(plan: Plan, policy: Policy, allow_duplicate: bool) -> None:
+    """A tag already in today's ledger is not placed again — in this run's ledger, and in
+    the ledger of every policy file that governs the run (so --out-dir cannot escape)."""
+    from runner.ledger import tags_on_day
+
+    assert plan.order is not None
+    if allow_duplicate:
+        return
+    roots = [plan.out_dir] + [p.ledger_root for p in policy.files if p.ledger_root]
+    for root in dict.fromkeys(os.path.realpath(r) for r in roots):
+        if plan.order.tag in tags_on_day(Path(root), plan.day):
+            where = Path(root) / plan.day / "ledger.parquet"
+            shown = plan.ledger_path if root == os.path.realpath(plan.out_dir) else where
+            raise UsageError(f"tag {plan.order.tag} is already in {shown}; not placing it "
+                             "again", "use another tag, or pass --allow-duplicate"
+                             ).about(tag=plan.order.tag)
 
 
 class Guard:

@@ -1,5 +1,6 @@
 """The seams of issue 15, read from the source: one bars protocol, one terminal set,
-argparse only in the command-line modules, no module over 500 lines."""
+argparse only in the command-line modules (the run pipeline takes plain values), no
+module over 500 lines."""
 
 from __future__ import annotations
 
@@ -52,6 +53,14 @@ def test_the_terminal_states_are_declared_once() -> None:
                 if items == ends:
                     found.append(f"{path}:{node.lineno}")
     assert found == []
+
+
+def test_argparse_only_in_the_command_line_modules() -> None:
+    found = sorted(path for path, tree in modules() for node in ast.walk(tree)
+                   if isinstance(node, ast.Import | ast.ImportFrom)
+                   and "argparse" in ([a.name for a in node.names] if isinstance(node, ast.Import)
+                                      else [node.module or ""]))
+    assert set(found) <= CLI_MODULES, found
 
 
 def test_no_module_over_500_lines() -> None:
