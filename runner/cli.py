@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Flags of `run` a classic command does not take, as `run_command` reads them.
+# Flags of `run` a classic command does not take, as `flags.run_request` reads them.
 _NOT_CLASSIC = {"live": False, "allow_outside": False}
 _NOT_HANDSHAKE = {**_NOT_CLASSIC, "at": None, "allow_duplicate": False,
                   "allow_unsettled": False, "policy": None}
@@ -467,9 +467,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from runner.schema import show
 
         return show(args.name)
+    from runner.flags import run_request
     from runner.run import run_command
 
-    return run_command(args, env)
+    source, opts = run_request(args, env)
+    return run_command(args.command, source, opts, env)
 
 
 def _usage(message: str) -> RunnerError:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from runner import tca
+from runner.barsproto import BarsLike, LiveBars
 from runner.broker import (
     Broker,
     BrokerEvent,
@@ -50,25 +51,6 @@ class Journal(Protocol):
     def open(self) -> Any: ...  # ready to take the INTENT (idempotent)
 
     def append(self, event: LedgerEvent) -> None: ...  # returns once it is durable
-
-
-class BarsLike(Protocol):
-    def arrival_at(self, t_ns: int) -> float | None: ...
-    def vwap_between(self, t0_ns: int, t1_ns: int) -> float | None: ...
-    def volume_between(self, t0_ns: int, t1_ns: int) -> float: ...
-
-
-class LiveBars(Protocol):
-    """A run that reaches a broker: the bars as of the INTENT and after the order
-    (runner/livebars.py: a growing capture file, or the broker's own bars)."""
-
-    @property
-    def path(self) -> str | None: ...  # the bars file TCA reads again, if any
-
-    def at_intent(self, now_ns: int) -> BarsLike | None: ...
-
-    async def after(self, intent_ns: int, end_ns: int,
-                    say: Callable[[str], None]) -> BarsLike | None: ...
 
 
 @dataclass
@@ -138,7 +120,6 @@ class Engine:
         if self.plan.order is None:
             self.outcome.state = "OK"
             return self.outcome
-        self._check_account(session)
         await self.broker.qualify(self.plan.order)
         # the last gates; under day caps they hold a lock until the INTENT is durable
         self._release = self.pre_place(session) if self.pre_place is not None else None
@@ -158,15 +139,6 @@ class Engine:
             await self._settle()
         await self._snapshot()
         return self.outcome
-
-    def _check_account(self, session: SessionInfo) -> None:
-        if self.plan.mode == "paper" and self.broker.name != "sim":
-            live = [a for a in session.accounts if not a.startswith("D")]
-            if live:
-                raise GatewayError(
-                    f"paper run, but the gateway is logged into a live account ({live[0]}); "
-                    "nothing was sent",
-                    "log the gateway into a paper account, or use mode: live with --live")
 
     async def _place_and_wait(self) -> None:
         req = self.plan.order

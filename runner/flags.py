@@ -6,6 +6,8 @@
 - Value types: an enum flag takes any case where IB does (`--side sell`, `--tif gtc`)
   and names the nearest choice when the value is none of them; a symbol is upper-cased,
   as IB reads it; a number must be finite.
+- `run` and the classic commands become plain values (`run_request`): the spec (its
+  path, or for a classic command the spec its flags build) and the `RunOptions`.
 - The classic commands build their spec from flags (`classic_spec`), so a spec check's
   message about `order.qty` is shown as one about `--qty` (`in_flag_terms`); the gates
   say it the same way (`for_source`).
@@ -20,10 +22,11 @@ import math
 import os
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    from runner.run import RunOptions
     from runner.spec import Spec
 
 COMMAND_LINE = "<command line>"  # the source of a spec built from the classic flags
@@ -140,6 +143,26 @@ def choice(choices: Sequence[str], fold: Callable[[str], str] = str.upper) -> Ca
 def symbol(text: str) -> str:
     """An argparse type: the symbol as IB reads it (upper case); the spec checks the rest."""
     return text.upper()
+
+
+def run_request(args: argparse.Namespace, environ: Mapping[str, str]
+                ) -> tuple[str | Spec, RunOptions]:
+    """`run` and the classic commands as plain values for runner.run: what to run (the
+    spec file's path, or the spec the classic flags make) and how."""
+    from runner.errors import UsageError
+    from runner.run import RunOptions
+
+    opts = RunOptions(
+        dry_run=args.dry_run, live=args.live, at=args.at, out_dir=getattr(args, "out_dir", None),
+        allow_duplicate=args.allow_duplicate, allow_outside=args.allow_outside,
+        allow_unsettled=args.allow_unsettled, as_json=args.json, verbose=args.verbose,
+        failpoint=environ.get("RUNNER_FAILPOINT", ""), policy=getattr(args, "policy", None))
+    if args.command == "run":
+        return str(args.spec), opts
+    if args.live:
+        raise UsageError("the classic commands are paper-only",
+                         "write a spec with mode: live and use `runner run SPEC --live`")
+    return classic_spec(args), opts
 
 
 def classic_spec(args: argparse.Namespace) -> Spec:

@@ -3,7 +3,7 @@
 No I/O here. The caller gathers the facts into a `Context`: nothing but the spec and
 the policy for `validate`; the kill switch and the port for `plan`; the ledger's day
 totals, the reference price and (dry run) the calendar's hours before a run connects; and
-the broker's account and the contract's liquid hours right before the INTENT. A fact
+the broker's accounts and the contract's liquid hours right before the INTENT. A fact
 left as None is unknown and its gates are skipped, so the same function serves every
 stage and each stage refuses what it can know.
 
@@ -35,7 +35,7 @@ class Context:
 
     now_ns: int
     port: int | None = None  # the gateway port to be used; None in a dry run
-    account: str | None = None  # the account the order goes to, once connected
+    accounts: tuple[str, ...] = ()  # every account the session manages, once connected
     priced: bool = False  # the reference price was looked up (None below: there is none)
     reference_px: float | None = None
     reference_ns: int | None = None  # when that price was known (its bar's end)
@@ -86,23 +86,31 @@ def _live(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
 
 
 def _port_and_account(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
-    """Port, account and mode must agree; any disagreement blocks everything."""
+    """Port, accounts and mode must agree; any disagreement blocks everything. Every
+    account the session manages counts, not only the one the order would go to: a paper
+    run on a gateway logged into any live account is refused (paper ids start with D)."""
     port_is = _port_kind(policy, ctx.port)
     out = []
     if port_is is not None and port_is != plan.mode:
         out.append(Reason(("mode",), f"port {ctx.port} is a {port_is} port but the spec says "
                                      f"mode: {plan.mode}"
                                      f"{policy.origin(f'{port_is}_ports', ctx.port)}"))
-    if ctx.account:
-        account_is = "paper" if ctx.account.startswith("D") else "live"
+    for account_is in ("paper", "live"):
+        named = [a for a in ctx.accounts if _account_kind(a) == account_is]
+        if not named:
+            continue
+        who = (f"account {named[0]} is a {account_is} account" if len(named) == 1 else
+               f"accounts {', '.join(named[:-1])} and {named[-1]} are {account_is} accounts")
         if port_is is not None and port_is != account_is:
-            out.append(Reason((), f"account {ctx.account} is a {account_is} account but port "
-                                  f"{ctx.port} is a {port_is} port"
+            out.append(Reason((), f"{who} but port {ctx.port} is a {port_is} port"
                                   f"{policy.origin(f'{port_is}_ports', ctx.port)}"))
         if account_is != plan.mode:
-            out.append(Reason(("mode",), f"account {ctx.account} is a {account_is} account but "
-                                         f"the spec says mode: {plan.mode}"))
+            out.append(Reason(("mode",), f"{who} but the spec says mode: {plan.mode}"))
     return out
+
+
+def _account_kind(account: str) -> str:
+    return "paper" if account.startswith("D") else "live"
 
 
 def _port_kind(policy: Policy, port: int | None) -> str | None:

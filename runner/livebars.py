@@ -26,7 +26,7 @@ from runner.plan import iso
 
 if TYPE_CHECKING:
     from runner.bars import Bars
-    from runner.tca import Bars as BarsLike
+    from runner.barsproto import BarsLike
 
 NS = 1_000_000_000
 CAPTURE_LAG_SEC = 5.0  # a capture may lag now by max(2 bars, this) and still be live

@@ -95,8 +95,10 @@ class Plan:
         return json_text(self.to_dict())
 
 
-def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int) -> Plan:
-    """The one way a Spec becomes a Plan."""
+def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int,
+                 out_dir: str | None = None) -> Plan:
+    """The one way a Spec becomes a Plan; `out_dir` (`run --out-dir`) in place of the
+    spec's, so the plan's steps name the ledger the run writes."""
     connection = connection_from_env(environ)
     order = _order(spec, at_ns) if spec.order is not None else None
     one_shot = spec.kind == "one-shot"
@@ -105,7 +107,7 @@ def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int) -> Plan:
         spec=spec.source if spec.index == 0 else f"{spec.source}#{spec.index + 1}",
         name=spec.name, kind=spec.kind, mode=spec.mode, at_ns=at_ns, connection=connection,
         order=order, ttl_sec=ttl, bars_path=spec.bars_path,
-        out_dir=spec.out_dir, day=trading_day(at_ns), limits=spec.limits, sim=spec.sim,
+        out_dir=out_dir or spec.out_dir, day=trading_day(at_ns), limits=spec.limits, sim=spec.sim,
         expect=spec.expect, steps=(),
     )
     return dataclasses.replace(plan, steps=_steps(plan))

@@ -3,9 +3,9 @@
 `Guard` runs the gates twice: before connecting, with what the run knows alone
 (kill switch, ledger day totals, reference price, in a dry run the exchange's calendar),
 and as the engine's `pre_place` hook, after connect and qualify, with the broker's
-facts (account, the contract's liquid hours). Either refusal leaves nothing sent
-and no ledger row. `run_lock` keeps two runs of one tag (or one spec) from
-overlapping.
+facts (every account of the session, the contract's liquid hours). Either refusal
+leaves nothing sent and no ledger row. `run_lock` keeps two runs of one tag (or one
+spec) from overlapping.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,63 @@ def day_totals(out_dir: str, day: str) -> tuple[int, float]:
     return len(placed), float(notional)
 
 
+def check_writable(plan: Plan) -> None:
+    """The day's ledger can be written (and its lock opened) by this user: else exit 2
+    before any gate reads the day, anything connects or any file is made."""
+    from runner.ledger import check_writable as writable
+
+    writable(Path(plan.out_dir), plan.day)
+
+
+def check_own_tag(where: str, plan: Plan, earlier: Sequence[Plan]) -> None:
+    """No two documents of a file place one tag in one ledger day (`earlier`: the file's
+    documents before this one that write the same day of the same ledger)."""
+    assert plan.order is not None
+    if plan.order.tag in {p.order.tag for p in earlier if p.order is not None}:
+        raise UsageError(f"{where}: tag {plan.order.tag} is also an earlier document's tag; "
+                         "nothing was sent", "give each document its own tag"
+                         ).about(tag=plan.order.tag)
+
+
+def earlier_notional(where: str, earlier: Sequence[tuple[Plan, Any]], policy: Policy) -> float:
+    """The notional of the file's earlier orders (their plans and bars), for the day caps:
+    a file is all or nothing, so a cap they would break refuses it before anything is
+    sent. A market order is priced by its bars at the plan's time; with none, under a
+    notional cap, the file cannot be judged whole: refused (exit 2)."""
+    total = 0.0
+    for plan, bars in earlier:
+        o = plan.order
+        assert o is not None
+        ref = reference(bars, plan.at_ns) if o.limit is None else None
+        price = o.limit if o.limit is not None else (ref[0] if ref is not None else None)
+        if price is None and policy.max_day_notional is not None:
+            raise UsageError(
+                f"{where}: the earlier document's order {o.tag} is a market order with "
+                "no price before connecting, so max_day_notional cannot be checked for the "
+                "whole file; nothing was sent",
+                "give that order a limit or a bars_path, or put the orders in separate files")
+        total += o.qty * (price or 0.0)
+    return total
+
+
+def check_duplicate(plan: Plan, policy: Policy, allow_duplicate: bool) -> None:
+    """A tag already in today's ledger is not placed again — in this run's ledger, and in
+    the ledger of every policy file that governs the run (so --out-dir cannot escape)."""
+    from runner.ledger import tags_on_day
+
+    assert plan.order is not None
+    if allow_duplicate:
+        return
+    roots = [plan.out_dir] + [p.ledger_root for p in policy.files if p.ledger_root]
+    for root in dict.fromkeys(os.path.realpath(r) for r in roots):
+        if plan.order.tag in tags_on_day(Path(root), plan.day):
+            where = Path(root) / plan.day / "ledger.parquet"
+            shown = plan.ledger_path if root == os.path.realpath(plan.out_dir) else where
+            raise UsageError(f"tag {plan.order.tag} is already in {shown}; not placing it "
+                             "again", "use another tag, or pass --allow-duplicate"
+                             ).about(tag=plan.order.tag)
+
+
 class Guard:
     """The gates of one run: `before_connect()`, then the engine's `pre_place` hook."""
 
@@ -100,7 +157,7 @@ class Guard:
         # a file is all or nothing, so its documents are capped together
         self.earlier = earlier
 
-    def context(self, now_ns: int, account: str | None = None,
+    def context(self, now_ns: int, accounts: tuple[str, ...] = (),
                 market_open: bool | None = None,
                 broker_ref: tuple[float, int] | None = None) -> Context:
         """The facts for the gates. The reference price: the bars covering `now_ns`, else
@@ -117,7 +174,7 @@ class Guard:
             market_open = calendar_open(self.plan.order, self.bars, now_ns)
         return Context(
             now_ns=now_ns, port=None if self.dry_run else self.plan.connection.port,
-            account=account, priced=True, reference_px=ref[0] if ref else None,
+            accounts=accounts, priced=True, reference_px=ref[0] if ref else None,
             reference_ns=ref[1] if ref else None, reference_source=source if ref else None,
             broker_px=cross,
             day_orders=orders, day_notional=notional,
@@ -173,9 +230,9 @@ class Guard:
             return None
         release = self._caps_lock() if self.policy.needs_day_totals else None
         try:
-            account = session.accounts[0] if session.accounts else None
             now = self.broker.now_ns()
-            self._enforce(self.context(now, account, in_sessions(self.broker.sessions, now),
+            self._enforce(self.context(now, tuple(session.accounts),
+                                       in_sessions(self.broker.sessions, now),
                                        self.broker.reference))
         except BaseException:
             if release is not None:

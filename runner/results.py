@@ -1,5 +1,6 @@
-"""What `runner run` and the classic commands print: the status line, and with `--json`
-one document per file (schemas/output/run.schema.json).
+"""What `runner run` and the classic commands print: the status line (a handshake's
+lines), the notes on stderr, and with `--json` one document per file
+(schemas/output/run.schema.json).
 
 The document has a result per spec document of the file, in file order: the order's
 outcome, a handshake's facts, or REFUSED / ERROR / NOT_RUN for a document that did not
@@ -9,6 +10,9 @@ document that fails). A failure also carries the error, and the spec and tag it 
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,3 +95,58 @@ def status_line(plan: Plan, o: Outcome) -> str:
             f"avg_px={price_text(figure(o.avg_px, PRICE))} "
             f"arrival={price_text(figure(o.arrival_px, PRICE))}")
     return line + (f" message={o.message!r}" if o.message and o.state != "FILL" else "")
+
+
+def report(plan: Plan, o: Outcome | None, ledger_path: Path | None,
+           session: SessionInfo | None, as_json: bool, verbose: int = 0) -> dict[str, Any]:
+    """A document's result for --json; without --json its lines are printed too: an
+    order's status line, a handshake's "IBKR handshake OK" (session None: a dry run)."""
+    if o is None:
+        result = handshake_object(plan, session)
+        lines = handshake_lines(session, verbose)
+    else:
+        assert ledger_path is not None
+        result = result_object(plan, o, ledger_path)
+        lines = [status_line(plan, o)]
+    if not as_json:
+        print("\n".join(lines))
+    return result
+
+
+def handshake_lines(session: SessionInfo | None, verbose: int) -> list[str]:
+    if session is None:
+        return ["IBKR handshake OK (dry-run: simulator, nothing contacted)"]
+    lines = ["IBKR handshake OK"]
+    if verbose:
+        at = iso(session.server_time_ns) if session.server_time_ns else "?"
+        lines.append(f"  server version {session.server_version}; accounts "
+                     f"{', '.join(session.accounts)}; gateway time {at}")
+    return lines
+
+
+def say(line: str) -> None:
+    """A note for the person at the terminal, on stderr (stdout is the result's)."""
+    print(f"runner: {line}", file=sys.stderr, flush=True)
+
+
+def file_refused(spec: Spec, documents: int) -> str:
+    return (f"{spec.source}: document #{spec.index + 1} of {documents} refused; none of "
+            "them was run (a file is all or nothing)")
+
+
+def file_broke_off(specs: Sequence[Spec], failed: int) -> str | None:
+    """A file of several documents broke off at document `failed`: which ran (None: one)."""
+    if len(specs) < 2:
+        return None
+    ran = [f"#{k + 1}" for k in range(failed)]
+    left = [f"#{k + 1}" for k in range(failed + 1, len(specs))]
+    return (f"{specs[0].source}: documents run: {', '.join(ran) or 'none'}; "
+            f"#{failed + 1} did not succeed; not run: {', '.join(left) or 'none'}")
+
+
+def recovered(tag: str, summary: str) -> str:
+    return f"recovered {tag} from an earlier run: {summary}"
+
+
+def unjournaled(row: dict[str, Any]) -> str:
+    return "unjournaled event: " + json.dumps(row, sort_keys=True)

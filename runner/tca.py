@@ -8,21 +8,16 @@ arrival = the close of the last bar that ended at or before the instant (no look
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from runner.broker import Ev
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from runner.barsproto import BarsLike
+
 BPS = 1e4
-TERMINAL = ("FILL", "CANCEL", "REJ")  # an order's final state is its last of these
-
-
-class Bars(Protocol):
-    def arrival_at(self, t_ns: int) -> float | None: ...
-
-    def vwap_between(self, t0_ns: int, t1_ns: int) -> float | None: ...
-
-    def volume_between(self, t0_ns: int, t1_ns: int) -> float: ...
 
 
 def side_sign(side: str) -> int:
@@ -56,7 +51,7 @@ def snapshot(
     intent_ns: int,
     first_fill_ns: int | None,
     end_ns: int,
-    bars: Bars | None,
+    bars: BarsLike | None,
 ) -> dict[str, float | None] | None:
     """The PNL_SNAPSHOT figures of one finished order, keyed like the ledger columns;
     None unless it filled something and the arrival price is known."""
@@ -131,7 +126,8 @@ def _per_order(table: pa.Table) -> pa.Table:
 
     groups = _Groups(table)
     event = table.column("event")
-    terminal = pc.is_in(event, value_set=string_array(list(TERMINAL)))
+    # an order's final state is its last end (Ev.TERMINAL: FILL, CANCEL, REJ)
+    terminal = pc.is_in(event, value_set=string_array([e.value for e in Ev.TERMINAL]))
     snapshot = pc.equal(event, scalar("PNL_SNAPSHOT"))
     columns = {name: groups.pick(table[name], "first") for name in (*ORDER_KEYS, *_FIRST)}
     columns["state"] = groups.pick(event, "last", where=terminal)

@@ -30,6 +30,7 @@ class Preview:
     sessions: tuple[tuple[int, int], ...] | None  # the contract's liquid hours
     now_ns: int
     reference: tuple[float, int] | None = None  # the broker's price (ns when known)
+    accounts: tuple[str, ...] = ()  # every account of the session (the gates see all)
 
 
 def plan_with_broker(plans: list[Plan], policy: Policy, as_json: bool, verbose: int) -> int:
@@ -52,13 +53,14 @@ async def preview(plan: Plan, verbose: int = 0) -> Preview:
     try:
         session: SessionInfo = await broker.connect()
         account = session.accounts[0] if session.accounts else None
+        accounts = tuple(session.accounts)
         if plan.order is None:
-            return Preview(account, None, None, broker.now_ns())
+            return Preview(account, None, None, broker.now_ns(), accounts=accounts)
         await broker.qualify(plan.order)
         what_if = await broker.what_if(plan.order)
         sessions = await broker.liquid_sessions()
         reference = await _reference(broker)
-        return Preview(account, what_if, sessions, broker.now_ns(), reference)
+        return Preview(account, what_if, sessions, broker.now_ns(), reference, accounts)
     finally:
         await broker.close()
 
@@ -80,7 +82,7 @@ def _context(plan: Plan, policy: Policy, v: Preview) -> Any:
     symbol = plan.order.symbol if plan.order else None
     bars = load_bars(plan.bars_path, symbol) if plan.bars_path else None
     guard = Guard(plan, policy, bars, dry_run=False)
-    return guard.context(plan.at_ns, v.account, in_sessions(v.sessions, plan.at_ns),
+    return guard.context(plan.at_ns, v.accounts, in_sessions(v.sessions, plan.at_ns),
                          broker_ref=v.reference)
 
 

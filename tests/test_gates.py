@@ -35,7 +35,7 @@ POLICY = Policy(
     allow_live=False, kill_switch="KILL",
 )
 # Everything known and fine: paper port, paper account, a fresh reference at 100.00.
-CTX = Context(now_ns=T0, port=7497, account="DU1234567", priced=True, reference_px=100.0,
+CTX = Context(now_ns=T0, port=7497, accounts=("DU1234567",), priced=True, reference_px=100.0,
               reference_ns=T0 - NS, day_orders=0, day_notional=0.0, kill_switch=False,
               market_open=True)
 
@@ -64,21 +64,32 @@ CASES = [
     ("kill-switch", {}, {}, {"kill_switch": True},
      ["kill switch KILL is present: every order is refused (remove the file to trade again)"]),
     ("live-not-allowed", {"mode": "live", "port": 7496}, {},
-     {"port": 7496, "account": "U7654321"},
+     {"port": 7496, "accounts": ("U7654321",)},
      ["mode: live is not allowed by the policy (allow_live: false)"]),
-    ("live-port-paper-spec", {"port": 7496}, {}, {"port": 7496, "account": None},
+    ("live-port-paper-spec", {"port": 7496}, {}, {"port": 7496, "accounts": ()},
      ["port 7496 is a live port but the spec says mode: paper"]),
-    ("paper-port-live-spec", LIVE, ALLOW_LIVE, {"account": None},
+    ("paper-port-live-spec", LIVE, ALLOW_LIVE, {"accounts": ()},
      ["port 7497 is a paper port but the spec says mode: live"]),
     ("paper-account-on-live-port", {"mode": "live", "port": 7496}, ALLOW_LIVE,
      {"port": 7496},
      ["account DU1234567 is a paper account but port 7496 is a live port",
       "account DU1234567 is a paper account but the spec says mode: live"]),
-    ("live-account-on-paper-port", {}, {}, {"account": "U7654321"},
+    ("live-account-on-paper-port", {}, {}, {"accounts": ("U7654321",)},
      ["account U7654321 is a live account but port 7497 is a paper port",
       "account U7654321 is a live account but the spec says mode: paper"]),
-    ("live-account-unknown-port", {"port": 4003}, {}, {"port": 4003, "account": "U7654321"},
+    ("live-account-unknown-port", {"port": 4003}, {}, {"port": 4003, "accounts": ("U7654321",)},
      ["account U7654321 is a live account but the spec says mode: paper"]),
+    # every account of the session counts, not only the first (the order's)
+    ("a-live-account-after-a-paper-one", {}, {}, {"accounts": ("DU1234567", "U7654321")},
+     ["account U7654321 is a live account but port 7497 is a paper port",
+      "account U7654321 is a live account but the spec says mode: paper"]),
+    ("two-live-accounts-unknown-port", {"port": 4003}, {},
+     {"port": 4003, "accounts": ("DU1234567", "U7654321", "U1111111")},
+     ["accounts U7654321 and U1111111 are live accounts but the spec says mode: paper"]),
+    ("paper-accounts-in-a-live-run", {"mode": "live", "port": 7496}, ALLOW_LIVE,
+     {"port": 7496, "accounts": ("U7654321", "DU1234567")},
+     ["account DU1234567 is a paper account but port 7496 is a live port",
+      "account DU1234567 is a paper account but the spec says mode: live"]),
     ("symbol", {"symbol": "TSLA"}, {}, {},
      ["symbol TSLA is not in the policy's symbols (SPY, QQQ)"]),
     ("sec-type", {}, {"sec_types": ("CASH",)}, {},
@@ -279,6 +290,18 @@ def test_account_port_disagreement_blocks_after_connect_with_no_place(make_gatew
                    "  - account DU****567 is a paper account but the spec says mode: live\n")
     assert gw.received and placed(gw) == []  # it connected, asked, and placed nothing
     assert not (tmp_path / "data").exists()  # no ledger row
+
+
+def test_a_paper_run_sees_every_account_of_the_session(make_gateway, cli, tmp_path):
+    """The order's account (the first) is paper, but the login also manages a live one:
+    refused by the gates (exit 2) after connecting, nothing placed, no ledger."""
+    gw = make_gateway(accounts=("DU1234567", "U7654321"))
+    code, out, err = cli(gw.port, "sanity-cancel", "--tag", "mixed-1")
+    assert (code, out) == (2, "")
+    assert err == ("runner: <command line>: refused by the built-in policy; nothing was sent:\n"
+                   "  - account U****321 is a live account but the spec says mode: paper\n")
+    assert gw.received and placed(gw) == []
+    assert not (tmp_path / "data").exists()
 
 
 def test_live_port_and_paper_spec_refused_before_connecting(gateway, cli, tmp_path):

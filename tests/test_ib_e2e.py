@@ -219,12 +219,15 @@ def test_client_id_in_use_fails_fast(make_gateway, cli):
 
 
 def test_live_account_refused_on_a_paper_run(make_gateway, cli, tmp_path):
+    # issue 15: the paper-account rule lives only in the gates (it was also the engine's,
+    # exit 3 "paper run, but the gateway is logged into a live account"): exit 2 now
     gw = make_gateway(accounts=("U7654321",))
     code, _, err = cli(gw.port, "sanity-cancel")
-    assert code == 3
-    assert err.startswith("runner: paper run, but the gateway is logged into a live account "
-                          "(U****321); nothing was sent")  # account ids are masked in output
-    assert sent(gw, PLACE) == []
+    assert code == 2
+    assert err == ("runner: <command line>: refused by the built-in policy; nothing was sent:\n"
+                   "  - account U****321 is a live account but the spec says mode: paper\n"
+                   )  # account ids are masked in output
+    assert sent(gw, PLACE) == [] and not (tmp_path / "data").exists()
 
 
 def test_unknown_contract(gateway, cli):

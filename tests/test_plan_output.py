@@ -134,3 +134,45 @@ def test_plan_json_has_iso_times_and_exact_numbers(work, capsys):
     assert plan["order"]["backstop_sec"] == 10.274 and plan["ttl_sec"] == 0.274
     assert plan["order"]["good_till"] == "INTENT + 10.274 s"
     assert plan["order"]["tag"] == "oneshot_SPY_1767623400123"
+
+
+def test_the_plan_names_the_ledger_that_run_out_dir_writes(work, capsys):
+    """`--out-dir` is an input of the plan, not a patch after it: the plan's `record`
+    step and its ledger are the file the run writes (they named data/exec before)."""
+    from runner.run import RunOptions, load_specs, plan_spec
+
+    Path("one.yaml").write_text(sanity(1))
+    assert main(["run", "one.yaml", "--dry-run", "--at", AT, "--out-dir", "elsewhere",
+                 "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    assert result["ledger"] == "elsewhere/2026-01-05/ledger.parquet"
+    assert (work / result["ledger"]).is_file() and not (work / "data").exists()
+    opts = RunOptions(dry_run=True, at=AT, out_dir="elsewhere")
+    [spec] = load_specs("one.yaml", opts)
+    plan = plan_spec(spec, opts, {}).plan  # the run's own plan stage
+    assert plan.steps[-1].op == "record" and plan.steps[-1].detail == result["ledger"]
+    assert plan.ledger_path == result["ledger"] and plan.to_dict()["ledger"] == result["ledger"]
+
+
+def test_the_run_pipeline_stage_by_stage_with_plain_values(work, capsys):
+    """load -> plan -> gate -> execute -> report, each stage given the previous one's
+    value and plain options (no argparse): what `runner run --json` reports."""
+    from runner.run import RunOptions, execute, gate, load_specs, plan_spec, report, verdict
+
+    Path("two.yaml").write_text(sanity(1) + "---\n" + sanity(2, "QQQ"))
+    assert main(["run", "two.yaml", "--dry-run", "--at", AT, "--json", "--out-dir", "a"]) == 0
+    by_cli = json.loads(capsys.readouterr().out)["results"]
+    opts = RunOptions(dry_run=True, at=AT, as_json=True, out_dir="b")
+    specs = load_specs("two.yaml", opts)
+    gated: list = []
+    for spec in specs:
+        gated.append(gate(plan_spec(spec, opts, {}), opts, gated))
+    ran = [execute(g, opts) for g in gated]
+    by_stage = [report(r, opts) for r in ran]
+    for r in ran:
+        verdict(r, opts)  # each succeeded: nothing raised
+    assert capsys.readouterr() == ("", "")  # --json: the stages print nothing themselves
+    assert [r["ledger"] for r in by_stage] == ["b/2026-01-05/ledger.parquet"] * 2
+    assert [{**r, "ledger": None} for r in by_stage] == [{**r, "ledger": None} for r in by_cli]
+    assert [r["tag"] for r in by_stage] == ["sanity_SPY_1767623400123",
+                                            "sanity_QQQ_1767623400123-2"]

@@ -86,21 +86,21 @@ def ib_session(gw_port: int, live_port: int, cli, tmp_path: Path, *flags: str) -
     (tmp_path / "w.yaml").write_text("version: 1\nkind: one-shot\nttl_sec: 0.2\n"
                                      "order: {symbol: SPY, side: BUY, qty: 1, limit: 10.00}\n")
     runs = [
-        (gw_port, "handshake", "-vv"),
-        (gw_port, "sanity-cancel", "-vv", "--tag", "r-1"),
-        (gw_port, "one-shot", "-vv", "--qty", "2", "--limit", "99.00", "--tag", "r-2",
+        (0, gw_port, "handshake", "-vv"),
+        (0, gw_port, "sanity-cancel", "-vv", "--tag", "r-1"),
+        (0, gw_port, "one-shot", "-vv", "--qty", "2", "--limit", "99.00", "--tag", "r-2",
          "--ttl_sec", "0.2"),
-        (gw_port, "run", "w.yaml", "--json", "-vv"),
-        (gw_port, "plan", "w.yaml", "--broker", "-vv"),
-        (gw_port, "plan", "w.yaml", "--broker", "--json"),
-        (live_port, "sanity-cancel", "-vv", "--tag", "r-3"),  # refused: a live account
-        (gw_port, "ledger", "show", "--json"),
-        (gw_port, "ledger", "show"),
+        (0, gw_port, "run", "w.yaml", "--json", "-vv"),
+        (0, gw_port, "plan", "w.yaml", "--broker", "-vv"),
+        (0, gw_port, "plan", "w.yaml", "--broker", "--json"),
+        (2, live_port, "sanity-cancel", "-vv", "--tag", "r-3"),  # refused: a live account
+        (0, gw_port, "ledger", "show", "--json"),
+        (0, gw_port, "ledger", "show"),
     ]
     seen = ""
-    for port, *args in runs:
+    for expected, port, *args in runs:
         code, text = cli(port, *args, *flags)
-        assert code in (0, 3), text
+        assert code == expected, text
         seen += text
     return seen
 
