@@ -123,10 +123,7 @@ def cancel(tag: str, out_dir: str, connection: Connection, any_tag: bool = False
         targets = await _targets(s, book, any_tag, all_matching, root)
         return await _cancel_all(s, targets, root, verbose)
 
-    try:
-        results = asyncio.run(with_session(connection, verbose, run))
-    except RunnerError as e:  # the gateway unreachable, a ledger that cannot be written
-        raise e.about(tag=tag) from None
+    results = asyncio.run(with_session(connection, verbose, run))
     return _report(tag, results, connection, as_json)
 
 

@@ -61,6 +61,16 @@ def add_parsers(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
 
 
 def dispatch(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Run the command; an error of `cancel` names its TAG (for --json)."""
+    from runner.errors import RunnerError
+
+    try:
+        return _run(args, env)
+    except RunnerError as e:
+        raise e.about(tag=getattr(args, "tag", None)) from None
+
+
+def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
     from runner.plan import connection_from_env
 
     connection = connection_from_env(env)

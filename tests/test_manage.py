@@ -171,6 +171,24 @@ def test_an_unreachable_gateway_is_one_line_and_exit_3(cli, command):
     assert doc["tag"] == ("x-1" if command == "cancel" else None)
 
 
+@pytest.mark.parametrize(("argv", "env", "tag", "message"), [
+    (["cancel", "--json"], {}, None, "the following arguments are required: TAG"),
+    (["positions", "--out-dir", "x", "--json"], {}, None, "unrecognized arguments: --out-dir x"),
+    (["cancel", "t-1", "--json"], {"IB_CLIENT_ID": "x"}, "t-1",
+     "IB_CLIENT_ID='x' is not a whole number in 0..2147483647"),
+    (["orders", "--json"], {"IB_CANCEL_TIMEOUT": "0"}, None,
+     "IB_CANCEL_TIMEOUT='0' is not a number of seconds in (0, 3600]"),
+])
+def test_bad_usage_or_environment_is_exit_2_and_the_failure_document(
+        cli, monkeypatch, argv, env, tag, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = cli(1, *argv)
+    doc = checked(out, argv[0])
+    assert code == 2 and (doc["error"]["message"], doc["tag"]) == (message, tag)
+    assert err.startswith(f"runner: {message} (")
+
+
 # --- cancel ------------------------------------------------------------------------------
 
 
