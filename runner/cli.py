@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose(p)
 
     _classic(sub)
+    from runner.manage_cli import add_parsers
+
+    add_parsers(sub, _json, _out_dir, _verbose)  # orders, cancel TAG, positions
 
     p = sub.add_parser("schema", help="print a JSON Schema: the spec's, or the policy's",
                        description="Print the JSON Schema (draft 2020-12) runner checks "
@@ -463,6 +466,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return test(args.paths, junit=args.junit, out_dir=args.out_dir, as_json=args.json,
                     environ=env, policy=args.policy)
+    if args.command in ("orders", "cancel", "positions"):
+        from runner.manage_cli import dispatch
+
+        return dispatch(args, env)
     if args.command == "schema":
         from runner.schema import show
 

@@ -28,6 +28,7 @@ VERSIONS = {
     "ledger show": 2,  # 2: ts, deadline and good_till as ISO 8601 text
     "ledger query": 1,
     "tca": 2,
+    "orders": 1, "cancel": 1, "positions": 1,
 }  # fmt: skip
 
 PRICE, QTY, MONEY, BPS, RATIO, MS = 10, 10, 6, 4, 6, 6

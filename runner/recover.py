@@ -166,7 +166,7 @@ async def _settle_one(o: Orphan, broker: Any, cancel_all: bool, now_ns: Any) -> 
                        "account); nothing changed: point IB_GATEWAY_PORT at the gateway that "
                        "placed it", settled=False)
     found = await broker.find(_identity(o))
-    rows = _fill_rows(o, found.fills)
+    rows = fill_rows(o, found.fills)
     if found.state == Lookup.WORKING:
         deadline = o.deadline_ns
         wanted_out = o.last_event in Ev.OPEN_ENDED  # its run tried to cancel it
@@ -233,7 +233,7 @@ async def _cancel(o: Orphan, broker: Any, found: Any, rows: list[LedgerEvent],
     finally:
         if owner is not broker:
             await owner.close()
-    rows += _fill_rows(o, later.fills)
+    rows += fill_rows(o, later.fills)
     if later.state == Lookup.WORKING:
         waited = owner.conn.cancel_timeout_sec
         return Settled(o.tag, rows, f"cancel not confirmed within {waited:g} s; still live "
@@ -272,7 +272,7 @@ async def _until_not_working(o: Orphan, broker: Any) -> Any:
         await asyncio.sleep(POLL_SEC)  # polling the gateway's answer, bounded
 
 
-def _fill_rows(o: Orphan, fills: list[Any]) -> list[LedgerEvent]:
+def fill_rows(o: Orphan, fills: list[Any]) -> list[LedgerEvent]:
     """The executions the ledger does not have yet, at the broker's times; one that
     replaces an execution the ledger has (same id up to the last period) is a CORRECTION."""
     rows = []

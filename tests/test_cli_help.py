@@ -38,6 +38,7 @@ def test_the_walk_sees_every_command() -> None:
         "runner", "runner validate", "runner plan", "runner run", "runner test",
         "runner ledger", "runner ledger show", "runner ledger query", "runner tca",
         "runner recover", "runner handshake", "runner sanity-cancel", "runner one-shot",
+        "runner orders", "runner cancel", "runner positions",
         "runner schema", "runner gateway"]  # gateway: a stub; its own parser has the flags
 
 

@@ -124,17 +124,17 @@ def test_an_order_its_run_left_open_was_placed(kind: str, acked: bool) -> None:
 def test_new_executions_become_partials_then_the_fill() -> None:
     o = orphan()
     # execution ids differ before the last period: two executions, not a correction
-    rows = recover._fill_rows(o, [fill("e1.01", 1, 40, 40), fill("e2.01", 2, 60, 100)])
+    rows = recover.fill_rows(o, [fill("e1.01", 1, 40, 40), fill("e2.01", 2, 60, 100)])
     assert [(r.event, r.fill_qty, r.last_qty, r.commission) for r in rows] == [
         ("PARTIAL", 40, 40, 1.0), ("FILL", 100, 60, 2.0)]  # commissions add up
     assert [r.ts for r in rows] == [T0 + NS, T0 + 2 * NS]
-    assert recover._fill_rows(o, [fill("e1.01", 1, 40, 40)]) == []  # known: nothing new
+    assert recover.fill_rows(o, [fill("e1.01", 1, 40, 40)]) == []  # known: nothing new
 
 
 def test_an_execution_that_replaces_a_known_one_is_a_correction() -> None:
     o = orphan()
     o.exec_ids, o.fill_qty = {"e1.01"}, 40.0
-    (row,) = recover._fill_rows(o, [fill("e1.02", 3, 35, 35, px=99.5, commission=None)])
+    (row,) = recover.fill_rows(o, [fill("e1.02", 3, 35, 35, px=99.5, commission=None)])
     assert (row.event, row.corrects, row.fill_qty) == ("CORRECTION", "e1.01", 35)
     assert o.fill_qty == 35
 
@@ -176,7 +176,7 @@ def test_an_order_whose_fills_add_up_is_filled_whatever_its_status_says() -> Non
 
 def test_a_fill_among_the_recovered_executions_is_not_written_twice() -> None:
     o = orphan()
-    rows = recover._fill_rows(o, [fill("e.01", 1, 100, 100)])
+    rows = recover.fill_rows(o, [fill("e.01", 1, 100, 100)])
     settled = recover._ended(o, Found(Lookup.DONE, end=Ev.FILL, filled=100.0), rows,
                              now_at(60))
     assert [r.event for r in settled.rows] == ["FILL"]
