@@ -1,7 +1,8 @@
 """An event drafted before its time (runner/ledger/event.py: Draft, Stamped): the journal
 line a stamped draft brings is byte for byte the line LedgerEvent writes for the same event;
 its late values are checked as LedgerEvent checks them; a real Ledger journals it and reads
-it back as that event."""
+it back as that event. And a run's own rows sorted in Python (runner/ledger/arrow.py) make
+the table the vectorised sort makes of them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from runner.ledger import Ledger, LedgerEvent
+from runner.ledger import Ledger, LedgerEvent, rows_to_table
+from runner.ledger.arrow import sorted_unique, sorted_unique_rows
 from runner.ledger.event import Draft
 
 LATE = ("ts", "deadline", "good_till", "arrival_px", "arrival_source")
@@ -94,3 +96,16 @@ def test_a_ledger_journals_a_stamped_event(tmp_path: Path):
         assert ledger.events == [expected, after]
         assert ledger.rows[0] == expected.row("run-d", 1)
         assert json.loads(journal.splitlines()[0])["arrival_px"] == 472.92
+
+
+def test_a_runs_rows_sorted_in_python_make_the_same_table():
+    """Duplicates (a journal merged twice), equal ts across runs, runs out of order."""
+    rng = random.Random(17)
+    for _ in range(30):
+        rows = []
+        for _ in range(rng.randrange(1, 40)):
+            run, seq = rng.choice(["r-b", "r-a", "r-\u00e9", "r-A"]), rng.randrange(1, 6)
+            rows.append({"ts": rng.choice([5, 6, 7]) * 10**18, "run_id": run, "seq": seq,
+                         "event": rng.choice(["INTENT", "ACK"]), "tag": f"t{rng.random()}"})
+        assert rows_to_table(sorted_unique_rows(rows)).equals(
+            sorted_unique(rows_to_table(rows)))
