@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,8 +82,10 @@ def _measure(root: Path, reps: int) -> Results:
                      "read_table": lambda i: read_table, "read_file": lambda i: read_file},
                     root, reps)
     m, base = median(t["run"]), median(t["baseline"])
-    probe = _run(10_000)
-    beyond, imports = _beyond_floor(root, probe, baseline, m - base)
+    # every probe in a folder of its own: a second run into the same day merges into rows
+    # that are there, which is another (heavier) path than the timed runs'
+    beyond, imports = _beyond_floor(root, lambda k: _run(10_000 + k), baseline, m - base)
+    syncs, synced = _fsyncs(root, [_run(10_200 + k) for k in range(IMPORT_SAMPLES)])
     res = Results("dryrun")
     res.rows.append(Row(
         "dry-run", "runner run --dry-run one-shot, TTL 3 s, 23,400 1 s bars",
@@ -89,10 +93,11 @@ def _measure(root: Path, reps: int) -> Results:
         f"{fmt_s(base)} ({FLOOR})", ratio(m, base), m <= TARGET_RATIO * base,
         f"{fmt_s(m - base)} over the floor: {fmt_s(imports)} importing what the floor does "
         f"not ({beyond.rows[0][0]} {beyond.rows[0][1]}, {beyond.rows[1][0]} "
-        f"{beyond.rows[1][1]}, …), {fmt_s(m - base - imports)} the run's own work",
+        f"{beyond.rows[1][1]}, …), {fmt_s(m - base - imports)} the run's own work (of it, "
+        f"its {syncs} fsyncs: {fmt_s(synced)}, median of {IMPORT_SAMPLES} probes)",
     ))
-    heavy = imported_heavy(probe, root)
-    top = top_imports(_run(10_001), root, 8)
+    heavy = imported_heavy(_run(10_100), root)
+    top = top_imports(_run(10_101), root, 8)
     res.tables.append(Table(
         "dry-run: largest top-level imports (python -X importtime, cumulative)",
         ["package", "ms"], [[mod, f"{s * 1e3:.0f}"] for mod, s in top],
@@ -106,7 +111,7 @@ def _measure(root: Path, reps: int) -> Results:
           _pandas(read_table, root)],
          ["pq.ParquetFile(bars).read()  (what runner.bars uses)", fmt_s(median(t["read_file"])),
           _pandas(read_file, root)],
-         ["runner run --dry-run", fmt_s(m), _pandas(probe, root)]],
+         ["runner run --dry-run", fmt_s(m), _pandas(_run(10_102), root)]],
         note="pq.read_table goes through pyarrow.dataset, whose import pulls in pandas "
              "(pyarrow's pandas shim); ParquetFile(...).read() reads the same columns without "
              "it. The difference between those two rows is what the dry-run pays for it.",
@@ -116,15 +121,16 @@ def _measure(root: Path, reps: int) -> Results:
     return res
 
 
-def _beyond_floor(root: Path, run: list[str], floor: list[str], gap: float) -> tuple[Table, float]:
+def _beyond_floor(root: Path, run: Callable[[int], list[str]], floor: list[str],
+                  gap: float) -> tuple[Table, float]:
     """Where the dry run's time over the floor goes: the modules it imports that the
     floor does not (own import time, by package), and what is left, its own work; and
     the seconds of those imports."""
     floor_modules = self_import_times(floor, root)
     samples: dict[str, list[float]] = {}
-    for _ in range(IMPORT_SAMPLES):
+    for k in range(IMPORT_SAMPLES):
         extra: dict[str, float] = {}
-        for module, own in self_import_times(run, root).items():
+        for module, own in self_import_times(run(k), root).items():
             if module not in floor_modules:
                 package = module.split(".")[0]
                 extra[package] = extra.get(package, 0.0) + own
@@ -146,6 +152,30 @@ def _beyond_floor(root: Path, run: list[str], floor: list[str], gap: float) -> t
              "slows imports a little); the gap is the median wall difference of the timed "
              "runs. On a loaded machine the two can disagree.",
     ), imports
+
+
+def _fsyncs(root: Path, runs: list[list[str]]) -> tuple[int, float]:
+    """How many fsyncs a dry run makes (journal, its events, the day's file, the folders)
+    and the median of their total time over `runs`: the part of its own work that a busy
+    disk stretches, and that the floor (no writes) never pays."""
+    totals, count = [], 0
+    for argv in runs:
+        assert argv[:3] == [PY, "-m", "runner"]
+        code = ("import os, sys, time\n"
+                "spent = []\n"
+                "def fsync(fd, _fsync=os.fsync):\n"
+                "    t = time.perf_counter(); _fsync(fd); spent.append(time.perf_counter() - t)\n"
+                "os.fsync = fsync\n"
+                "from runner.cli import main\n"
+                f"code = main({argv[3:]!r})\n"
+                "print(len(spent), sum(spent), file=sys.stderr)\n"
+                "sys.exit(code)\n")
+        proc = subprocess.run([PY, "-c", code], cwd=root, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"fsync probe failed: {proc.stderr[-2000:]}")
+        n, total = proc.stderr.split()[-2:]
+        count, totals = int(n), [*totals, float(total)]
+    return count, median(totals)
 
 
 def _pandas(argv: list[str], root: Path) -> str:

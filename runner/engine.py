@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runner import tca
@@ -34,10 +34,11 @@ from runner.errors import (
     Stopped,
     UsageError,
 )
+from runner.events import IntentDraft, order_event
 from runner.fsm import IGNORED, TRANSITIONS, InvalidTransition, TrackedOrder
-from runner.ledger.event import LedgerEvent
+from runner.ledger.event import LedgerEvent, Stamped
 from runner.livebars import Priced
-from runner.plan import ACK_TIMEOUT_SEC, CANCEL_ATTEMPTS, Plan, day_span_ns, trading_day
+from runner.plan import CANCEL_ATTEMPTS, Plan, day_span_ns, trading_day
 
 NS = 1_000_000_000
 GTD_DROPPED = 10349  # IB: "Order TIF was set to DAY based on order preset" (no backstop now)
@@ -50,7 +51,7 @@ class Journal(Protocol):
 
     def open(self) -> Any: ...  # ready to take the INTENT (idempotent)
 
-    def append(self, event: LedgerEvent) -> None: ...  # returns once it is durable
+    def append(self, event: LedgerEvent | Stamped) -> None: ...  # returns once it is durable
 
 
 @dataclass
@@ -148,31 +149,32 @@ class Engine:
         self._open_journal()  # creating the file is not part of the INTENT's latency
         order_id = self.broker.next_order_id()  # reserved before the clock starts, too
         first_ns, end_ns = day_span_ns(self.plan.day)
+        # all of the INTENT but what its clock decides, made before the clock is read
+        draft = IntentDraft(self.plan, self.broker.name, self.account, self.client_id,
+                            order_id, self.plan.bars_path if self.live is None else
+                            self.live.path, self.broker.now_ns())
         now = self.broker.now_ns()  # the INTENT: the deadline and the GTD come from it
         if not first_ns <= now < end_ns:
             raise UsageError(f"the trading day changed since the plan was made ({self.plan.day}"
                              f" -> {trading_day(now)}); nothing was sent", "run it again")
-        if req.backstop_sec is not None:
-            req = replace(req, good_till_ns=-(-(now + int(req.backstop_sec * NS)) // NS) * NS)
-        self.order = TrackedOrder(req, intent_ns=now, client_id=self.client_id, order_id=order_id)
+        self.order, req = draft.at(now)
         arrival = self.bars.arrival_at(now) if self.bars is not None else None
         source = "bars" if arrival is not None else None
         if arrival is None and self.broker_price is not None:
             arrival = self.broker_price()  # what the gates judged by; the day caps count it
             source = "broker" if arrival is not None else None
         self.outcome.arrival_px = arrival
-        sanity = self.plan.kind == "sanity-cancel"
-        wait_sec = ACK_TIMEOUT_SEC if sanity else self.plan.ttl_sec
-        assert wait_sec is not None
-        deadline = now + int(wait_sec * NS)
         # durable before the order leaves; the deadline tells `runner recover` when to cancel
-        self._record(Ev.INTENT, now, arrival_px=arrival, deadline=deadline,
-                     good_till=req.good_till_ns, arrival_source=source,
-                     bars_path=self.plan.bars_path if self.live is None else self.live.path)
-        self._unlock()  # counted and durable: the next run's count sees this INTENT
+        intent = draft.stamp(now, arrival, source)
+        self._journal_intent(intent)
         self.order.placed = True  # from here on, a way out must cancel it
-        await self.broker.place(req)
-        if sanity:
+        try:
+            await self.broker.place(req)  # the order's bytes first, then the bookkeeping
+        finally:
+            self._recorded(intent.as_event())
+            self._unlock()  # counted and durable: the next run's count sees this INTENT
+        deadline = now + draft.wait_ns
+        if self.plan.kind == "sanity-cancel":
             await self._wait(lambda o: o.state != Ev.INTENT, deadline)
         else:
             await self._wait(lambda o: o.stopped, deadline)
@@ -402,31 +404,30 @@ class Engine:
             raise LedgerError(f"{e.message}; the order was not sent",
                               "free disk space or fix out_dir, then run again") from None
 
+    def _journal_intent(self, intent: Stamped) -> None:
+        try:
+            self.journal.append(intent)
+        except LedgerError as e:  # nothing is sent without a durable INTENT
+            raise LedgerError(f"{e.message}; the order was not sent",
+                              "free disk space or fix out_dir, then run again") from None
+
     def _record(self, event: Ev, ts_ns: int, **extra: Any) -> None:
-        order = self.order
-        assert order is not None
-        req = order.req
-        totals: dict[str, Any] = {"fill_qty": order.fill_qty, "avg_px": order.avg_px,
-                                  "commission": order.commission}  # a PNL_SNAPSHOT: its own
-        totals.update({k: v for k, v in extra.items() if v is not None and v != ""})
-        entry = LedgerEvent(
-            ts=ts_ns, spec=self.plan.spec, tag=req.tag, event=event.value,
-            broker=self.broker.name, account=self.account, order_id=order.order_id,
-            perm_id=order.perm_id, client_id=order.client_id, symbol=req.symbol,
-            sec_type=req.sec_type, exchange=req.exchange, currency=req.currency,
-            mode=self.plan.mode, side=req.side, qty=req.qty, order_type=req.order_type,
-            limit=req.limit, tif=req.tif, **totals)
+        assert self.order is not None
+        entry = order_event(self.plan, self.broker.name, self.account, self.order, event,
+                            ts_ns, **extra)
         try:
             self.journal.append(entry)
         except LedgerError as e:
-            if event == Ev.INTENT:  # nothing is sent without a durable INTENT
-                raise LedgerError(f"{e.message}; the order was not sent",
-                                  "free disk space or fix out_dir, then run again") from None
             # Past the INTENT the order is out there: keep the event in memory, stop
             # trading (the wait loop cancels at once), and hand the rows to the caller.
             self.unjournaled.append(entry)
             self.ledger_error = self.ledger_error or e
-        self.outcome.events.append(event.value)
+        self._recorded(entry)
+
+    def _recorded(self, entry: LedgerEvent) -> None:
+        """A journaled event's bookkeeping: the outcome, and `on_event` (the status line)."""
+        assert entry.event is not None
+        self.outcome.events.append(entry.event)
         if self.on_event is not None:
             self.on_event(entry)
         self._update_outcome()

@@ -82,6 +82,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     ),
     "test_dryrun.py": (
         "test_a_dry_run_imports_no_pandas_nor_ib_async",
+        "test_a_dry_run_on_a_fresh_day_imports_no_pyarrow_compute",
     ),
     "test_faults.py": (
         "test_disk_full_after_the_intent_cancels_and_prints_the_events",

@@ -144,6 +144,31 @@ def test_nan_price_names_column_and_row(tmp_path: Path) -> None:
     )
 
 
+def test_numbers_of_any_numeric_type_and_timestamps_of_any_tz_read_exactly(
+        tmp_path: Path) -> None:
+    """Read without a cast where numpy does it (float64; integers without nulls; ns
+    timestamps, whatever their zone: the stored UTC instants), with one elsewhere: every
+    value as the float64 / int64 it is."""
+    from decimal import Decimal
+
+    columns = {
+        "ts": ts_array([0, 1, 2, 3, 4], pa.timestamp("ns", tz="America/New_York")),
+        "open": pa.array(COLUMNS["open"], pa.float32()),
+        "high": pa.array([Decimal("101.25")] * 5, pa.decimal128(10, 2)),
+        "low": pa.array([99, 99, 98, 99, 100], pa.int32()),
+        "close": pa.array(COLUMNS["close"], pa.float64()),
+        "volume": pa.array([1000, 2**53 + 2, 0, 500, 1500], pa.uint64()),
+    }
+    bars = load_bars(write(tmp_path, columns))
+    assert bars.ts.tolist() == [T0 + k * S for k in range(5)]
+    assert bars.open.tolist() == [float(np.float32(v)) for v in COLUMNS["open"]]
+    assert bars.high.tolist() == [101.25] * 5
+    assert bars.low.tolist() == [99.0, 99.0, 98.0, 99.0, 100.0]
+    assert bars.close.tolist() == COLUMNS["close"]
+    assert bars.volume.tolist() == [1000.0, float(2**53 + 2), 0.0, 500.0, 1500.0]
+    assert all(a.dtype == np.float64 for a in (bars.open, bars.high, bars.low, bars.volume))
+
+
 def test_null_volume_is_reported_like_nan(tmp_path: Path) -> None:
     path = standard(tmp_path, volume=pa.array([1, 2, 3, None, 5], pa.int64()))
     assert error_of(path) == (

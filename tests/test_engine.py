@@ -387,6 +387,27 @@ def test_the_gtd_backstop_is_stamped_from_the_intent_in_whole_seconds(tmp_path) 
     assert intent["deadline"] == start + TTL_SEC * NS
 
 
+class SendFails(Staged):
+    """The simulator, but sending the order fails (a connection that drops at that
+    moment): the INTENT is durable by then, and the order may or may not be out."""
+
+    async def place(self, order: Any) -> None:
+        raise GatewayError("connection lost while sending", "runner recover")
+
+
+def test_an_intent_whose_send_fails_is_still_counted_and_left_for_recover(run) -> None:
+    seen: list[str] = []
+    released: list[bool] = []
+    r = run(SendFails(), on_event=lambda row: seen.append(str(row.event)),
+            pre_place=lambda session: lambda: released.append(True))
+    with pytest.raises(GatewayError, match="connection lost while sending"):
+        r()
+    # the INTENT's bookkeeping ran although the send failed: outcome, status line, caps
+    assert r.engine.outcome.events[0] == "INTENT" and seen[0] == "INTENT"
+    assert released == [True]  # the caps lock, once
+    assert r.events() == ["INTENT", "UNSETTLED"]  # not known to be dead: for recover
+
+
 def test_a_handshake_places_nothing(tmp_path) -> None:
     plan = replace(make_plan(tmp_path), order=None, kind="handshake")
     ledger = Ledger(Path(plan.out_dir), plan.day, "engine-test")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from runner.broker import BrokerEvent, Ev, Lookup, Note, NoteKind, OrderRequest, SessionInfo
 from runner.broker import WhatIf as WhatIf
 from runner.errors import GatewayError
-from runner.ib import queries
+from runner.ib import prepared, queries
 from runner.ib.codes import CANCEL_TOO_LATE, DUPLICATE_ORDER_ID, Kind, classify, refused_state
 from runner.ib.orders import END_OF_STATUS, Execution, Tracker
 from runner.ib.queries import Found, Identity, gtd_string, parse_hours
@@ -55,6 +55,7 @@ class IBBroker:
         self._timer: asyncio.TimerHandle | None = None
         self._commission_query: asyncio.Task[None] | None = None
         self._order_id: int | None = None
+        self._prepared: prepared.Prepared | None = None  # the order's message, pre-encoded
         self._id_refused = False  # 103: the id belongs to another order; never cancel by it
 
     def now_ns(self) -> int:
@@ -137,18 +138,30 @@ class IBBroker:
         self._ib_order = queries.ib_order(order)  # ~40 µs: built before the INTENT's clock
 
     def next_order_id(self) -> int | None:
-        """The id the order will go out with, taken now so the INTENT can carry it."""
+        """The id the order will go out with, taken now so the INTENT can carry it; the
+        order's message is encoded with it now too, so `place` only sends it."""
         if self._order_id is None:
             self._order_id = int(self.session.ib.client.getReqId())
+            if self._ib_order is not None:
+                self._prepared = prepared.encode(self.session.ib, self.contract,
+                                                 self._ib_order, self._order_id)
         return self._order_id
 
     async def place(self, order: OrderRequest) -> None:
+        """Send the order: the message encoded by `next_order_id` if there is one, else
+        as ib_async's placeOrder encodes it."""
         self.tracker = Tracker(order, self.client_id, self._put, self.now_ns)
-        ib_order = self._ib_order
-        if order.good_till_ns is not None:  # the backstop is taken from the INTENT's clock
-            ib_order.goodTillDate = queries.gtd_string(order.good_till_ns)
-        ib_order.orderId = self.next_order_id()
-        trade = self.session.ib.placeOrder(self.contract, ib_order)
+        ib, ib_order, order_id = self.session.ib, self._ib_order, self.next_order_id()
+        # the backstop is taken from the INTENT's clock
+        good_till = None if order.good_till_ns is None else queries.gtd_string(order.good_till_ns)
+        ready, trade = self._prepared, None
+        if ready is not None and ready.order_id == order_id:
+            trade = prepared.send(ib, self.contract, ib_order, ready, good_till)
+        if trade is None:
+            if good_till is not None:
+                ib_order.goodTillDate = good_till
+            ib_order.orderId = order_id
+            trade = ib.placeOrder(self.contract, ib_order)
         self.tracker.order_id = trade.order.orderId or None
 
     async def cancel(self, tag: str) -> None:

@@ -89,6 +89,7 @@ class Tracker:
 
     def on_status(self, status: str, filled: float, avg_px: float | None,
                   perm_id: int | None = None) -> None:
+        now = self.clock()  # when the message came: the ACK's time
         self.perm_id = perm_id or self.perm_id
         self.status = status
         if self.end_status is None:  # the end's own numbers stand against later echoes
@@ -96,10 +97,10 @@ class Tracker:
             self.status_avg = avg_px if avg_px else self.status_avg
         if status in ACK_STATUSES and not self.acked and self.ended is None:
             self.acked = True
-            self._out(Ev.ACK)
+            self._out(Ev.ACK, ts_ns=now)
         if status in END_OF_STATUS and self.end_status is None:
             self.end_status = status
-            self.end_since_ns = self.clock()
+            self.end_since_ns = now
         self.pump()
 
     def on_execution(self, e: Execution) -> None:
@@ -237,13 +238,15 @@ class Tracker:
                            f"{self.fill_qty:g}, more than the order's {self.req.qty:g}"))
 
     def _out(self, kind: Ev, *, last_qty: float | None = None, last_px: float | None = None,
-             exec_id: str = "", corrects: str = "", message: str = "") -> None:
+             exec_id: str = "", corrects: str = "", message: str = "",
+             ts_ns: int | None = None) -> None:
+        ts_ns = self.clock() if ts_ns is None else ts_ns
         filled = self.journaled_qty
         if kind in END_OF_STATUS.values() and self.status_filled > filled + EPS:
             filled = self.status_filled  # executions missing: the broker's own count
         avg = self.avg_px if self.fill_qty > EPS else self.status_avg
         self.emit(BrokerEvent(
-            kind=kind, ts_ns=self.clock(), tag=self.req.tag, order_id=self.order_id,
+            kind=kind, ts_ns=ts_ns, tag=self.req.tag, order_id=self.order_id,
             perm_id=self.perm_id, client_id=self.client_id, fill_qty=filled,
             last_qty=last_qty, last_px=last_px, avg_px=avg, commission=self.commission,
             message=message, exec_id=exec_id, corrects=corrects))

@@ -2,7 +2,9 @@
 written whole or not at all, merged without doubles.
 
 Built from numpy buffers, never `pa.array()` or `Table.group_by`: those import pandas
-(0.15-0.25 s), which a dry run must not.
+(0.15-0.25 s), which a dry run must not. A run's own rows are sorted in Python before
+they become a table, so that a run on a fresh day does not import pyarrow.compute either
+(~25 ms); merging into a day that has rows does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from runner.errors import LedgerError
@@ -81,8 +82,12 @@ def _strings(values: list[Any], n: int, bitmap: pa.Buffer | None, nulls: int) ->
     encoded = [b"" if v is None else v.encode() for v in values]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
-    return pa.Array.from_buffers(pa.large_string(), n, [bitmap, pa.py_buffer(offsets),
-                                                        pa.py_buffer(b"".join(encoded))],
+    data = pa.py_buffer(b"".join(encoded))
+    if offsets[-1] < 2**31:  # fits string's int32 offsets: built as it is, no cast (whose
+        # pyarrow.compute import costs a dry run ~25 ms)
+        return pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(
+            offsets.astype(np.int32)), data], null_count=nulls)
+    return pa.Array.from_buffers(pa.large_string(), n, [bitmap, pa.py_buffer(offsets), data],
                                  null_count=nulls).cast(pa.string())
 
 
@@ -137,10 +142,21 @@ def write_parquet_atomic(table: pa.Table, dest: Path, tmp_tag: str) -> None:
         raise
 
 
+def sorted_unique_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What `sorted_unique` makes of the table of `rows`, done on the rows themselves:
+    sorted by (ts, run_id, seq), the first of each (run_id, seq) kept."""
+    first: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault((row["run_id"], row["seq"]), row)
+    return sorted(first.values(), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+
+
 def sorted_unique(table: pa.Table) -> pa.Table:
     """Rows sorted by (ts, run_id, seq), the first of each (run_id, seq) kept. Vectorised
     with numpy, not Table.group_by: that loads Acero and pyarrow.dataset, and with them
     pandas (0.2 s on a dry run)."""
+    import pyarrow.compute as pc
+
     if len(table):
         runs = _values(pc.dictionary_encode(table.column("run_id").combine_chunks()).indices)
         seqs = _values(table.column("seq").combine_chunks())
@@ -159,7 +175,7 @@ def merge(
     already, so only rows of runs it shares with `rows` are checked for doubles, and only
     the tail of base from the earliest new ts on is re-sorted.
     """
-    extra = sorted_unique(rows_to_table(rows, schema))
+    extra = rows_to_table(sorted_unique_rows(rows), schema)
     if base is None or base.num_rows == 0:
         return extra, extra.num_rows
     extra = _drop_known(base, extra)
@@ -177,6 +193,8 @@ def merge(
 def _drop_known(base: pa.Table, extra: pa.Table) -> pa.Table:
     """`extra` less the (run_id, seq) pairs base holds (a merge that crashed before it
     deleted its journals leaves them to be merged again)."""
+    import pyarrow.compute as pc
+
     runs = pc.unique(extra.column("run_id"))
     mask = pc.is_in(base.column("run_id"), value_set=runs)
     if not pc.any(mask).as_py():

@@ -16,7 +16,7 @@ from runner.ledger.arrow import (
     merge,
     read_parquet,
     rows_to_table,
-    sorted_unique,
+    sorted_unique_rows,
     table_to_rows,
     write_parquet_atomic,
 )
@@ -112,7 +112,7 @@ def _write_merged(day_dir: Path, rows: list[dict[str, Any]], rescue_tag: str) ->
 def _write_part(day_dir: Path, rows: list[dict[str, Any]], run_id: str) -> int:
     """A big day: this run's rows go to a part file of their own; ledger.parquet is not
     read or rewritten. Readers merge the parts (and drop any (run_id, seq) seen twice)."""
-    part = sorted_unique(rows_to_table(rows))
+    part = rows_to_table(sorted_unique_rows(rows))
     write_parquet_atomic(part, day_dir / f"{PART_PREFIX}{run_id}.parquet", run_id)
     return int(part.num_rows)
 

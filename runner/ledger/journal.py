@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from runner.errors import LedgerError
 from runner.ledger.compact import compact
-from runner.ledger.event import LedgerEvent
+from runner.ledger.event import LedgerEvent, Stamped
 from runner.ledger.files import flocked, fsync_dir, write_all
 from runner.ledger.schema import LEDGER_FILE, LOCK_FILE, RUN_ID_RE, check_day, journal_path
 
@@ -36,18 +36,18 @@ class Ledger:
         self.journal_path = journal_path(self.day_dir, run_id)
         self._fd: int | None = None
         self._size = 0
-        self._events: list[LedgerEvent] = []
+        self._events: list[LedgerEvent | Stamped] = []  # a Stamped one: built when read
         self._committed = False
 
     @property
     def events(self) -> list[LedgerEvent]:
         """What was journaled, in order (event n has seq n)."""
-        return list(self._events)
+        return [e if isinstance(e, LedgerEvent) else e.as_event() for e in self._events]
 
     @property
     def rows(self) -> list[dict[str, Any]]:
         """The journaled events as rows, every column (as `table_to_rows` reads them)."""
-        return [e.row(self.run_id, seq) for seq, e in enumerate(self._events, 1)]
+        return [e.row(self.run_id, seq) for seq, e in enumerate(self.events, 1)]
 
     @property
     def ledger_path(self) -> Path:
@@ -86,12 +86,13 @@ class Ledger:
             raise
         return fd
 
-    def append(self, event: LedgerEvent | Mapping[str, Any]) -> None:
+    def append(self, event: LedgerEvent | Stamped | Mapping[str, Any]) -> None:
         """Journal one event; returns once it is fsynced (write-ahead). A mapping is made
-        a LedgerEvent first (ValueError if it cannot be one: nothing is written)."""
+        a LedgerEvent first (ValueError if it cannot be one: nothing is written); a
+        Stamped one (an event drafted ahead, the INTENT) brings its line pre-encoded."""
         if self._fd is None:
             raise LedgerError(f"ledger {self.journal_path} is not open", "call open() first")
-        if not isinstance(event, LedgerEvent):
+        if not isinstance(event, (LedgerEvent, Stamped)):
             event = LedgerEvent.of(event)
         line = event.line(self.run_id, len(self._events) + 1)
         try:
@@ -180,10 +181,10 @@ class RunJournal:
             self.ledger.open()
             self.opened = True
 
-    def append(self, event: LedgerEvent) -> None:
+    def append(self, event: LedgerEvent | Stamped) -> None:
         self.open()
         self.ledger.append(event)
-        if event.event == self._die_after:
+        if (event.kind if isinstance(event, Stamped) else event.event) == self._die_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def retry(self, events: list[LedgerEvent]) -> list[LedgerEvent]:

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from runner.errors import LedgerError
 from runner.ledger.arrow import merge, read_parquet, table_to_rows
@@ -77,6 +76,8 @@ def tags_on_day(out_dir: Path, day: str) -> set[str]:
 
 
 def _tags_in(day_dir: Path) -> set[str]:
+    import pyarrow.compute as pc  # only for a day with files (a dry run's fresh day: none)
+
     tags: set[str] = set()
     for path in [day_dir / LEDGER_FILE, *sorted(day_dir.glob("ledger.*.parquet"))]:
         if path.exists():

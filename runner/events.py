@@ -1,0 +1,84 @@
+"""The engine's ledger rows: one built from the order as it stands (`order_event`), and
+the INTENT, drafted before its clock starts (`IntentDraft`).
+
+From the INTENT's clock to the order's bytes on the socket runner does only what needs
+that clock (DESIGN §6, §9): the day check, the deadline and the GTD backstop, the
+arrival price, the journal line and its write + fsync. The rest of the INTENT — its
+other columns, checked and encoded; the tracked order; the request with its backstop
+for the second it will most likely name — is made before, by `IntentDraft`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from runner.broker import Ev, OrderRequest
+from runner.fsm import TrackedOrder
+from runner.ledger.event import Draft, LedgerEvent, Stamped
+from runner.plan import ACK_TIMEOUT_SEC, Plan
+
+NS = 1_000_000_000
+LATE = ("ts", "deadline", "good_till", "arrival_px", "arrival_source")  # from the clock
+
+
+def order_event(plan: Plan, broker: str, account: str, order: TrackedOrder, event: Ev,
+                ts_ns: int, **extra: Any) -> LedgerEvent:
+    """The row of `event` for the order: its identity and terms, its totals so far, and
+    `extra` (None and "" left out) over them."""
+    req = order.req
+    totals: dict[str, Any] = {"fill_qty": order.fill_qty, "avg_px": order.avg_px,
+                              "commission": order.commission}  # a PNL_SNAPSHOT: its own
+    totals.update({k: v for k, v in extra.items() if v is not None and v != ""})
+    return LedgerEvent(
+        ts=ts_ns, spec=plan.spec, tag=req.tag, event=event.value, broker=broker,
+        account=account, order_id=order.order_id, perm_id=order.perm_id,
+        client_id=order.client_id, symbol=req.symbol, sec_type=req.sec_type,
+        exchange=req.exchange, currency=req.currency, mode=plan.mode, side=req.side,
+        qty=req.qty, order_type=req.order_type, limit=req.limit, tif=req.tif, **totals)
+
+
+class IntentDraft:
+    """Everything of the INTENT but what its clock decides, made before the clock is
+    read; `at(now)` then gives the tracked order and the request to send, `stamp` the
+    row for the journal."""
+
+    def __init__(self, plan: Plan, broker: str, account: str, client_id: int | None,
+                 order_id: int | None, bars_path: str | None, guess_ns: int) -> None:
+        req = plan.order
+        assert req is not None
+        wait_sec = ACK_TIMEOUT_SEC if plan.kind == "sanity-cancel" else plan.ttl_sec
+        assert wait_sec is not None
+        self.wait_ns = int(wait_sec * NS)
+        self.backstop_ns = None if req.backstop_sec is None else int(req.backstop_sec * NS)
+        self.order = TrackedOrder(req, intent_ns=guess_ns, client_id=client_id,
+                                  order_id=order_id)
+        self.draft = Draft(order_event(plan, broker, account, self.order, Ev.INTENT, guess_ns,
+                                       bars_path=bars_path), LATE)
+        # the request with the backstop of the second the clock will most likely show
+        self._guess = self._with_backstop(req, guess_ns)
+
+    def good_till(self, now_ns: int) -> int | None:
+        """The GTD backstop of an INTENT at `now_ns`: IB's next whole second after it."""
+        if self.backstop_ns is None:
+            return None
+        return -(-(now_ns + self.backstop_ns) // NS) * NS
+
+    def at(self, now_ns: int) -> tuple[TrackedOrder, OrderRequest]:
+        """The tracked order of an INTENT at `now_ns`, and the request to send."""
+        req = self._guess
+        if req.good_till_ns != self.good_till(now_ns):  # the guess was a second off
+            req = self._with_backstop(req, now_ns)
+        self.order.req, self.order.intent_ns = req, now_ns
+        return self.order, req
+
+    def stamp(self, now_ns: int, arrival_px: float | None,
+              arrival_source: str | None) -> Stamped:
+        """The INTENT row for the journal (its line encoded but for these figures)."""
+        return self.draft.stamp(ts=now_ns, deadline=now_ns + self.wait_ns,
+                                good_till=self.good_till(now_ns), arrival_px=arrival_px,
+                                arrival_source=arrival_source)
+
+    def _with_backstop(self, req: OrderRequest, now_ns: int) -> OrderRequest:
+        good_till = self.good_till(now_ns)
+        return req if good_till is None else replace(req, good_till_ns=good_till)
