@@ -54,7 +54,8 @@ def _outside(p: argparse.ArgumentParser) -> None:
 
 def _at(p: argparse.ArgumentParser) -> None:
     p.add_argument("--at", metavar="TIME", help="start time of a dry run (ISO 8601 with "
-                   "offset, or epoch s); fixes generated tags")
+                   "offset, or epoch s); fixes generated tags (default: the spec's at:, else "
+                   "the end of the first bar with bars, else now)")
 
 
 def _dry_run(p: argparse.ArgumentParser) -> None:
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help="the spec file (one or more YAML documents)")
     _json(p, "machine-readable plan (stable)")
     p.add_argument("--at", metavar="TIME",
-                   help="plan start (ISO 8601 with offset, or epoch s); fixes generated tags")
+                   help="plan start (ISO 8601 with offset, or epoch s); fixes generated tags "
+                   "(default: the spec's at:, else now; not with --broker)")
     _outside(p)
     p.add_argument("--broker", action="store_true",
                    help="connect and add IB's what-if preview (margin, commission, warnings) "
@@ -179,13 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG)
     _targets(p)
     p.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD",
-                   help="the day folders of --out-dir from this day (inclusive)")
+                   help="the day folders of --out-dir from this day (inclusive) "
+                   "(default: the first)")
     p.add_argument("--to", dest="to_day", metavar="YYYY-MM-DD",
-                   help="... up to this day (inclusive)")
-    p.add_argument("--symbol", type=symbol, help="only this symbol's orders (any case)")
-    p.add_argument("--tag", help="only this tag's orders (or a glob: 'probe*')")
+                   help="... up to this day (inclusive) (default: the last)")
+    p.add_argument("--symbol", type=symbol,
+                   help="only this symbol's orders (any case) (default: all)")
+    p.add_argument("--tag", help="only this tag's orders (or a glob: 'probe*') "
+                   "(default: all)")
     p.add_argument("--side", type=choice(SIDES), metavar="BUY|SELL",
-                   help="only BUY or SELL orders (any case)")
+                   help="only BUY or SELL orders (any case) (default: both)")
     _json(p, "print the report as one JSON document")
     p.add_argument("--plot", metavar="DIR", type=typed_path, help="also write one PNG per "
                    "order here (matplotlib; extra plot) (default: no pictures)")

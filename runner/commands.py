@@ -59,13 +59,13 @@ def validate(paths: Sequence[str], allow_outside: bool = False, as_json: bool = 
                else f"{invalid} of {total} specs invalid")
     broken = sorted({os.path.normpath(p) for p in policies.broken})
     summary += f"; policy invalid: {', '.join(broken)}" if broken else ""
+    for line in problems:  # the lines for people on stderr, --json or not
+        print(line, file=sys.stderr)
     if as_json:
         counts: dict[str, Any] = {"specs": total, "invalid": invalid, "errors": problems}
         emit(failed("validate", code, summary, spec=files[0] if len(files) == 1 else None,
                     **counts) if code else document("validate", True, **counts))
     else:
-        for line in problems:
-            print(line, file=sys.stderr)
         print(summary)
     return code
 

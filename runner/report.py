@@ -354,4 +354,5 @@ _BPS_HEADS = tuple((head, name) for head, name, kind in ORDER_COLUMNS if kind ==
 
 
 def _f1(value: float | None) -> str:
-    return _D if value is None else format(value, ".1f")
+    text = _D if value is None else format(value, ".1f")
+    return "0.0" if text == "-0.0" else text  # as the order lines show it (arrowtext.fixed)

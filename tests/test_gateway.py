@@ -671,8 +671,9 @@ def test_gateway_help_through_runner_lists_every_flag() -> None:
     (["--speed", "nan"], "--speed: 'nan' is not a speed (a number > 0)"),
     (["--speed", "fast"], "--speed: 'fast' is not a number"),
     (["--participation", "1.5"], "--participation: '1.5' is not a share in (0, 1]"),
-    (["--hours", "late"],
-     "--hours: invalid choice: 'late' (choose from 'open', 'regular', 'closed')"),
+    (["--hours", "late"], "--hours: 'late' is not open, regular or closed"),
+    (["--hours", "regualr"],
+     "--hours: 'regualr' is not open, regular or closed; did you mean regular?"),
     (["--symbol", "SPY"], "--symbol: only with --bars (it picks the rows of the bars file)"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])

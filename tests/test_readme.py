@@ -2,8 +2,9 @@
 in order in one bash (so `export OUT=$(mktemp -d)` carries to the next line), in a fresh
 copy of the project (a temporary folder holding `.git`, the shipped specs, schemas, policy
 and sample data); the lines under each are what it must print (stdout and stderr
-together, in order). Masked on both sides, and nothing else: generated tags' timestamps,
-run ids (8 hex digits standing alone), and the fake gateway's port.
+together, in order). Masked on both sides, and nothing else: generated tags' timestamps
+(not their document index), run ids (8 hex digits standing alone), `mktemp -d` folders
+(shown as `$OUT`), and the fake gateway's port.
 
 `$ runner gateway ... &` (first in its block) starts the fake gateway in the background
 for the block, on a free port (the README says 7497); IB_GATEWAY_PORT points the block at
@@ -78,8 +79,9 @@ def steps(block: Block) -> list[Step]:
 
 
 _MASKS = (
-    (re.compile(r"\b((?:oneshot|sanity)_[A-Za-z0-9.]+_)\d{13}(-\d+)?"), r"\1<T>"),
+    (re.compile(r"\b((?:oneshot|sanity)_[A-Za-z0-9.]+_)\d{13}"), r"\1<T>"),  # -N kept
     (re.compile(r"(?<![\w.-])[0-9a-f]{8}(?![\w.-])"), "<RUN>"),
+    (re.compile(r"/tmp/tmp\.\w+"), "$OUT"),  # a `mktemp -d` folder, shown as its variable
 )
 _WALL_CLOCK = (
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "<NOW>"),
@@ -167,3 +169,17 @@ def _gateway(command: str, cwd: Path, env: dict[str, str]) -> tuple[subprocess.P
     found = re.search(r"127\.0\.0\.1:(\d+)", first)
     assert found, f"the gateway did not start: {first!r}"
     return process, found.group(1)
+
+
+def test_the_first_command_prints_what_the_readme_says(project: Path) -> None:
+    """The opening claim, "The first prints `...`", for its runner part (the set-up
+    before it is what tests/test_ci.py checks)."""
+    text = README.read_text(encoding="utf-8")
+    claim = re.search(r"The first prints `([^`]+)`", text)
+    assert claim, "README: the first command's output is no longer stated"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run([sys.executable, "-m", "runner", "run", "specs/one-shot.yaml",
+                           "--dry-run"], cwd=project, env=env, text=True, timeout=120,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert (done.returncode, done.stdout) == (0, claim.group(1) + "\n")
+    assert (project / "data" / "exec" / "2026-01-05" / "ledger.parquet").exists()

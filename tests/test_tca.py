@@ -630,3 +630,12 @@ def test_tca_text_shows_the_recorded_digits(tmp_path: Path) -> None:
                             "—", "—", "1.40"]  # fmt: skip  (0.25 bps: half to even)
     assert total == ("TOTAL USD orders=1 filled=1 fill_qty=0.5 notional=32500.025 comm=1.40 "
                      "bps: short=0.2 vwsl=— is=— fees=—")
+
+
+def test_a_total_that_rounds_to_zero_is_shown_as_zero_not_minus_zero() -> None:
+    from runner.report import totals_line
+
+    line = totals_line({"currency": "USD", "orders": 1, "filled_orders": 1, "fill_qty": 1.0,
+                        "notional": 100.0, "commission": 0.0004, "shortfall_bps": -0.0034,
+                        "vwap_slippage_bps": 0.0, "is_bps": None, "fees_bps": 0.04})
+    assert " short=0.0 vwsl=0.0 is=\u2014 fees=0.0" in line and "-0.0" not in line

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from runner.errors import DataError, RunnerError
+from runner.flags import choice
 from runner.gateway.contracts import HOURS_MODES
 from runner.gateway.scenario import Scenario, load_scenario
 from runner.gateway.server import DEFAULT_ACCOUNT, FakeGateway
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a YAML scenario: how the gateway treats each order (by orderRef), "
                    "misbehaving like a real one; see docs/gateway-scripts.md (default: none; "
                    "every order is acknowledged, then rests or fills from --bars)")
-    p.add_argument("--hours", choices=HOURS_MODES, default="open",
+    p.add_argument("--hours", type=choice(HOURS_MODES, str.lower), default="open",
+                   metavar="|".join(HOURS_MODES),
                    help="contracts' liquid hours: open (always), regular (09:30-16:00 New "
                    "York, weekdays) or closed (default: %(default)s)")
     return p
