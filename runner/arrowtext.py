@@ -111,16 +111,43 @@ def exact(values: Any, decimals: int, at_least: int = 0) -> Any:
 
 def _padded(text: Any, at_least: int) -> Any:
     """At least `at_least` decimals: "10" -> "10.00", "10.5" -> "10.50"."""
+    return padded_rows(text, at_least, at_least)
+
+
+def padded_rows(text: Any, need: Any, most: int) -> Any:
+    """Each number with at least `need` decimals (a scalar, or one count per row, at most
+    `most`): "0.01" needing 4 -> "0.0100"; never cut."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    need = need if isinstance(need, pa.Array | pa.ChunkedArray) else scalar(need)
     dot = pc.find_substring(text, ".")
     decimals = pc.if_else(pc.equal(dot, scalar(-1)), scalar(0),
                           pc.subtract(pc.utf8_length(text), pc.add(dot, scalar(1))))
-    for n in range(at_least):  # each number has one count of decimals: at most one pad
-        pad = ("." if n == 0 else "") + "0" * (at_least - n)
-        text = pc.if_else(pc.fill_null(pc.equal(decimals, scalar(n)), scalar(False)),
-                          pc.binary_join_element_wise(text, scalar(pad), scalar("")), text)
+    for have in range(most):  # each number has one count of decimals: at most one pad
+        for want in range(have + 1, most + 1):
+            pad = ("." if have == 0 else "") + "0" * (want - have)
+            rows = pc.and_(pc.equal(decimals, scalar(have)), pc.equal(need, scalar(want)))
+            text = pc.if_else(pc.fill_null(rows, scalar(False)),
+                              pc.binary_join_element_wise(text, scalar(pad), scalar("")), text)
     return text
+
+
+def price_decimals(sec_type: Any, currency: Any, price: Any) -> Any:
+    """runner.plan.price_decimals, row by row (int8): CASH 5 (a yen quote 3), a STK
+    below $1 4, else 2; unknown instruments (older ledgers) 2."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def true(mask: Any) -> Any:
+        return pc.fill_null(mask, scalar(False))
+
+    cash = true(pc.equal(sec_type, scalar("CASH")))
+    yen = true(pc.equal(currency, scalar("JPY")))
+    sub_dollar = pc.and_(true(pc.equal(sec_type, scalar("STK"))), true(pc.less(price, scalar(1.0))))
+    fx = pc.if_else(yen, scalar(3, pa.int8()), scalar(5, pa.int8()))
+    stk = pc.if_else(sub_dollar, scalar(4, pa.int8()), scalar(2, pa.int8()))
+    return pc.if_else(cash, fx, stk)
 
 
 def _plain(values: Any, rows: Any) -> Any:

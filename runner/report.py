@@ -191,7 +191,7 @@ def tca_report(
 # ----------------------------------------------------------------------------- text
 
 EVENT_LINE_FIELDS = ("ts", "run_id", "tag", "event", "fill_qty", "qty", "last_px", "avg_px",
-                     "limit", "shortfall_bps", "message")  # fmt: skip
+                     "limit", "shortfall_bps", "message", "sec_type", "currency")  # fmt: skip
 RUN_ID_CHARS = 8  # run ids are shown by their first 8 characters
 
 
@@ -206,7 +206,7 @@ def event_lines(table: pa.Table) -> list[str]:
                     column("limit"), pc.coalesce(column("last_px"), column("avg_px")))
     texts = [_times(table), _short_ids(column("run_id")), _filled(column("tag")),
              column("event").to_pylist(), _cells(column("fill_qty"), QTY),
-             _cells(column("qty"), QTY), _cells(px, PRICE, 2),
+             _cells(column("qty"), QTY), _prices(table, px),
              _cells(column("shortfall_bps"), 2, fixed=True), column("message").to_pylist()]
     return [_event_line(*values) for values in zip(*texts, strict=True)]
 
@@ -238,6 +238,17 @@ def _filled(texts: Any) -> list[str]:
 
     filled: list[str] = pc.fill_null(texts, scalar(_D)).to_pylist()
     return filled
+
+
+def _prices(table: pa.Table, px: Any) -> list[str]:
+    """Prices as recorded, with at least their instrument's decimals (plan.price_decimals):
+    a sub-dollar limit of 0.01 is @0.0100, as `runner plan` showed it; EUR.USD 1.0851 is
+    @1.08510."""
+    names = table.column_names
+    if "sec_type" not in names or "currency" not in names:
+        return _cells(px, PRICE, 2)
+    need = arrowtext.price_decimals(table.column("sec_type"), table.column("currency"), px)
+    return _filled(arrowtext.padded_rows(arrowtext.exact(px, PRICE), need, 5))
 
 
 def _cells(values: Any, decimals: int, at_least: int = 0, fixed: bool = False) -> list[str]:

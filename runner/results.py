@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import RunnerError
 from runner.jsondoc import PRICE, QTY, document, figure, figures
 from runner.output import number_text, price_text
-from runner.plan import Plan, iso
+from runner.plan import Plan, iso, price_decimals
 
 if TYPE_CHECKING:
     from runner.broker import SessionInfo
@@ -92,9 +92,15 @@ def status_line(plan: Plan, o: Outcome) -> str:
         return f"[sanity-cancel] tag={o.tag} ACK+Cancel recorded"
     line = (f"[{plan.kind}] tag={o.tag} state={o.state} "
             f"fill_qty={number_text(figure(o.fill_qty, QTY))} "
-            f"avg_px={price_text(figure(o.avg_px, PRICE))} "
-            f"arrival={price_text(figure(o.arrival_px, PRICE))}")
+            f"avg_px={_price(plan, figure(o.avg_px, PRICE))} "
+            f"arrival={_price(plan, figure(o.arrival_px, PRICE))}")
     return line + (f" message={o.message!r}" if o.message and o.state != "FILL" else "")
+
+
+def _price(plan: Plan, px: float | None) -> str:
+    """A price with its instrument's decimals at least, as the plan showed the limit."""
+    o = plan.order
+    return price_text(px, price_decimals(o.sec_type, o.currency, px) if o else 2)
 
 
 def report(plan: Plan, o: Outcome | None, ledger_path: Path | None,

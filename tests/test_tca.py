@@ -639,3 +639,22 @@ def test_a_total_that_rounds_to_zero_is_shown_as_zero_not_minus_zero() -> None:
                         "notional": 100.0, "commission": 0.0004, "shortfall_bps": -0.0034,
                         "vwap_slippage_bps": 0.0, "is_bps": None, "fees_bps": 0.04})
     assert " short=0.0 vwsl=0.0 is=\u2014 fees=0.0" in line and "-0.0" not in line
+
+
+def test_ledger_show_prices_carry_their_instruments_decimals(tmp_path: Path) -> None:
+    """As `runner plan` shows them: a sub-dollar stock limit to 4 decimals, FX to 5 (a yen
+    quote 3), others 2; a price recorded with more digits keeps them all."""
+    def intent(i: int, tag: str, sec_type: str, currency: str, limit: float) -> dict[str, Any]:
+        return {"ts": T0 + i * S, "run_id": "r1", "seq": i, "tag": tag, "event": "INTENT",
+                "symbol": "X", "side": "BUY", "qty": 1.0, "limit": limit,
+                "sec_type": sec_type, "currency": currency}
+
+    write_day(tmp_path, rows=[intent(1, "a", "STK", "USD", 0.01),
+                              intent(2, "b", "CASH", "USD", 1.0851),
+                              intent(3, "c", "CASH", "JPY", 150.1),
+                              intent(4, "d", "STK", "USD", 10.0),
+                              intent(5, "e", "STK", "USD", 473.030041841)])
+    out, err = io.StringIO(), io.StringIO()
+    assert report.ledger_show(None, str(tmp_path), False, out=out, err=err) == 0
+    shown = [line.split("@")[1].strip() for line in out.getvalue().splitlines()]
+    assert shown == ["0.0100", "1.08510", "150.100", "10.00", "473.030041841"]
