@@ -22,8 +22,10 @@ import math
 from dataclasses import dataclass
 
 from runner.errors import Refused as Refused  # re-exported: callers raise gates.Refused
+from runner.output import message_number as fmt
+from runner.output import message_price as px
 from runner.plan import Plan, iso
-from runner.policy import Policy, fmt
+from runner.policy import Policy
 
 NS = 1_000_000_000
 Key = tuple[str, ...]  # the spec key a reason is about, for file:line:col in `validate`
@@ -293,10 +295,6 @@ def _collars(plan: Plan, policy: Policy, ref: float, source: str = "") -> list[R
     return out
 
 
-def px(price: float) -> str:
-    """A price with 2 to 4 decimals: 472.92, 10.00, 0.01, 0.0025."""
-    text = f"{price:,.4f}"
-    return text[:-2] + text[-2:].rstrip("0") if text.endswith("0") else text
 
 
 def _age(seconds: float) -> str:

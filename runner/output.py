@@ -44,6 +44,20 @@ def price_text(x: float | None, decimals: int = 2, empty: str = DASH) -> str:
     return f"{whole}.{frac.ljust(decimals, '0')}" if decimals or frac else whole
 
 
+def message_number(x: float) -> str:
+    """A number in an error or refusal message, grouped as people write it: 10,000 /
+    4,729.2 / 0.01 (at most 4 decimals: a message names a size or a cap, not a fill)."""
+    if x == int(x):
+        return f"{int(x):,}"
+    return f"{x:,.4f}".rstrip("0").rstrip(".")
+
+
+def message_price(price: float) -> str:
+    """A price in a message, with 2 to 4 decimals: 472.92, 10.00, 0.01, 0.0025."""
+    text = f"{price:,.4f}"
+    return text[:-2] + text[-2:].rstrip("0") if text.endswith("0") else text
+
+
 def json_text(doc: Any) -> str:
     """One JSON document in runner's one style (see the module docstring)."""
     return json.dumps(_finite(doc), sort_keys=True, separators=(",", ":"),

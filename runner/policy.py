@@ -27,6 +27,7 @@ from typing import Any
 
 from runner.defaults import POLICY_SCHEMA, policy_default, spec_default
 from runner.errors import NotRegular, SpecError, TooBig, UsageError
+from runner.output import message_number as fmt
 from runner.schemacheck import schema_checked
 from runner.spec import Spec
 from runner.yamldoc import Doc, Mark, Path_, decode, error_lines, parse, read_bounded
@@ -448,8 +449,3 @@ def spec_where(spec: Spec, path: Path_) -> str:
     return f"{spec.source}:{mark.line}:{mark.col}"
 
 
-def fmt(x: float) -> str:
-    """10,000 / 4,729.2 / 0.01: numbers in messages, as the user wrote them."""
-    if x == int(x):
-        return f"{int(x):,}"
-    return f"{x:,.4f}".rstrip("0").rstrip(".")

@@ -18,6 +18,7 @@ from typing import Any
 
 from runner.defaults import SPEC_SCHEMA, subschema, with_defaults
 from runner.errors import NotRegular, RunnerError, SpecError, TooBig
+from runner.output import message_number as fmt
 from runner.paths import PathRules, rules_for
 from runner.schemacheck import schema_checked, type_name
 from runner.yamldoc import (
@@ -289,14 +290,12 @@ TICK, SUB_DOLLAR_TICK = Decimal("0.01"), Decimal("0.0001")
 def _check_limits(doc: Doc, data: dict[str, Any], qty: float, limit: float | None) -> None:
     limits = data.get("limits") or {}
     if "max_qty" in limits and qty > limits["max_qty"]:
-        doc.error(("order", "qty"), f"{_num(qty)} exceeds limits.max_qty {_num(limits['max_qty'])}")
+        doc.error(("order", "qty"), f"{fmt(qty)} exceeds limits.max_qty {fmt(limits['max_qty'])}")
     if "max_notional" in limits and limit is not None and qty * limit > limits["max_notional"]:
-        doc.error(("order",), f"notional {_num(qty * limit)} (qty x limit) exceeds "
-                              f"limits.max_notional {_num(limits['max_notional'])}")
+        doc.error(("order",), f"notional {fmt(qty * limit)} (qty x limit) exceeds "
+                              f"limits.max_notional {fmt(limits['max_notional'])}")
 
 
-def _num(x: float) -> str:
-    return f"{x:,.2f}".rstrip("0").rstrip(".") if x != int(x) else f"{int(x):,}"
 
 
 def _build(doc: Doc, data: dict[str, Any]) -> Spec:
