@@ -664,6 +664,32 @@ def test_recover_records_the_end_ib_reports_after_its_cancel(gateway, cli, tmp_p
     assert last["commission"] == pytest.approx(1.0) and last["fill_qty"] == 5
     assert last["avg_px"] == pytest.approx((1 * 100.0 + 4 * 101.0) / 5)
 
+@pytest.mark.parametrize("nth, cancels_before", [(2, 3), (3, 4)],
+                         ids=["its-first-look", "its-look-after-its-cancel"])
+def test_an_order_that_fills_between_recovers_answers_is_recorded_filled(
+        gateway, cli, tmp_path, nth, cancels_before):
+    """The open orders show it working; it fills just after the gateway made its
+    completed-orders answer, which so lacks it, while its status says Filled: a torn look
+    (asked again), never "not shown by the gateway" (UNKNOWN)."""
+    gateway.script("torn", [Ack(), Fill(1, 100.0, commission=0.7)], on_cancel="ignore")
+    assert one_shot(cli, gateway, "torn", 5, 0.2)[0] == 1
+    cancels: list[int] = []
+
+    def fill_rest(gw: Any) -> None:  # on the gateway's loop, right after that answer
+        cancels.append(sum(1 for _, f in gw.received if f[0] == str(CANCEL)))
+        gw.engine.fill("torn", 4, 101.0, 0.3)
+
+    # recover's reqCompletedOrders: 1 as it connects, 2 its first look, 3 after its cancel
+    gateway.after_answer(99, nth, fill_rest)
+    code, out, _ = cli(gateway.port, "recover", "--cancel-all")
+    assert cancels == [cancels_before]  # the fill landed where the case says
+    r = rows(tmp_path, "torn")
+    assert code == 0 and "torn: filled 5 while runner was away" in out, out
+    assert [x["event"] for x in r] == ["INTENT", "ACK", "PARTIAL", "UNSETTLED", "FILL"]
+    assert r[-1]["fill_qty"] == 5 and r[-1]["commission"] == pytest.approx(1.0)
+    assert r[-1]["avg_px"] == pytest.approx((1 * 100.0 + 4 * 101.0) / 5)
+
+
 # --- the broker's reference price for the gates ---------------------------------------------
 
 

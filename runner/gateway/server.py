@@ -100,6 +100,7 @@ class FakeGateway:
             self.set_sync_delay(**sync_delay)
         self._down_until = 0.0  # loop time: until then a restart refuses connections
         self._later: set[asyncio.TimerHandle] = set()
+        self._after_answer: dict[str, list[Any]] = {}  # msg id -> [answers left, action]
         self.what_ifs: list[PlacedOrder] = []  # what-if previews asked for (no order made)
         self._bars_start_ns = bars_start_ns
         self._speed = speed
@@ -464,6 +465,17 @@ class FakeGateway:
             handler(self, session, fields)
         except (ValueError, IndexError) as e:
             log.warning("malformed %s message %s: %r", fields[0], fields, e)
+        hook = self._after_answer.get(fields[0])
+        if hook is not None:
+            hook[0] -= 1
+            if hook[0] == 0:
+                del self._after_answer[fields[0]]
+                hook[1](self)
+
+    def after_answer(self, msg_id: int, nth: int, action: Callable[[FakeGateway], Any]) -> None:
+        """Run `action(self)` right after the `nth` answer from now to requests `msg_id`:
+        a change just after IB made an answer, which the client reads stale."""
+        self._after_answer[str(msg_id)] = [nth, action]
 
     def _start_api(self, session: Session) -> None:
         """startApi (71), its clientId read by `_read_loop`: register the session, or 326."""

@@ -151,6 +151,9 @@ class GatewayThread:
         self.call(self._gw().set_sync_delay, open_orders, completed_orders, executions,
                   positions)
 
+    def after_answer(self, msg_id: int, nth: int, action: Callable[[FakeGateway], Any]) -> None:
+        self.call(self._gw().after_answer, msg_id, nth, action)
+
     def set_quote(self, symbol: str, last: float | None, bid: float | None = None,
                   ask: float | None = None, close: float | None = None) -> None:
         self.call(self._gw().set_quote, symbol, last, bid, ask, close)

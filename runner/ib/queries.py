@@ -102,9 +102,28 @@ async def qualify(s: Session, order: OrderRequest) -> Any:
     return found[0]
 
 
+TORN_LOOKS = 3  # how often one lookup is asked again when its answers disagree
+
+
 async def find(s: Session, who: Identity) -> Found:
     """The gateway's view of one order: open orders of every client, completed orders,
-    executions with their commissions."""
+    executions with their commissions.
+
+    The answers are asked one after another, so an order can end between them: shown
+    working by the open orders, ended by its status since, and missing from completed
+    orders answered before the end. Such a torn look is asked again (it is neither
+    working nor missing); if it stays torn, the order counts as working (seen so, and no
+    end confirmed yet) — never UNKNOWN."""
+    for _ in range(TORN_LOOKS):
+        found, torn = await _look(s, who)
+        if not torn:
+            return found
+    found.state, found.end = Lookup.WORKING, None
+    return found
+
+
+async def _look(s: Session, who: Identity) -> tuple[Found, bool]:
+    """One lookup, and whether it is torn (see `find`)."""
     open_trades = list(await s.timed("reqAllOpenOrders", s.ib.reqAllOpenOrdersAsync()))
     done_trades = list(await s.timed("reqCompletedOrders",
                                      s.ib.reqCompletedOrdersAsync(apiOnly=True)))
@@ -114,16 +133,22 @@ async def find(s: Session, who: Identity) -> Found:
         if _is(who, t):
             _note(found, t)
             found.state, found.end = Lookup.DONE, END_OF_STATUS.get(t.orderStatus.status)
+    ended_since = [t for t in open_trades if _is(who, t)
+                   and t.orderStatus.status in END_OF_STATUS]
     for t in open_trades + list(s.ib.openTrades()):
         if _is(who, t) and t.orderStatus.status not in END_OF_STATUS:
             _note(found, t)
             found.state, found.end, found.trade = Lookup.WORKING, None, t
             break
+    if found.state == Lookup.UNKNOWN and ended_since:
+        _note(found, ended_since[-1])
+        found.trade = ended_since[-1]
+        return found, True
     if found.state == Lookup.UNKNOWN and fills:
         last = fills[-1]
         found.client_id, found.order_id, found.perm_id = last.client_id, last.order_id, \
             last.perm_id
-    return found
+    return found, False
 
 
 def _is(who: Identity, trade: Any) -> bool:
