@@ -12,6 +12,11 @@ import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from runner.errors import UsageError
+from runner.output import number_text
+
+_NS = 1_000_000_000
+
 
 class Ev(enum.StrEnum):
     """Order events, as they appear in the ledger's `event` column (each member's name is
@@ -56,15 +61,49 @@ class OrderRequest:
     currency: str
     side: str  # BUY | SELL
     qty: float
-    order_type: str  # LMT | MKT
-    limit: float | None
-    tif: str  # DAY | IOC | GTC | GTD (GTD = the TTL backstop)
+    order_type: str  # IB's orderType: LMT | MKT | STP | STP LMT | TRAIL | ... (runner.ordertypes)
+    limit: float | None  # IB's lmtPrice: the limit, or a peg's cap
+    tif: str  # DAY | IOC | GTC | GTD | OPG | FOK (GTD: the TTL backstop or the spec's good_till)
     # The TTL backstop: with tif == "GTD" the engine sets good_till_ns = INTENT + this
     # (rounded up to IB's whole second) when it stamps the INTENT, from the broker's clock.
     backstop_sec: float | None = None
     good_till_ns: int | None = None  # GTD expiry: set by the engine at the INTENT, never planned
     outside_rth: bool = False
     account: str = ""
+    stop: float | None = None  # STP / STP LMT: the trigger; TRAIL*: the first stop (optional)
+    trail_amount: float | None = None  # TRAIL*: the trail in price units (IB's auxPrice)
+    trail_percent: float | None = None  # TRAIL*: the trail in percent (IB's trailingPercent)
+    offset: float | None = None  # REL / PEG MID: IB's auxPrice; TRAIL LIMIT: lmtPriceOffset
+    algo: str | None = None  # IB's algoStrategy (Adaptive, Twap, Vwap) on this parent order
+    algo_params: tuple[tuple[str, str], ...] = ()  # IB's algoParams, tag and value as sent
+    # An explicit GTD (the spec's good_till), planned: the order expires then at the latest.
+    # The backstop, when there is one, still applies: the earlier of the two is sent.
+    expiry_ns: int | None = None
+
+    def good_till_at(self, intent_ns: int) -> int | None:
+        """The goodTillDate of an INTENT at `intent_ns` (the broker's clock): with a
+        backstop, INTENT + backstop_sec rounded up to IB's whole second, or the spec's
+        good_till when that is earlier; with only a good_till, that; else None."""
+        good_till = self.expiry_ns
+        if self.backstop_sec is not None:
+            backstop = -(-(intent_ns + int(self.backstop_sec * _NS)) // _NS) * _NS
+            good_till = backstop if good_till is None else min(good_till, backstop)
+        return good_till
+
+    def at_intent(self, intent_ns: int, wait_sec: float) -> OrderRequest:
+        """The order as it leaves at the INTENT (`intent_ns`): its goodTillDate stamped
+        (`good_till_at`). A good_till that is not later than INTENT + `wait_sec` (the TTL,
+        or a sanity-cancel's ACK wait) would end the order before runner does:
+        UsageError, nothing is sent."""
+        good_till = self.expiry_ns
+        if good_till is not None and good_till <= intent_ns + int(wait_sec * _NS):
+            from runner.plan import iso
+
+            raise UsageError(
+                f"order.good_till {iso(good_till)} is not later than the INTENT at "
+                f"{iso(intent_ns)} + {number_text(wait_sec)} s; nothing was sent",
+                "give a later good_till, or a shorter ttl_sec")
+        return dataclasses.replace(self, good_till_ns=self.good_till_at(intent_ns))
 
 
 @dataclass(frozen=True, slots=True)

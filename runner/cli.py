@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from runner import __version__
 from runner.errors import RunnerError, SpecError
-from runner.flags import Parser, UsageExit, choice, number, symbol
+from runner.flags import Parser, UsageExit, choice, number, order_type_flags, symbol
+from runner.ordertypes import TYPES
 from runner.paths import default_out_dir, typed_path
 from runner.terminal import fit_streams
 
@@ -25,7 +26,8 @@ EPILOG = ("exit codes: 0 ok, 2 invalid spec/usage or refused by a gate (nothing 
           "3 gateway, 4 rejected/expect failed, 1 other")
 TEST_EPILOG = ("exit codes: 0 every case passed (skips allowed), 4 any failed, else 2 any "
                "errored (1 if an error was unexpected), 2 nothing to test or bad usage")
-SIDES, TIFS, SCHEMAS = ("BUY", "SELL"), ("IOC", "DAY", "GTC"), ("spec", "policy")
+SIDES, TIFS, SCHEMAS = ("BUY", "SELL"), ("IOC", "DAY", "GTC", "GTD", "OPG", "FOK"), \
+    ("spec", "policy")
 CLASSIC = ("handshake", "sanity-cancel", "one-shot")
 
 
@@ -258,6 +260,7 @@ def _classic(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _classic_order(p, "limit price (a market order when absent)", None)
     p.add_argument("--tif", type=choice(TIFS), default="DAY", metavar="|".join(TIFS),
                    help="time in force, any case (default: %(default)s)")
+    order_type_flags(p, TYPES)
     p.add_argument("--arrival", type=choice(("bars", "broker"), str.lower), metavar="bars|broker",
                    help="where the arrival price comes from: bars (the bars file, the "
                    "default with --bars_path) or broker (IB's snapshot at the INTENT, "

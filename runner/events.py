@@ -49,8 +49,9 @@ class IntentDraft:
         assert req is not None
         wait_sec = ACK_TIMEOUT_SEC if plan.kind == "sanity-cancel" else plan.ttl_sec
         assert wait_sec is not None
-        self.wait_ns = int(wait_sec * NS)
+        self.wait_sec, self.wait_ns = wait_sec, int(wait_sec * NS)
         self.backstop_ns = None if req.backstop_sec is None else int(req.backstop_sec * NS)
+        self.req = req  # as planned: an explicit good_till (expiry_ns) is checked at `at`
         self.order = TrackedOrder(req, intent_ns=guess_ns, client_id=client_id,
                                   order_id=order_id)
         self.draft = Draft(order_event(plan, broker, account, self.order, Ev.INTENT, guess_ns,
@@ -59,15 +60,19 @@ class IntentDraft:
         self._guess = self._with_backstop(req, guess_ns)
 
     def good_till(self, now_ns: int) -> int | None:
-        """The GTD backstop of an INTENT at `now_ns`: IB's next whole second after it."""
-        if self.backstop_ns is None:
-            return None
+        """The goodTillDate of an INTENT at `now_ns`: the GTD backstop (IB's next whole
+        second after INTENT + backstop), or the spec's good_till if earlier."""
+        if self.backstop_ns is None or self.req.expiry_ns is not None:
+            return self.req.good_till_at(now_ns)
         return -(-(now_ns + self.backstop_ns) // NS) * NS
 
     def at(self, now_ns: int) -> tuple[TrackedOrder, OrderRequest]:
-        """The tracked order of an INTENT at `now_ns`, and the request to send."""
+        """The tracked order of an INTENT at `now_ns`, and the request to send; a
+        good_till not later than INTENT + the wait is refused (UsageError, not sent)."""
         req = self._guess
-        if req.good_till_ns != self.good_till(now_ns):  # the guess was a second off
+        if self.req.expiry_ns is not None:  # the rule of OrderRequest.at_intent
+            req = self.req.at_intent(now_ns, self.wait_sec)
+        elif req.good_till_ns != self.good_till(now_ns):  # the guess was a second off
             req = self._with_backstop(req, now_ns)
         self.order.req, self.order.intent_ns = req, now_ns
         return self.order, req

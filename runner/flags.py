@@ -36,8 +36,23 @@ FLAG_OF_KEY = {
     "order.symbol": "--symbol", "order.side": "--side", "order.qty": "--qty",
     "order.limit": "--limit", "order.tif": "--tif", "order.tag": "--tag",
     "order.outside_rth": "--outside-rth", "ttl_sec": "--ttl_sec", "bars_path": "--bars_path",
-    "out_dir": "--out_dir", "arrival": "--arrival",
+    "out_dir": "--out_dir", "arrival": "--arrival", "order.type": "--type",
+    "order.stop": "--stop", "order.trail_amount": "--trail-amount",
+    "order.trail_percent": "--trail-percent", "order.offset": "--offset", "order.cap": "--cap",
+    "order.good_till": "--good-till",
 }
+# one-shot's flags of the newer order types: (flag, spec key, metavar, help)
+TYPE_FLAGS = (
+    ("--stop", "stop", "PRICE", "STP, STP LMT: the trigger price; TRAIL, TRAIL LIMIT: the "
+     "first stop (IB's auxPrice / trailStopPrice)"),
+    ("--trail-amount", "trail_amount", "AMOUNT", "TRAIL, TRAIL LIMIT: how far the stop trails "
+     "the best price, in price units"),
+    ("--trail-percent", "trail_percent", "PCT", "TRAIL, TRAIL LIMIT: the trail in percent "
+     "(1.5 is 1.5%%)"),
+    ("--offset", "offset", "AMOUNT", "TRAIL LIMIT: the limit's distance from the stop; REL, "
+     "PEG MID: the offset from the quote"),
+    ("--cap", "cap", "PRICE", "MIDPRICE, REL, PEG MID: the price cap (IB's lmtPrice)"),
+)
 _BOOLEAN_KEY = re.compile(r"\bset (order\.outside_rth): true\b")  # -> "pass --outside-rth"
 _KEY_VALUE = re.compile(r"(?<![\w.-])(arrival): (bars|broker)\b")  # -> "--arrival broker"
 _SIDE = re.compile(r"\buse side (BUY|SELL)\b")  # -> "use --side BUY"
@@ -187,6 +202,7 @@ def classic_spec(args: argparse.Namespace) -> Spec:
         data["bars_path"] = os.path.expanduser(args.bars_path)
     if args.command == "one-shot":
         order["tif"] = args.tif
+        _order_type(args, order)
         if args.limit is None:
             order["allow_market"] = True  # the classic tool: no --limit means a market order
         data["ttl_sec"] = _num(args.ttl_sec)
@@ -196,6 +212,37 @@ def classic_spec(args: argparse.Namespace) -> Spec:
         return from_mapping(data, allow_outside=True, typed=True)
     except SpecError as e:
         raise SpecError([in_flag_terms(line) for line in e.lines]) from None
+
+
+def order_type_flags(p: argparse.ArgumentParser, types: Sequence[str]) -> None:
+    """one-shot's flags for IB's other order types (runner.ordertypes) and GTD."""
+    p.add_argument("--type", type=choice(types, _type_name), metavar="TYPE",
+                   help=f"IB's order type, any case, '-' for a space: {either(types)} "
+                   "(default: LMT with --limit, MKT without)")
+    for flag, key, metavar, text in TYPE_FLAGS:
+        spelled = "--" + flag[2:].replace("-", "_")  # --trail_amount too
+        p.add_argument(*dict.fromkeys((flag, spelled)), dest=key, type=number,
+                       metavar=metavar, help=text)
+    p.add_argument("--good-till", "--good_till", dest="good_till", metavar="TIME",
+                   help="GTD: when the order expires at IB, ISO 8601 with an offset or epoch "
+                   "seconds; makes a DAY order GTD (the TTL backstop still ends it earlier)")
+
+
+def _type_name(text: str) -> str:
+    return " ".join(text.upper().replace("-", " ").replace("_", " ").split())
+
+
+def _order_type(args: argparse.Namespace, order: dict[str, Any]) -> None:
+    """The newer order types' flags into the spec's order (one-shot)."""
+    if getattr(args, "type", None):
+        order["type"] = args.type
+    for _, key, _, _ in TYPE_FLAGS:
+        if getattr(args, key, None) is not None:
+            order[key] = _num(getattr(args, key))
+    if getattr(args, "good_till", None):
+        order["good_till"] = args.good_till
+        if order["tif"] == "DAY":
+            order["tif"] = "GTD"
 
 
 def _num(x: Any) -> Any:

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from runner.errors import Refused as Refused  # re-exported: callers raise gates.Refused
+from runner.ordertypes import bound, is_market
 from runner.output import message_number as fmt
 from runner.output import message_price as px
 from runner.plan import Plan, iso
@@ -146,9 +147,11 @@ def _size(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     if policy.max_qty is not None and o.qty > policy.max_qty:
         out.append(Reason(("order", "qty"), f"qty {fmt(o.qty)} exceeds the policy's max_qty "
                                             f"{fmt(policy.max_qty)}{policy.origin('max_qty')}"))
-    if o.limit is None and not policy.allow_market:
+    if is_market(o) and not policy.allow_market:
         out.append(Reason(("order",), "market orders are not allowed by the policy "
-                                      f"(allow_market: false){policy.origin('allow_market')}"))
+                                      f"(allow_market: false){policy.origin('allow_market')}"
+                                      + ("" if o.order_type == "MKT" else
+                                         f"; a {o.order_type} order has no price bound")))
     return out + _notional(plan, policy, ctx)
 
 
@@ -158,7 +161,7 @@ def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     o = plan.order
     assert o is not None
     named = [("the policy's max_notional", policy.max_notional, policy.origin("max_notional"))]
-    if o.limit is None:  # a limit order's spec limits were checked when the spec loaded
+    if bound(o)[0] is None:  # an order with a fixed price bound: checked when it loaded
         named.append(("limits.max_notional", plan.limits.max_notional, ""))
     caps = [(name, cap, origin) for name, cap, origin in named if cap is not None]
     price, basis = _price(plan, ctx)
@@ -174,11 +177,14 @@ def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
 
 
 def _price(plan: Plan, ctx: Context) -> tuple[float | None, str]:
+    """The price the notional is judged at: the order's price bound (its limit, a STP's
+    stop, a cap; runner.ordertypes.bound), else the reference."""
     o = plan.order
     assert o is not None
-    if o.limit is not None:
-        return o.limit, f"limit {px(o.limit)}"
     ref = _usable(ctx.reference_px)
+    price, _, name = bound(o, ref)
+    if price is not None:
+        return price, f"{name} {px(price)}"
     if ref is not None:
         return ref, f"reference {px(ref)}"
     return None, ""
@@ -222,17 +228,18 @@ def _no_reference(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
         return [Reason(("bars_path",), "no reference price, and the policy requires one "
                                        "(require_reference: true); add bars_path"
                                        f"{policy.origin('require_reference')}")]
-    if o.limit is None:
+    price, _, name = bound(o)
+    if price is None:
         return []  # a market order: _notional says what it cannot check without a price
     if plan.kind == "one-shot" and policy.max_slippage_bps is not None:
-        return [Reason(("bars_path",), f"{o.side} limit {px(o.limit)} cannot be checked "
+        return [Reason(("bars_path",), f"{o.side} {name} {px(price)} cannot be checked "
                                        "against the policy's price collar "
                                        f"(max_slippage_bps {fmt(policy.max_slippage_bps)}): "
                                        "there is no reference price; add bars_path with "
                                        "bars that cover the order"
                                        f"{policy.origin('max_slippage_bps')}")]
     if plan.kind == "sanity-cancel" and o.side == "SELL":
-        return [Reason(("order", "side"), f"sanity-cancel SELL limit {px(o.limit)} cannot be "
+        return [Reason(("order", "side"), f"sanity-cancel SELL limit {px(price)} cannot be "
                                           "shown to be above the market: there is no "
                                           "reference price, and a SELL below the market "
                                           "fills; add bars_path with bars that cover the "
@@ -271,18 +278,19 @@ def _collars(plan: Plan, policy: Policy, ref: float, source: str = "") -> list[R
     min_sanity_distance_bps: on the wrong side its distance counts as negative."""
     o = plan.order
     assert o is not None
-    if o.limit is None:
+    price, key, name = bound(o, ref)  # a STP's stop, a TRAIL LIMIT's first limit, a cap
+    if price is None:
         return []
     sign = 1 if o.side == "BUY" else -1
-    through = sign * (o.limit - ref) / ref * 1e4  # > 0: the limit crosses the reference
-    where = "above" if o.limit >= ref else "below"
+    through = sign * (price - ref) / ref * 1e4  # > 0: the price crosses the reference
+    where = "above" if price >= ref else "below"
     passive = "below" if o.side == "BUY" else "above"
-    head = f"{o.side} limit {px(o.limit)} is {abs(through):,.1f} bps {where} the reference " \
+    head = f"{o.side} {name} {px(price)} is {abs(through):,.1f} bps {where} the reference " \
            f"{px(ref)}{source}"
     out = []
     cap = policy.max_slippage_bps
     if plan.kind == "one-shot" and cap is not None and through > cap:
-        out.append(Reason(("order", "limit"), f"{head}; the policy allows {fmt(cap)} bps "
+        out.append(Reason(("order", key), f"{head}; the policy allows {fmt(cap)} bps "
                                               "(max_slippage_bps)"
                                               f"{policy.origin('max_slippage_bps')}"))
     need = policy.min_sanity_distance_bps
@@ -332,8 +340,8 @@ def _day_caps(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
 def _hours(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     o = plan.order
     assert o is not None
-    if ctx.market_open is not False or o.outside_rth or o.tif == "GTC":
-        return []
+    if ctx.market_open is not False or o.outside_rth or o.tif in ("GTC", "OPG"):
+        return []  # an OPG order is placed before the open it waits for
     return [Reason(("order", "tif"), f"the market is closed at {iso(ctx.now_ns)} (outside "
                                      "regular trading hours); set order.outside_rth: true to "
                                      "send the order anyway")]

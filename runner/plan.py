@@ -24,8 +24,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from runner.broker import OrderRequest
-from runner.errors import UsageError
-from runner.output import json_text, number_text, price_text
+from runner.errors import SpecError, UsageError
+from runner.ordertypes import AT_THE_CLOSE, PEGS, describe_prices, ib_fields, simulated_as
+from runner.output import json_text, number_text
 from runner.spec import Expect, Limits, Spec
 
 PLAN_FORMAT = 1
@@ -86,13 +87,36 @@ class Plan:
         d["sim"] = dict(self.sim)
         d["ledger"] = self.ledger_path
         if self.order is not None:
-            del d["order"]["good_till_ns"]  # an instant of the run, never planned (§4)
-            if self.order.backstop_sec is not None:
-                d["order"]["good_till"] = f"INTENT + {number_text(self.order.backstop_sec)} s"
+            d["order"] = _order_dict(self.order, d["order"])
         return d
 
     def to_json(self) -> str:
         return json_text(self.to_dict())
+
+
+def _order_dict(o: OrderRequest, d: dict[str, Any]) -> dict[str, Any]:
+    """The order for machines: its fields (those of the newer order types only when set),
+    `good_till` for people, and `sent`: the ib_async Order fields as they will be sent."""
+    del d["good_till_ns"]  # an instant of the run, never planned (§4)
+    for key in ("stop", "trail_amount", "trail_percent", "offset", "algo", "expiry_ns"):
+        if d[key] is None:
+            del d[key]
+    if not o.algo_params:
+        del d["algo_params"]
+    else:
+        d["algo_params"] = [list(p) for p in o.algo_params]
+    if o.expiry_ns is not None:
+        d["expiry"] = iso(d.pop("expiry_ns"))
+    good_till = _good_till_text(o)
+    sent = dict(ib_fields(o))
+    if good_till is not None:
+        d["good_till"] = good_till
+        sent.setdefault("goodTillDate", good_till)  # the backstop: stamped at the INTENT
+    if o.algo:
+        sent["algoParams"] = d["algo_params"]
+        d["simulated_as"] = simulated_as(o)
+    d["sent"] = sent
+    return d
 
 
 def compile_plan(spec: Spec, environ: Mapping[str, str], at_ns: int,
@@ -155,16 +179,25 @@ def _order(spec: Spec, at_ns: int) -> OrderRequest:
     assert o is not None
     tag = o.tag or generated_tag(spec, at_ns)
     tif, backstop = o.tif, None
-    if o.tif in ("DAY", "GTC") and spec.ttl_backstop:
+    wait = spec.ttl_sec if spec.kind == "one-shot" else ACK_TIMEOUT_SEC
+    if o.tif in ("DAY", "GTC", "GTD") and spec.ttl_backstop and o.order_type not in AT_THE_CLOSE:
         # the order dies at IB even if runner and its host die: GTD = INTENT + this
         tif = "GTD"
-        wait = spec.ttl_sec if spec.kind == "one-shot" else ACK_TIMEOUT_SEC
         # in decimal: 0.274 + 10 is 10.274, where floats give 10.274000000000001
         backstop = float(Decimal(repr(wait)) + BACKSTOP_MARGIN_SEC)
+    if o.good_till_ns is not None and o.good_till_ns <= at_ns + int(wait * 1e9):
+        m = spec.mark(("order", "good_till"))
+        raise SpecError([f"{spec.source}:{m.line}:{m.col}: order.good_till {iso(o.good_till_ns)}"
+                         f" is not later than the plan's start {iso(at_ns)} + "
+                         f"{number_text(wait)} s (the order would expire before runner "
+                         "cancels it); give a later good_till, or a shorter ttl_sec"])
     return OrderRequest(
         tag=tag, symbol=o.symbol, sec_type=o.sec_type, exchange=o.exchange, currency=o.currency,
-        side=o.side, qty=o.qty, order_type="LMT" if o.limit is not None else "MKT",
-        limit=o.limit, tif=tif, backstop_sec=backstop, outside_rth=o.outside_rth,
+        side=o.side, qty=o.qty, order_type=o.order_type,
+        limit=o.cap if o.order_type in PEGS else o.limit, tif=tif, backstop_sec=backstop,
+        outside_rth=o.outside_rth, stop=o.stop, trail_amount=o.trail_amount,
+        trail_percent=o.trail_percent, offset=o.offset, algo=o.algo, algo_params=o.algo_params,
+        expiry_ns=o.good_till_ns,
     )
 
 
@@ -204,12 +237,31 @@ def _steps(p: Plan) -> tuple[Step, ...]:
 
 
 def _describe_order(o: OrderRequest) -> str:
-    decimals = price_decimals(o.sec_type, o.currency, o.limit)
-    price = "MKT" if o.limit is None else f"LMT {price_text(o.limit, decimals)}"
-    tif = o.tif
-    if o.backstop_sec is not None:
-        tif = f"GTD INTENT + {number_text(o.backstop_sec)} s (TTL backstop)"
-    return f"{o.side} {number_text(o.qty)} {o.symbol} {price} {tif} orderRef={o.tag}"
+    """The order as sent: `BUY 1 SPY LMT 10.00 GTD ... orderRef=t`; the other types with
+    the IB fields that carry their prices (runner.ordertypes.describe_prices)."""
+    decimals = price_decimals(o.sec_type, o.currency, o.limit or o.stop)
+    text = f"{o.side} {number_text(o.qty)} {o.symbol} {describe_prices(o, decimals)} " \
+           f"{_tif_text(o)} orderRef={o.tag}"
+    parent = simulated_as(o)
+    if parent is not None:
+        text += f" (a dry run simulates it as a plain {parent}: bars cannot run IB's {o.algo})"
+    return text
+
+
+def _tif_text(o: OrderRequest) -> str:
+    good_till = _good_till_text(o)
+    if good_till is None:
+        return o.tif
+    return f"GTD {good_till} (TTL backstop)" if o.backstop_sec is not None else f"GTD {good_till}"
+
+
+def _good_till_text(o: OrderRequest) -> str | None:
+    """When a GTD order expires, as planned: the backstop from the INTENT, the spec's
+    good_till, or the earlier of the two; None for another tif."""
+    backstop = None if o.backstop_sec is None else f"INTENT + {number_text(o.backstop_sec)} s"
+    if o.expiry_ns is None:
+        return backstop
+    return iso(o.expiry_ns) if backstop is None else f"{iso(o.expiry_ns)}, or {backstop} if earlier"
 
 
 def price_decimals(sec_type: str, currency: str, price: float | None) -> int:

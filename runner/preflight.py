@@ -27,6 +27,7 @@ from runner.broker import Broker, BrokerEvent, Lookup, Note, OrderRequest, Sessi
 from runner.errors import UsageError
 from runner.gates import Context, Refused, check
 from runner.hours import is_open
+from runner.ordertypes import bound
 from runner.plan import Plan
 from runner.policy import Policy, kill_switch_on, kill_switches_on
 
@@ -113,8 +114,8 @@ def earlier_notional(where: str, earlier: Sequence[tuple[Plan, Any]], policy: Po
     for plan, bars in earlier:
         o = plan.order
         assert o is not None
-        ref = reference(bars, plan.at_ns) if o.limit is None else None
-        price = o.limit if o.limit is not None else (ref[0] if ref is not None else None)
+        ref = (reference(bars, plan.at_ns) or (None,))[0]
+        price = bound(o, ref)[0] or ref  # as the gates price it: its limit, stop, cap
         if price is None and policy.max_day_notional is not None:
             raise UsageError(
                 f"{where}: the earlier document's order {o.tag} is a market order with "

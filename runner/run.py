@@ -141,6 +141,9 @@ def plan_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> Plann
                         out_dir=out_dir)
     if opts.dry_run and bars is not None:
         _check_bars_cover(plan, bars)
+    if opts.dry_run and plan.order is not None:  # what bars cannot simulate is refused
+        from runner.simrules import refuse_unsimulable
+        refuse_unsimulable(plan.order, results.where(spec))
     if not opts.dry_run and bars is not None and spec.arrival != "broker":
         from runner.livebars import check_fresh
 

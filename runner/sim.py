@@ -44,6 +44,8 @@ Rules (DESIGN §5; the README copies them):
   still happen first; later ones never do. Cancelling an order that is filled,
   cancelled, rejected, already being cancelled or unknown does nothing. With
   `ignore_cancel` the cancel is swallowed and the order keeps filling.
+- Other order types and tifs (STP, STP LMT, TRAIL, TRAIL LIMIT, MOC, LOC, MIDPRICE,
+  REL, PEG MID; FOK, OPG): runner.simrules. An algo order runs as its parent.
 - Commission. Cumulative, max(min_commission, commission_per_share × filled).
 - No bars (or none after the ack): the order is acknowledged and never fills.
 - Events of all live orders come out in (ts, sequence) order, so equal times
@@ -76,6 +78,8 @@ FRACTION_SCALE = 10**8  # CASH and CRYPTO: quantities in steps of 1 / this (1e-8
 _NEAR_STEP = 1e-9
 _FIRST_CHUNK = 64  # bars scanned first; each further chunk is 4x bigger
 _PERM_ID_BASE = 1_000_000_000
+_PLAIN = frozenset({"LMT", "MKT"})  # the order types this module's rules cover
+_OWN_TIFS = frozenset({"FOK", "OPG"})  # with their own rules (runner.simrules)
 _NS_PER_MS = 1_000_000
 
 
@@ -149,7 +153,7 @@ def fill_schedule(
     at_open = sign * opens < sign * bound
     px = np.where(at_open, opens, bound).tolist()
     ts = (bars.ts[idx] + bars.interval_ns).tolist()  # every fill: once its bar has ended
-    return list(zip(ts, _quantities(take, units, scale), px, strict=True))
+    return list(zip(ts, fill_quantities(take, units, scale), px, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +212,7 @@ def _capped_fills(
     live: Tradable, threshold: float, buy: bool, needed: int, start: int, stop: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the bars in [start, stop) that fill and the steps each gives, until
-    `needed` steps are reached (the last bar's full cap is returned; `_quantities` cuts it).
+    `needed` steps are reached (the last bar's full cap is returned; `fill_quantities` cuts it).
 
     A tradable bar fills when its low (a SELL: minus its high) is strictly below
     `threshold` (the limit, signed; infinite for a market order). Scans in geometrically
@@ -233,7 +237,7 @@ def _capped_fills(
     return live.idx[at], live.cap[at]
 
 
-def _quantities(take: np.ndarray, units: Decimal, scale: int) -> list[float]:
+def fill_quantities(take: np.ndarray, units: Decimal, scale: int) -> list[float]:
     """The fills' quantities from their steps: each bar's cap, except that the bar that
     completes the order gives exactly what was left (decimal: 0.5 - 0.37 is 0.13)."""
     out: list[float] = (take / scale).tolist()
@@ -358,12 +362,20 @@ class SimBroker:
     def _schedule_fills(self, state: _Order) -> None:
         req, cfg = state.req, self._config
         session = None if req.outside_rth else (req.exchange, req.currency)
-        fills = fill_schedule(
-            self._bars, req.side, req.qty, req.order_type, req.limit, req.tif,
-            state.ack_ns, cfg.participation, req.sec_type, session,
-        )
+        if req.order_type not in _PLAIN or req.tif in _OWN_TIFS:  # runner.simrules' rules
+            from runner import simrules
+
+            fills, cancel = simrules.schedule(self._bars, req, state.ack_ns,
+                                              cfg.participation, session)
+        else:
+            fills, cancel = fill_schedule(
+                self._bars, req.side, req.qty, req.order_type, req.limit, req.tif,
+                state.ack_ns, cfg.participation, req.sec_type, session,
+            ), None
         for ts_ns, qty, px in fills:
             self._schedule(ts_ns, Ev.FILL, req.tag, fill=(qty, px))
+        if cancel is not None:
+            self._cancel_at(state, *cancel)
         if req.tif == "IOC":
             self._cancel_at(state, ioc_cancel_ns(self._bars, state.ack_ns), "IOC: rest cancelled")
         elif req.tif == "GTD" and req.good_till_ns is not None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from runner.defaults import SPEC_SCHEMA, subschema, with_defaults
 from runner.errors import NotRegular, RunnerError, SpecError, TooBig
+from runner.ordercheck import check_type, good_till_ns, order_type
+from runner.ordertypes import algo_request
 from runner.output import message_number as fmt
 from runner.paths import PathRules, rules_for
 from runner.schemacheck import schema_checked, type_name
@@ -50,6 +52,15 @@ class OrderSpec:
     tag: str | None
     allow_market: bool
     outside_rth: bool
+    order_type: str = "LMT"  # order.type, else LMT with a limit and MKT without
+    stop: float | None = None
+    trail_amount: float | None = None
+    trail_percent: float | None = None
+    offset: float | None = None
+    cap: float | None = None
+    good_till_ns: int | None = None  # tif GTD: order.good_till
+    algo: str | None = None  # IB's algoStrategy (runner.ordertypes.algo_request)
+    algo_params: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +156,8 @@ def load_text(
     return specs
 
 
-_AS_TEXT = (("at",),)  # `at: 2026-01-05T14:30:00Z` is text (the grammar of --at), not a date
+# `at: 2026-01-05T14:30:00Z` is text (the grammar of --at), not a date; good_till too
+_AS_TEXT = (("at",), ("order", "good_till"))
 
 
 def from_mapping(
@@ -243,23 +255,11 @@ _PATHS = ("bars_path", "out_dir")
 
 def _check_order(doc: Doc, data: dict[str, Any]) -> None:
     order = data["order"]
-    qty, limit = order["qty"], order.get("limit")
+    qty = order["qty"]
     if order["sec_type"] == "STK" and qty != int(qty):
         doc.error(("order", "qty"), f"must be a whole number of shares for STK, got {qty}")
-    if limit is None:
-        if data["kind"] == "sanity-cancel":
-            doc.error(("order",), "sanity-cancel needs a limit far from the market "
-                                  "(add order.limit, e.g. 0.01 for a BUY)")
-        elif not order["allow_market"]:
-            doc.error(("order",), "no limit: a market order needs `allow_market: true` "
-                                  "(or add order.limit)")
-    elif order["sec_type"] == "STK":
-        problem = tick_problem(limit)
-        if problem:
-            doc.error(("order", "limit"), problem)
-    if data["kind"] == "sanity-cancel" and order["tif"] == "IOC":
-        doc.error(("order", "tif"), "sanity-cancel needs a resting order: use DAY or GTC")
-    _check_limits(doc, data, qty, limit)
+    price, basis = check_type(doc, data)  # type, prices, tif, algo (runner.ordercheck)
+    _check_limits(doc, data, qty, price, basis)
 
 
 def tick_problem(price: float) -> str:
@@ -287,26 +287,33 @@ def _places(tick: Decimal) -> int:
 TICK, SUB_DOLLAR_TICK = Decimal("0.01"), Decimal("0.0001")
 
 
-def _check_limits(doc: Doc, data: dict[str, Any], qty: float, limit: float | None) -> None:
+def _check_limits(doc: Doc, data: dict[str, Any], qty: float, price: float | None,
+                  basis: str = "limit") -> None:
+    """limits: against the order's price bound (its limit, stop or cap); an order whose
+    price only the market knows is judged against the reference by the gates."""
     limits = data.get("limits") or {}
     if "max_qty" in limits and qty > limits["max_qty"]:
         doc.error(("order", "qty"), f"{fmt(qty)} exceeds limits.max_qty {fmt(limits['max_qty'])}")
-    if "max_notional" in limits and limit is not None and qty * limit > limits["max_notional"]:
-        doc.error(("order",), f"notional {fmt(qty * limit)} (qty x limit) exceeds "
+    if "max_notional" in limits and price is not None and qty * price > limits["max_notional"]:
+        doc.error(("order",), f"notional {fmt(qty * price)} (qty x {basis}) exceeds "
                               f"limits.max_notional {fmt(limits['max_notional'])}")
-
-
 
 
 def _build(doc: Doc, data: dict[str, Any]) -> Spec:
     o = data.get("order")
     order = None
     if o is not None:
+        algo, params = algo_request(o["algo"]) if "algo" in o else (None, ())
         order = OrderSpec(
             symbol=o["symbol"], sec_type=o["sec_type"], exchange=o["exchange"],
             currency=o["currency"], side=o["side"], qty=float(o["qty"]),
-            limit=None if o.get("limit") is None else float(o["limit"]), tif=o["tif"],
+            limit=_f(o.get("limit")), tif=o["tif"],
             tag=o.get("tag"), allow_market=o["allow_market"], outside_rth=o["outside_rth"],
+            order_type=order_type(o), stop=_f(o.get("stop")),
+            trail_amount=_f(o.get("trail_amount")), trail_percent=_f(o.get("trail_percent")),
+            offset=_f(o.get("offset")), cap=_f(o.get("cap")),
+            good_till_ns=good_till_ns(o["good_till"]) if "good_till" in o else None,
+            algo=algo, algo_params=params,
         )
     e = data.get("expect")
     expect = None

@@ -109,8 +109,8 @@ def test_tca_plot_onto_a_file_is_a_usage_error(tmp_path, monkeypatch, capsys) ->
     (["plan"], "runner: the following arguments are required: SPEC (see `runner plan --help`)"),
     (["one-shot", "--side", "BYU"], "runner: --side: 'BYU' is not BUY or SELL; did you mean "
                                     "BUY? (see `runner one-shot --help`)"),
-    (["one-shot", "--tif", "gtd"], "runner: --tif: 'gtd' is not IOC, DAY or GTC; did you mean "
-                                   "GTC? (see `runner one-shot --help`)"),
+    (["one-shot", "--tif", "gtx"], "runner: --tif: 'gtx' is not IOC, DAY, GTC, GTD, OPG or FOK; "
+                                   "did you mean GTD? (see `runner one-shot --help`)"),
     (["one-shot", "--arrival", "quote"], "runner: --arrival: 'quote' is not bars or broker "
                                          "(see `runner one-shot --help`)"),
     (["one-shot", "--ttl-sec", "soon"], "runner: --ttl_sec: 'soon' is not a number "

@@ -68,10 +68,15 @@ ORDER = {"--dry-run", "--dry_run", "--at", "--allow-duplicate", "--allow-unsettl
          "--outside_rth", "--bars_path", "--bars-path", "--tag", "--out_dir", "--out-dir"}
 
 
+ORDER_TYPES = {"--type", "--stop", "--trail-amount", "--trail_amount", "--trail-percent",
+               "--trail_percent", "--offset", "--cap", "--good-till", "--good_till"}
+
+
 def test_each_classic_command_has_only_the_flags_it_uses() -> None:
     assert options("runner handshake") == {"--dry-run", "--dry_run", "--json"}
     assert options("runner sanity-cancel") == ORDER
-    assert options("runner one-shot") == ORDER | {"--tif", "--arrival", "--ttl_sec", "--ttl-sec"}
+    assert options("runner one-shot") == ORDER | {"--tif", "--arrival", "--ttl_sec", "--ttl-sec",
+                                                  *ORDER_TYPES}
     assert options("runner run") == {"--dry-run", "--dry_run", "--at", "--allow-duplicate",
                                      "--allow-unsettled", "--json", "--policy", "--out-dir",
                                      "--out_dir", "--live", "--allow-outside"}

@@ -9,7 +9,8 @@ In this order (the first one found is the answer; docs/gateway-instruments.md, "
   a crypto step of 1e-8): 201 "Order rejected - reason:..." in the fake's words;
 - a price off the market rule's grid: 110 "The price does not conform to the minimum
   price variation for this contract." The limit price is checked whenever one is
-  given, the aux price where it is a trigger price (STP, STP LMT, LIT, MIT).
+  given, the aux price where it is a trigger price (STP, STP LMT, LIT, MIT), and a
+  trailing stop's first stop (trailStopPrice) when it is given.
 
 Each is one error with reqId = orderId and no order: IB never accepted it.
 """
@@ -36,6 +37,7 @@ def refusal(i: Instrument, order: PlacedOrder) -> tuple[int, str] | None:
     prices = [order.lmt_price]
     if order.order_type in TRIGGER_AUX_TYPES:
         prices.append(order.aux_price)
+    prices.append(order.trail_stop_price)  # only trailing orders carry one
     if any(p is not None and not on_grid(i.rule_id, p) for p in prices):
         return wire.OFF_GRID, wire.ERROR_TEXT[wire.OFF_GRID]
     return None

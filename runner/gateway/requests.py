@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from runner.gateway.contracts import ContractQuery
 from runner.gateway.values import Contract, PlacedOrder
@@ -41,7 +42,15 @@ PLACE_ORDER_LAYOUT = {
 _P_GTD = 38  # goodTillDate, for every order but a BAG (its legs come before it)
 _P_CONTRACT = 2  # its 12 contract fields start at conId
 PLACE_ORDER_MIN_FIELDS = 35
-_P_ALGO = 82  # algoStrategy; then (its params,) algoId and whatIf
+# Further on, for every order but a BAG or one with a delta-neutral order type (both
+# insert fields before them): trailStopPrice and trailingPercent, then algoStrategy.
+_P_DELTA_NEUTRAL_TYPE, _P_TRAIL_STOP, _P_TRAIL_PERCENT = 64, 68, 69
+_P_ALGO = 82  # algoStrategy; then (its count and tag/value pairs,) algoId and whatIf
+# After whatIf: orderMiscOptions, solicited, randomizeSize, randomizePrice, (PEG BENCH's
+# 5 fields,) the conditions' count, (the conditions,) adjustedOrderType, triggerPrice and
+# lmtPriceOffset: 8 on from whatIf when there are no conditions.
+_WHAT_IF_TO_OFFSET = 8
+_PEG_BENCH_FIELDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,13 @@ class PlaceOrderFields:
     order_ref: str
     outside_rth: str
     good_till_date: str  # "" when absent, and for a BAG
+    # The fields of the newer order types; "" (and ()) when absent or not read (a BAG, a
+    # delta-neutral order, an order with conditions: their fields come first).
+    trail_stop_price: str = ""
+    trailing_percent: str = ""
+    lmt_price_offset: str = ""
+    algo_strategy: str = ""
+    algo_params: tuple[tuple[str, str], ...] = ()
 
 
 def place_order_fields(fields: Sequence[str]) -> PlaceOrderFields:
@@ -79,10 +95,33 @@ def place_order_fields(fields: Sequence[str]) -> PlaceOrderFields:
     f = list(fields)
     if len(f) < PLACE_ORDER_MIN_FIELDS:
         raise ValueError(f"placeOrder with {len(f)} fields")
-    named = {name: f[at] for name, at in PLACE_ORDER_LAYOUT.items()}
+    named: dict[str, Any] = {name: f[at] for name, at in PLACE_ORDER_LAYOUT.items()}
     is_bag = named["sec_type"] == "BAG"
+    if not is_bag:
+        named.update(_later_fields(f, named["order_type"]))
     return PlaceOrderFields(**named,
                             good_till_date="" if is_bag or len(f) <= _P_GTD else f[_P_GTD])
+
+
+def _later_fields(f: list[str], order_type: str) -> dict[str, Any]:
+    """The trail, algo and lmtPriceOffset fields, read where a plain order has them."""
+    if len(f) <= _P_ALGO + 2 or f[_P_DELTA_NEUTRAL_TYPE]:  # short, or moved by a delta-neutral type
+        return {}
+    out: dict[str, Any] = {"trail_stop_price": f[_P_TRAIL_STOP],
+                           "trailing_percent": f[_P_TRAIL_PERCENT],
+                           "algo_strategy": f[_P_ALGO]}
+    at = _P_ALGO + 2  # whatIf
+    if f[_P_ALGO]:
+        n = opt_int(f[_P_ALGO + 1])
+        out["algo_params"] = tuple((f[_P_ALGO + 2 + 2 * i], f[_P_ALGO + 3 + 2 * i])
+                                   for i in range(n))
+        at += 1 + 2 * n
+    if order_type.upper() in ("PEG BENCH", "PEGBENCH"):
+        at += _PEG_BENCH_FIELDS
+    conditions = at + _WHAT_IF_TO_OFFSET - 3
+    if len(f) > at + _WHAT_IF_TO_OFFSET and opt_int(f[conditions]) == 0:
+        out["lmt_price_offset"] = f[at + _WHAT_IF_TO_OFFSET]
+    return out
 
 
 def place_order_query(fields: Sequence[str]) -> ContractQuery:
@@ -131,6 +170,7 @@ def parse_place_order(fields: Sequence[str], default_account: str) -> PlacedOrde
         outside_rth=p.outside_rth == "1",
         good_till_date=p.good_till_date,
         fields=tuple(fields),
+        trail_stop_price=opt_float(p.trail_stop_price),
     )
 
 

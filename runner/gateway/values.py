@@ -50,6 +50,7 @@ class PlacedOrder:
     outside_rth: bool
     good_till_date: str
     fields: tuple[str, ...]
+    trail_stop_price: float | None = None  # TRAIL, TRAIL LIMIT: the first stop, if given
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,6 +21,8 @@ from runner.errors import GatewayError
 from runner.ib.codes import NO_SECURITY, READ_ONLY
 from runner.ib.orders import END_OF_STATUS
 from runner.ib.session import READ_ONLY_HINT, Session
+from runner.ordertypes import gtd_string as gtd_string  # IB's goodTillDate text
+from runner.ordertypes import ib_fields
 
 IB_UNSET = 1.7976931348623157e308  # IB's "no value" double (e.g. an unknown margin figure)
 NS = 1_000_000_000
@@ -243,22 +245,16 @@ async def liquid_sessions(s: Session, contract: Any) -> tuple[tuple[int, int], .
 
 
 def ib_order(o: OrderRequest) -> Any:
-    from ib_async import Order
+    """The ib_async Order: the fields of runner.ordertypes.ib_fields (the ones the plan
+    shows), algoParams as TagValues; every other field keeps ib_async's default."""
+    from ib_async import Order, TagValue
 
-    order = Order(action=o.side, totalQuantity=o.qty, orderType=o.order_type, tif=o.tif,
-                  orderRef=o.tag, outsideRth=o.outside_rth)
-    if o.limit is not None:
-        order.lmtPrice = o.limit
-    if o.good_till_ns is not None:
-        order.goodTillDate = gtd_string(o.good_till_ns)
-    if o.account:
-        order.account = o.account
+    order = Order()
+    for name, value in ib_fields(o):
+        if name == "algoParams":
+            value = [TagValue(tag, text) for tag, text in value]
+        setattr(order, name, value)
     return order
-
-
-def gtd_string(t_ns: int) -> str:
-    """IB's goodTillDate in UTC: `yyyyMMdd-HH:mm:ss`."""
-    return datetime.fromtimestamp(t_ns // 1_000_000_000, UTC).strftime("%Y%m%d-%H:%M:%S")
 
 
 def _what_if_value(state: Any) -> WhatIf:
