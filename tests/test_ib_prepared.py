@@ -155,3 +155,18 @@ def test_an_id_taken_before_the_contract_is_known_goes_out_the_usual_way(gateway
     [placed] = gateway.place_orders()
     assert (placed.order_ref, placed.good_till_date) == ("prep-late", gtd_string(good_till_ns))
     assert placed_frames(gateway)[0][ORDER_ID] == str(order_id)
+
+
+def test_terms_changed_after_qualify_are_sent_as_changed_never_stale(gateway):
+    """What qualify built (and next_order_id encoded) is of the request it was given; a
+    request to place that differs in more than the INTENT's goodTillDate is built again, so
+    the gateway gets the terms placed (here a limit of 100.75, not the 101.25 qualified)."""
+    from dataclasses import replace
+
+    good_till_ns = next_minute_ns()
+    changed = replace(gtd_order("prep-new", good_till_ns), limit=100.75, qty=2)
+    order_id = broker_places(gateway, 36, gtd_order("prep-new"), changed)
+    [placed] = gateway.place_orders()
+    assert (float(placed.lmt_price), float(placed.total_quantity)) == (100.75, 2.0)
+    assert (placed.order_ref, placed.good_till_date) == ("prep-new", gtd_string(good_till_ns))
+    assert placed_frames(gateway)[0][ORDER_ID] == str(order_id)

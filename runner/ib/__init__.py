@@ -13,6 +13,7 @@ Notes, `Lookup`, `Found` and `FillView`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ class IBBroker:
         self.tracker: Tracker | None = None
         self.contract: Any = None
         self._ib_order: Any = None  # built by qualify, sent by place
+        self._qualified: OrderRequest | None = None  # the request _ib_order was built from
         self.cancel_wanted = False
         self.reconnecting: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -136,6 +138,7 @@ class IBBroker:
     async def qualify(self, order: OrderRequest) -> None:
         self.contract = await queries.qualify(self.session, order)
         self._ib_order = queries.ib_order(order)  # ~40 µs: built before the INTENT's clock
+        self._qualified = order
 
     def next_order_id(self) -> int | None:
         """The id the order will go out with, taken now so the INTENT can carry it; the
@@ -151,6 +154,12 @@ class IBBroker:
         """Send the order: the message encoded by `next_order_id` if there is one, else
         as ib_async's placeOrder encodes it."""
         self.tracker = Tracker(order, self.client_id, self._put, self.now_ns)
+        if self._qualified is None or dataclasses.replace(
+                order, good_till_ns=self._qualified.good_till_ns) != self._qualified:
+            # terms other than the INTENT's goodTillDate changed since qualify: what was
+            # built then is not this order, so build it again (never send stale terms)
+            self._ib_order, self._prepared = queries.ib_order(order), None
+            self._qualified = order
         ib, ib_order, order_id = self.session.ib, self._ib_order, self.next_order_id()
         # the backstop is taken from the INTENT's clock
         good_till = None if order.good_till_ns is None else queries.gtd_string(order.good_till_ns)
