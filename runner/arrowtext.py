@@ -13,12 +13,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from runner.jsondoc import DECIMALS
+from runner.jsondoc import EXACT as _EXACT
 from runner.tca import scalar, string_array
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-_EXACT = 2.0**52  # as runner.jsondoc.figure: |x| * 10**decimals stays an exact integer
 
 
 def joined(strings: Any) -> str:

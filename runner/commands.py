@@ -6,7 +6,6 @@ or ib_async), so they start fast and work in any CI.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -130,7 +129,8 @@ def plan(spec_path: str, as_json: bool, at: str | None, environ: Mapping[str, st
         raise UsageError(f"{'--at' if at else 'at:'} with --broker: the broker's facts (hours, "
                          "price) are today's, not those of another instant",
                          "drop --at (and the spec's at:) for --broker, or plan without --broker")
-    policies = [governing(s, policy) for s in specs]
+    found = Policies(policy)  # each policy file read once for all the documents
+    policies = [governing(s, policy, found) for s in specs]
     plans = [compile_plan(s, environ, parse_at(t) if (t := at or s.at) else now)
              for s in specs]  # --at, else the spec's own at:, else now
     if broker:  # connects: IB's what-if and the broker's facts (imports ib_async)
@@ -143,13 +143,8 @@ def plan(spec_path: str, as_json: bool, at: str | None, environ: Mapping[str, st
     refusals = [gates.check(p, pol, gates.Context(p.at_ns, port=p.connection.port,
                                                   kill_switch=kill))
                 for p, pol in zip(plans, policies, strict=True)]
-    return show_plans(plans, policies, refusals, [plan_json(p) for p in plans], as_json)
+    return show_plans(plans, policies, refusals, [p.to_dict() for p in plans], as_json)
 
-
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """One plan's body in `plan --json` (Plan.to_json, the plan's own format)."""
-    body: dict[str, Any] = json.loads(plan.to_json())
-    return body
 
 
 def show_plans(plans: Sequence[Plan], policies: Sequence[Policy], refusals: list[list[str]],

@@ -50,7 +50,6 @@ class IntentDraft:
         wait_sec = ACK_TIMEOUT_SEC if plan.kind == "sanity-cancel" else plan.ttl_sec
         assert wait_sec is not None
         self.wait_sec, self.wait_ns = wait_sec, int(wait_sec * NS)
-        self.backstop_ns = None if req.backstop_sec is None else int(req.backstop_sec * NS)
         self.req = req  # as planned: an explicit good_till (expiry_ns) is checked at `at`
         self.order = TrackedOrder(req, intent_ns=guess_ns, client_id=client_id,
                                   order_id=order_id)
@@ -61,10 +60,9 @@ class IntentDraft:
 
     def good_till(self, now_ns: int) -> int | None:
         """The goodTillDate of an INTENT at `now_ns`: the GTD backstop (IB's next whole
-        second after INTENT + backstop), or the spec's good_till if earlier."""
-        if self.backstop_ns is None or self.req.expiry_ns is not None:
-            return self.req.good_till_at(now_ns)
-        return -(-(now_ns + self.backstop_ns) // NS) * NS
+        second after INTENT + backstop), or the spec's good_till if earlier: the one rule,
+        OrderRequest.good_till_at."""
+        return self.req.good_till_at(now_ns)
 
     def at(self, now_ns: int) -> tuple[TrackedOrder, OrderRequest]:
         """The tracked order of an INTENT at `now_ns`, and the request to send; a

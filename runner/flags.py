@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
-import os
 import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -191,7 +190,7 @@ def classic_spec(args: argparse.Namespace) -> Spec:
         return from_mapping({"version": 1, "kind": "handshake"})
     order: dict[str, Any] = {"symbol": args.symbol, "side": args.side, "qty": _num(args.qty)}
     data: dict[str, Any] = {"version": 1, "kind": args.command, "order": order,
-                            "out_dir": os.path.expanduser(args.out_dir)}
+                            "out_dir": args.out_dir}  # typed_path: ~ expanded
     if args.tag:
         order["tag"] = args.tag
     if args.limit is not None:
@@ -199,7 +198,7 @@ def classic_spec(args: argparse.Namespace) -> Spec:
     if args.outside_rth:
         order["outside_rth"] = True
     if args.bars_path:
-        data["bars_path"] = os.path.expanduser(args.bars_path)
+        data["bars_path"] = args.bars_path  # typed_path: ~ expanded
     if args.command == "one-shot":
         order["tif"] = args.tif
         _order_type(args, order)

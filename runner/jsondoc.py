@@ -42,7 +42,8 @@ DECIMALS: dict[str, int] = {
 }
 # |x| * 10**decimals must stay an exact integer in a float (2**52) to round honestly;
 # a bigger value has no room for noise below its decimals and is left as it is.
-_EXACT = 2.0**52
+EXACT = 2.0**52  # |x| * 10**decimals below it stays an exact integer
+_EXACT = EXACT
 
 
 def figure(x: float | None, decimals: int) -> float | None:

@@ -176,9 +176,11 @@ def for_spec(source: str, explicit: str | None = None) -> Policy:
     return Policies(explicit).for_spec(source)
 
 
-def governing(spec: Spec, explicit: str | None = None) -> Policy:
-    """The spec's policy, after checking that the spec's limits do not loosen it."""
-    policy = for_spec(spec.source, explicit)
+def governing(spec: Spec, explicit: str | None = None,
+              found: Policies | None = None) -> Policy:
+    """The spec's policy, after checking that the spec's limits do not loosen it. `found`:
+    the policies a command has read already (each file read once for all its documents)."""
+    policy = (found or Policies(explicit)).for_spec(spec.source)
     errors = loosening_errors(spec, policy)
     if errors:
         raise SpecError(errors)

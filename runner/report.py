@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from runner import arrowtext
 from runner.errors import UsageError
 from runner.jsondoc import MONEY, PRICE, QTY, Raw, document, failed, figures, write
-from runner.output import json_text, number_text, price_text
+from runner.output import DASH, json_text, number_text, price_text
 from runner.plan import parse_day
 from runner.tca import Selection, scalar
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the CLI imports this module; pyarrow is loaded only when a 
     import pyarrow as pa
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_D = "—"  # no value
+_D = DASH  # no value
 
 
 def resolve_target(target: str | None, out_dir: str) -> Path | None:
@@ -228,9 +228,7 @@ def _times(table: pa.Table) -> list[str]:
 
 
 def _short_ids(run_ids: Any) -> list[str]:
-    import pyarrow.compute as pc
-
-    return _filled(pc.utf8_slice_codeunits(run_ids, 0, RUN_ID_CHARS))
+    return _filled(_run(run_ids))
 
 
 def _filled(texts: Any) -> list[str]:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from runner.bars import Bars
     from runner.broker import SessionInfo
     from runner.engine import Outcome
-    from runner.policy import Policy
+    from runner.policy import Policies, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +86,13 @@ def run_command(command: str, source: str | Spec, opts: RunOptions,
     flags made): the exit code. With --json, one document for the file, holding a result
     per spec document."""
     specs = load_specs(source, opts)
+    from runner.policy import Policies
+
+    found = Policies(opts.policy)  # each policy file read once for all the documents
     gated: list[Gated] = []
     for spec in specs:
         with _refused(spec, specs):
-            gated.append(gate(plan_spec(spec, opts, environ), opts, gated))
+            gated.append(gate(plan_spec(spec, opts, environ, found), opts, gated))
     done: list[dict[str, Any]] = []  # each document's result, for --json
     for k, g in enumerate(gated):
         with _broke_off(gated, k, done):
@@ -127,14 +130,15 @@ def load_specs(source: str | Spec, opts: RunOptions) -> list[Spec]:
 # --- plan --------------------------------------------------------------------------------
 
 
-def plan_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str]) -> Planned:
+def plan_spec(spec: Spec, opts: RunOptions, environ: Mapping[str, str],
+              found: Policies | None = None) -> Planned:
     """The options agree with the spec; the governing policy; the bars, read and checked
     (a dry run's cover its start, a broker run's are fresh); the plan, every value
     resolved (--out-dir as its ledger root)."""
     _check_usage(spec, opts)
     from runner.policy import governing
 
-    policy = governing(spec, opts.policy)
+    policy = governing(spec, opts.policy, found)
     bars = _load_bars(spec) if spec.bars_path else None
     out_dir = typed_path(opts.out_dir) if opts.out_dir else None
     plan = compile_plan(spec, environ, _start_ns(opts.at or spec.at, opts.dry_run, bars),

@@ -87,9 +87,7 @@ def _context(plan: Plan, policy: Policy, v: Preview) -> Any:
 
 
 def _json(plan: Plan, v: Preview) -> dict[str, Any]:
-    from runner.commands import plan_json
-
-    d = plan_json(plan)
+    d = plan.to_dict()
     d["broker"] = {"account": v.account,
                    "what_if": v.what_if.to_dict() if v.what_if else None,
                    "liquid_hours": [[iso(a), iso(b)] for a, b in v.sessions] if v.sessions

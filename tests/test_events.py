@@ -5,6 +5,7 @@ guessed is not the one the clock shows; the row is the one `order_event` builds.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def test_the_clocks_second_decides_the_backstop_even_when_the_guess_was_another(
                            (T0 + NS + 1, T0 + 17 * NS)):
         d = draft(p, guess)
         order, req = d.at(now)
-        assert (order.intent_ns, order.req, req.good_till_ns) == (now, req, good_till)
+        assert (order.intent_ns, req.good_till_ns) == (now, good_till)
+        assert order.req == replace(p.order, good_till_ns=good_till)  # nothing else changed
         assert order.req.backstop_sec == BACKSTOP_SEC and order.order_id == 41
         row = d.stamp(now, 100.5, "bars").as_event()
         assert (row.ts, row.deadline, row.good_till) == (now, now + TTL_SEC * NS, good_till)

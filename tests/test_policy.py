@@ -428,3 +428,23 @@ def test_a_fifo_policy_refuses_and_is_never_opened_for_reading(work, argv):
         "it governs is refused (replace it with a policy file, or remove it)")
     assert len(done.stderr.splitlines()) == 1
     assert not (work / "data").exists()
+
+
+def test_a_file_of_many_documents_reads_its_policy_once(tmp_path, monkeypatch, capsys):
+    """plan and run read each policy file once for all the documents of a spec file."""
+    import runner.policy as policy_module
+    from runner.cli import main
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nmax_qty: 100\n")
+    doc = "version: 1\nkind: sanity-cancel\norder: {symbol: SPY, side: BUY, qty: 1, limit: 0.01}\n"
+    (tmp_path / "three.yaml").write_text("---\n".join([doc] * 3))
+    monkeypatch.chdir(tmp_path)
+    read: list[str] = []
+    real = policy_module.load
+    monkeypatch.setattr(policy_module, "load", lambda path: read.append(path) or real(path))
+    assert main(["plan", "three.yaml", "--at", "2026-01-05T09:30:01-05:00"]) == 0
+    assert len([p for p in read if p.endswith("runner-policy.yaml")]) == 1
+    read.clear()
+    assert main(["run", "three.yaml", "--dry-run", "--at", "2026-01-05T09:30:01-05:00"]) == 0
+    assert len([p for p in read if p.endswith("runner-policy.yaml")]) == 1
