@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from runner.contract import NO_TERMS, ContractTerms
 from runner.errors import UsageError
 from runner.output import number_text
 
@@ -79,6 +80,12 @@ class OrderRequest:
     # An explicit GTD (the spec's good_till), planned: the order expires then at the latest.
     # The backstop, when there is one, still applies: the earlier of the two is sent.
     expiry_ns: int | None = None
+    contract: ContractTerms = NO_TERMS  # the rest of IB's Contract: con_id, expiry, strike...
+
+    @property
+    def multiplier(self) -> float:
+        """Units of the underlying per contract: notional is qty x price x this."""
+        return self.contract.multiplier or 1.0
 
     def good_till_at(self, intent_ns: int) -> int | None:
         """The goodTillDate of an INTENT at `intent_ns` (the broker's clock): with a

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from runner import __version__
 from runner.errors import RunnerError, SpecError
 from runner.flags import Parser, UsageExit, choice, number, order_type_flags, symbol
+from runner.instrumentflags import contract_flags
 from runner.ordertypes import TYPES
 from runner.paths import default_out_dir, typed_path
 from runner.terminal import fit_streams
@@ -272,11 +273,13 @@ def _classic(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _classic_order(p: argparse.ArgumentParser, limit_help: str, limit: float | None) -> None:
-    p.add_argument("--symbol", type=symbol, default="SPY",
-                   help="the stock, any case (default: %(default)s)")
+    p.add_argument("--symbol", type=symbol, default="SPY", help="the symbol (an option's: "
+                   "its underlying's), any case (default: %(default)s)")
+    contract_flags(p)
     p.add_argument("--side", type=choice(SIDES), default="BUY", metavar="BUY|SELL",
                    help="any case (default: %(default)s)")
-    p.add_argument("--qty", type=number, default=1, help="shares (default: %(default)s)")
+    p.add_argument("--qty", type=number, default=1,
+                   help="shares, or contracts (default: %(default)s)")
     p.add_argument("--limit", type=number, default=limit, metavar="PRICE", help=limit_help)
 
 

@@ -454,7 +454,7 @@ class Engine:
             bars = await self.live.after(order.intent_ns, end, self._say)
         snap = tca.snapshot(order.req.side, order.req.qty, order.fill_qty, order.avg_px,
                             order.commission, order.intent_ns, order.first_fill_ns, end,
-                            Priced(order.intent_ns, arrival, bars))
+                            Priced(order.intent_ns, arrival, bars), order.req.multiplier)
         if snap is not None:
             self.outcome.snapshot = snap
             self._record(Ev.PNL_SNAPSHOT, end, **snap)

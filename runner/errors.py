@@ -110,6 +110,14 @@ class Refused(RunnerError):
         self.reasons = reasons
 
 
+class NotQualified(RunnerError):
+    """IB's answer to qualification does not name the spec's one instrument (several
+    candidates; another symbol or multiplier). Nothing was sent and no ledger row was
+    written: bad input, like a spec error."""
+
+    exit_code = 2
+
+
 class InvalidTransition(RunnerError):
     """An order event the FSM's table has no transition for (a bug, not a user error)."""
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from runner.broker import Ev, OrderRequest
+from runner.contract import ContractTerms
 from runner.fsm import TrackedOrder
 from runner.ledger.event import Draft, LedgerEvent, Stamped
 from runner.plan import ACK_TIMEOUT_SEC, Plan
@@ -35,7 +36,16 @@ def order_event(plan: Plan, broker: str, account: str, order: TrackedOrder, even
         account=account, order_id=order.order_id, perm_id=order.perm_id,
         client_id=order.client_id, symbol=req.symbol, sec_type=req.sec_type,
         exchange=req.exchange, currency=req.currency, mode=plan.mode, side=req.side,
-        qty=req.qty, order_type=req.order_type, limit=req.limit, tif=req.tif, **totals)
+        qty=req.qty, order_type=req.order_type, limit=req.limit, tif=req.tif, stop=req.stop,
+        trail_amount=req.trail_amount, trail_percent=req.trail_percent, offset=req.offset,
+        algo=req.algo, **_contract(req.contract), **totals)
+
+
+def _contract(c: ContractTerms) -> dict[str, Any]:
+    """The contract's columns: null where the spec named nothing."""
+    return {"con_id": c.con_id or None, "local_symbol": c.local_symbol or None,
+            "expiry": c.expiry or None, "strike": c.strike, "right": c.right or None,
+            "multiplier": c.multiplier}
 
 
 class IntentDraft:

@@ -38,7 +38,10 @@ FLAG_OF_KEY = {
     "out_dir": "--out_dir", "arrival": "--arrival", "order.type": "--type",
     "order.stop": "--stop", "order.trail_amount": "--trail-amount",
     "order.trail_percent": "--trail-percent", "order.offset": "--offset", "order.cap": "--cap",
-    "order.good_till": "--good-till",
+    "order.good_till": "--good-till", "contract.symbol": "--symbol",
+    **{f"contract.{key}": "--" + key.replace("_", "-") for key in (
+        "sec_type", "exchange", "currency", "expiry", "strike", "right", "multiplier",
+        "con_id", "local_symbol", "trading_class", "primary_exchange")},  # instrumentflags
 }
 # one-shot's flags of the newer order types: (flag, spec key, metavar, help)
 TYPE_FLAGS = (
@@ -55,8 +58,8 @@ TYPE_FLAGS = (
 _BOOLEAN_KEY = re.compile(r"\bset (order\.outside_rth): true\b")  # -> "pass --outside-rth"
 _KEY_VALUE = re.compile(r"(?<![\w.-])(arrival): (bars|broker)\b")  # -> "--arrival broker"
 _SIDE = re.compile(r"\buse side (BUY|SELL)\b")  # -> "use --side BUY"
-_KEY = re.compile(r"(?<![\w.-])(order\.[a-z_]+|ttl_sec|bars_path|out_dir|arrival(?=: ))"
-                  r"(?![\w.])")
+_KEY = re.compile(r"(?<![\w.-])((?:order|contract)\.[a-z_]+|ttl_sec|bars_path|out_dir"
+                  r"|arrival(?=: ))(?![\w.])")
 
 
 class UsageExit(SystemExit):
@@ -207,6 +210,9 @@ def classic_spec(args: argparse.Namespace) -> Spec:
         data["ttl_sec"] = _num(args.ttl_sec)
         if args.arrival:
             data["arrival"] = args.arrival
+    from runner.instrumentflags import with_contract
+
+    with_contract(args, data)
     try:
         return from_mapping(data, allow_outside=True, typed=True)
     except SpecError as e:

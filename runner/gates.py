@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from runner.broker import OrderRequest
 from runner.errors import Refused as Refused  # re-exported: callers raise gates.Refused
 from runner.ordertypes import bound, is_market
 from runner.output import message_number as fmt
@@ -170,10 +171,15 @@ def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
             return [Reason(("order",), "cannot check the notional of a market order without a "
                                        "reference price (add bars_path, or use a limit order)")]
         return []
-    notional = o.qty * price
-    return [Reason(("order",), f"notional {fmt(notional)} (qty x {basis}) exceeds {name} "
+    notional = o.qty * o.multiplier * price
+    return [Reason(("order",), f"notional {fmt(notional)} ({units(o)}{basis}) exceeds {name} "
                                f"{fmt(cap)}{origin}") for name, cap, origin in caps
             if notional > cap]
+
+
+def units(o: OrderRequest) -> str:
+    """How a notional is figured, before its price: `qty x ` or `qty x multiplier 50 x `."""
+    return "qty x " if o.multiplier == 1 else f"qty x multiplier {fmt(o.multiplier)} x "
 
 
 def _price(plan: Plan, ctx: Context) -> tuple[float | None, str]:
@@ -328,10 +334,11 @@ def _day_caps(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     limit = policy.max_day_notional
     price, _ = _price(plan, ctx)
     if limit is not None and ctx.day_notional is not None and price is not None:
-        total = ctx.day_notional + o.qty * price
+        total = ctx.day_notional + o.qty * o.multiplier * price
         if total > limit:
             out.append(Reason((), f"notional placed today {fmt(ctx.day_notional)} + this order "
-                                  f"{fmt(o.qty * price)} = {fmt(total)} exceeds the policy's "
+                                  f"{fmt(o.qty * o.multiplier * price)} = {fmt(total)} exceeds "
+                                  "the policy's "
                                   f"max_day_notional {fmt(limit)}"
                                   f"{policy.origin('max_day_notional')}"))
     return out

@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from runner.broker import OrderRequest
+from runner.contract import ib_contract
 from runner.errors import SpecError, UsageError
 from runner.ordertypes import AT_THE_CLOSE, PEGS, describe_prices, ib_fields, simulated_as
 from runner.output import json_text, number_text
@@ -116,6 +117,8 @@ def _order_dict(o: OrderRequest, d: dict[str, Any]) -> dict[str, Any]:
         sent["algoParams"] = d["algo_params"]
         d["simulated_as"] = simulated_as(o)
     d["sent"] = sent
+    d["contract"] = dict(ib_contract(o.symbol, o.sec_type, o.exchange, o.currency, o.contract))
+    d["multiplier"] = o.multiplier
     return d
 
 
@@ -197,7 +200,7 @@ def _order(spec: Spec, at_ns: int) -> OrderRequest:
         limit=o.cap if o.order_type in PEGS else o.limit, tif=tif, backstop_sec=backstop,
         outside_rth=o.outside_rth, stop=o.stop, trail_amount=o.trail_amount,
         trail_percent=o.trail_percent, offset=o.offset, algo=o.algo, algo_params=o.algo_params,
-        expiry_ns=o.good_till_ns,
+        expiry_ns=o.good_till_ns, contract=o.contract,
     )
 
 
@@ -220,7 +223,9 @@ def _steps(p: Plan) -> tuple[Step, ...]:
         steps.append(Step("check", "report server version, accounts and gateway time"))
         return tuple(steps)
     o = p.order
-    steps.append(Step("qualify", f"{o.symbol} {o.sec_type} {o.exchange} {o.currency}"))
+    terms = o.contract.describe()
+    steps.append(Step("qualify", f"{o.symbol} {o.sec_type} {o.exchange} {o.currency}"
+                                 + (f" {terms}" if terms else "") + " (exactly one match)"))
     steps.append(Step("place", _describe_order(o)))
     if p.kind == "sanity-cancel":
         steps.append(Step("wait", f"for the ACK (at most {number_text(ACK_TIMEOUT_SEC)} s)"))

@@ -73,17 +73,18 @@ def in_sessions(sessions: tuple[tuple[int, int], ...] | None, at_ns: int) -> boo
 def day_totals(out_dir: str, day: str) -> tuple[int, float]:
     """Orders placed at IB on `day` and their notional, from the ledger's INTENT rows
     (journals of running or crashed runs included). Every INTENT counts, whatever became
-    of it; its notional is qty x limit, or qty x arrival price for a market order.
+    of it; its notional is qty x multiplier x limit, or x arrival price for a market order.
     Dry runs (broker sim) do not count: caps are about real orders."""
     from runner.ledger import read_day_settled, table_to_rows
 
     day_dir = Path(out_dir) / day
     if not day_dir.is_dir():
         return 0, 0.0
-    rows = table_to_rows(read_day_settled(day_dir, ["event", "broker", "qty", "limit",
-                                                    "arrival_px"]))
+    rows = table_to_rows(read_day_settled(day_dir, ["event", "broker", "qty", "multiplier",
+                                                    "limit", "arrival_px"]))
     placed = [r for r in rows if r["event"] == "INTENT" and r["broker"] == "ib"]
-    notional = sum(r["qty"] * (r["limit"] or r["arrival_px"] or 0.0) for r in placed)
+    notional = sum(r["qty"] * (r["multiplier"] or 1.0) * (r["limit"] or r["arrival_px"] or 0.0)
+                   for r in placed)
     return len(placed), float(notional)
 
 
@@ -122,7 +123,7 @@ def earlier_notional(where: str, earlier: Sequence[tuple[Plan, Any]], policy: Po
                 "no price before connecting, so max_day_notional cannot be checked for the "
                 "whole file; nothing was sent",
                 "give that order a limit or a bars_path, or put the orders in separate files")
-        total += o.qty * (price or 0.0)
+        total += o.qty * o.multiplier * (price or 0.0)
     return total
 
 

@@ -66,12 +66,12 @@ import numpy as np
 
 from runner.bars import Bars
 from runner.broker import BrokerEvent, Ev, Lookup, OrderRequest, SessionInfo
+from runner.contract import WHOLE_UNITS
 from runner.defaults import spec_default
 from runner.hours import sessions
 
 Fill = tuple[int, float, float]  # (event ts ns, last_qty, px)
 
-WHOLE_UNITS = frozenset({"STK"})  # instruments traded in whole units only
 FRACTION_SCALE = 10**8  # CASH and CRYPTO: quantities in steps of 1 / this (1e-8)
 # A float cap this close to a whole step is recomputed in decimal (floor(0.29 * 100)
 # would be 28 in binary floating point; it is 29).
@@ -109,7 +109,8 @@ class SimConfig:
 
 def quantity_scale(sec_type: str) -> int:
     """Quantities of `sec_type` move in steps of 1 / this: 1 for whole-unit instruments
-    (STK), FRACTION_SCALE for the fractional ones (CASH, CRYPTO)."""
+    (STK, FUT, OPT, FOP, CFD: runner.contract), FRACTION_SCALE for the fractional ones
+    (CASH, CRYPTO)."""
     return 1 if sec_type in WHOLE_UNITS else FRACTION_SCALE
 
 

@@ -16,6 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+from runner import contract
+from runner.contract import NO_TERMS, WHOLE_UNITS, ContractTerms
 from runner.defaults import SPEC_SCHEMA, subschema, with_defaults
 from runner.errors import NotRegular, RunnerError, SpecError, TooBig
 from runner.ordercheck import check_type, good_till_ns, order_type
@@ -61,6 +63,11 @@ class OrderSpec:
     good_till_ns: int | None = None  # tif GTD: order.good_till
     algo: str | None = None  # IB's algoStrategy (runner.ordertypes.algo_request)
     algo_params: tuple[tuple[str, str], ...] = ()
+    contract: ContractTerms = NO_TERMS  # the rest of IB's Contract (runner.contract)
+
+    @property
+    def multiplier(self) -> float:
+        return self.contract.multiplier or 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +164,7 @@ def load_text(
 
 
 # `at: 2026-01-05T14:30:00Z` is text (the grammar of --at), not a date; good_till too
-_AS_TEXT = (("at",), ("order", "good_till"))
+_AS_TEXT = (("at",), ("order", "good_till"), ("contract", "expiry"))
 
 
 def from_mapping(
@@ -209,6 +216,7 @@ def _check(doc: Doc, rules: PathRules) -> Spec | None:
     data = schema_checked(doc, SCHEMA_PATH, _PATTERN_HINTS)
     if data is None:
         return None
+    contract.merge(doc, data)
     _semantic(doc, data, rules)
     if doc.errors:
         return None
@@ -227,10 +235,12 @@ def _semantic(doc: Doc, data: dict[str, Any], rules: PathRules) -> None:
     kind = data["kind"]
     given = doc.data
     if kind == "handshake":
-        for key in ("order", "ttl_sec", "limits", "expect", "bars_path", "arrival", "at"):
+        for key in ("order", "contract", "ttl_sec", "limits", "expect", "bars_path", "arrival",
+                    "at"):
             if key in given:
                 doc.error((key,), "not used by kind handshake; remove it", key=True)
     else:
+        contract.check(doc, data)
         _check_order(doc, data)
     if kind == "sanity-cancel" and "ttl_sec" in given:
         doc.error(("ttl_sec",), "only one-shot uses ttl_sec (sanity-cancel cancels right after "
@@ -256,10 +266,14 @@ _PATHS = ("bars_path", "out_dir")
 def _check_order(doc: Doc, data: dict[str, Any]) -> None:
     order = data["order"]
     qty = order["qty"]
-    if order["sec_type"] == "STK" and qty != int(qty):
-        doc.error(("order", "qty"), f"must be a whole number of shares for STK, got {qty}")
+    sec_type = order["sec_type"]
+    if sec_type in WHOLE_UNITS and qty != int(qty):
+        unit = "shares" if sec_type == "STK" else "contracts"
+        doc.error(("order", "qty"), f"must be a whole number of {unit} for {sec_type}, got {qty}")
     price, basis = check_type(doc, data)  # type, prices, tif, algo (runner.ordercheck)
-    _check_limits(doc, data, qty, price, basis)
+    multiplier = contract.terms(data).multiplier or 1.0
+    _check_limits(doc, data, qty * multiplier, price,
+                  basis if multiplier == 1 else f"multiplier {fmt(multiplier)} x {basis}")
 
 
 def tick_problem(price: float) -> str:
@@ -287,15 +301,16 @@ def _places(tick: Decimal) -> int:
 TICK, SUB_DOLLAR_TICK = Decimal("0.01"), Decimal("0.0001")
 
 
-def _check_limits(doc: Doc, data: dict[str, Any], qty: float, price: float | None,
+def _check_limits(doc: Doc, data: dict[str, Any], units: float, price: float | None,
                   basis: str = "limit") -> None:
-    """limits: against the order's price bound (its limit, stop or cap); an order whose
-    price only the market knows is judged against the reference by the gates."""
-    limits = data.get("limits") or {}
+    """limits: against the order's price bound (its limit, stop or cap) and its units (qty
+    x the contract's multiplier); an order whose price only the market knows is judged
+    against the reference by the gates."""
+    limits, qty = data.get("limits") or {}, data["order"]["qty"]
     if "max_qty" in limits and qty > limits["max_qty"]:
         doc.error(("order", "qty"), f"{fmt(qty)} exceeds limits.max_qty {fmt(limits['max_qty'])}")
-    if "max_notional" in limits and price is not None and qty * price > limits["max_notional"]:
-        doc.error(("order",), f"notional {fmt(qty * price)} (qty x {basis}) exceeds "
+    if "max_notional" in limits and price is not None and units * price > limits["max_notional"]:
+        doc.error(("order",), f"notional {fmt(units * price)} (qty x {basis}) exceeds "
                               f"limits.max_notional {fmt(limits['max_notional'])}")
 
 
@@ -313,7 +328,7 @@ def _build(doc: Doc, data: dict[str, Any]) -> Spec:
             trail_amount=_f(o.get("trail_amount")), trail_percent=_f(o.get("trail_percent")),
             offset=_f(o.get("offset")), cap=_f(o.get("cap")),
             good_till_ns=good_till_ns(o["good_till"]) if "good_till" in o else None,
-            algo=algo, algo_params=params,
+            algo=algo, algo_params=params, contract=contract.terms(data),
         )
     e = data.get("expect")
     expect = None

@@ -52,9 +52,11 @@ def snapshot(
     first_fill_ns: int | None,
     end_ns: int,
     bars: BarsLike | None,
+    multiplier: float = 1.0,
 ) -> dict[str, float | None] | None:
     """The PNL_SNAPSHOT figures of one finished order, keyed like the ledger columns;
-    None unless it filled something and the arrival price is known."""
+    None unless it filled something and the arrival price is known. fees_bps is the
+    commission over the filled notional, fill_qty x avg_px x the contract's multiplier."""
     if bars is None or fill_qty <= 0 or qty <= 0 or avg_px is None:
         return None
     arrival = bars.arrival_at(intent_ns)
@@ -73,7 +75,8 @@ def snapshot(
         "vwap_px": vwap,
         "vwap_slippage_bps": _bps(s, avg_px, vwap),
         "is_bps": implementation_shortfall_bps(s, qty, fill_qty, avg_px, arrival, end_px),
-        "fees_bps": None if commission is None else commission / (fill_qty * avg_px) * BPS,
+        "fees_bps": None if commission is None else
+        commission / (fill_qty * avg_px * multiplier) * BPS,
         "participation": fill_qty / volume if volume else None,
         "ms_to_first_fill": None if first_fill_ns is None else (first_fill_ns - intent_ns) / 1e6,
         "ms_to_done": (end_ns - intent_ns) / 1e6,
@@ -84,7 +87,7 @@ def snapshot(
 # ----------------------------------------------------------------------------- summary
 
 ORDER_KEYS = ("run_id", "tag")
-_FIRST = ("symbol", "side", "currency", "qty")
+_FIRST = ("symbol", "side", "currency", "qty", "multiplier")
 _LAST = ("avg_px", "arrival_px", "commission")
 _SNAPSHOT = ("vwap_px", "shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps",
              "participation", "ms_to_first_fill", "ms_to_done")  # only on PNL_SNAPSHOT rows
@@ -98,7 +101,7 @@ def order_table(table: pa.Table) -> pa.Table:
     """One row per (run_id, tag) order (columns ORDER_FIELDS), sorted by the time of the
     order's first event (its INTENT), then tag, then run_id.
 
-    symbol/side/currency/qty as first given, state = last of FILL/CANCEL/REJ (else OPEN),
+    symbol/side/currency/qty/multiplier as first given, state = last of FILL/CANCEL/REJ (else OPEN),
     fill_qty = the largest cumulative fill (0 if none), fill_ratio = fill_qty/qty, the
     last value seen of avg_px, arrival_px and commission (cumulative), and the TCA
     figures of the order's last PNL_SNAPSHOT. Rows are taken in time order.
@@ -414,13 +417,15 @@ def _weighted(filled: pa.Table, weights: Any, column: str) -> float | None:
 
 def totals(orders: pa.Table, currency: str | None) -> dict[str, Any]:
     """The totals of `order_table` rows that are all in one currency. The bps figures are
-    weighted by filled notional (fill_qty·avg_px), so fees_bps is the commission over
-    the notional, and every total is in that one currency."""
+    weighted by filled notional (fill_qty·avg_px·multiplier, a null multiplier 1), so
+    fees_bps is the commission over the notional, and every total is in that one
+    currency."""
     import pyarrow.compute as pc
 
     filled = orders.filter(pc.and_(pc.greater(orders["fill_qty"], scalar(0)), pc.is_valid(
         orders["avg_px"])))
-    notional = pc.multiply(filled["fill_qty"], filled["avg_px"])
+    notional = pc.multiply(pc.multiply(filled["fill_qty"], filled["avg_px"]),
+                           pc.fill_null(filled["multiplier"], scalar(1.0)))
     return {
         "currency": currency,
         "orders": orders.num_rows,

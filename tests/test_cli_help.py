@@ -65,7 +65,12 @@ def options(prog: str) -> set[str]:
 
 ORDER = {"--dry-run", "--dry_run", "--at", "--allow-duplicate", "--allow-unsettled", "--json",
          "--policy", "--symbol", "--side", "--qty", "--limit", "--outside-rth",
-         "--outside_rth", "--bars_path", "--bars-path", "--tag", "--out_dir", "--out-dir"}
+         "--outside_rth", "--bars_path", "--bars-path", "--tag", "--out_dir", "--out-dir",
+         # the instrument (runner.instrumentflags), each also spelled with '_'
+         *(f"--{name}{sep}{rest}" for name, rest in (
+             ("sec", "type"), ("con", "id"), ("local", "symbol"), ("trading", "class"),
+             ("primary", "exchange")) for sep in "-_"),
+         "--exchange", "--currency", "--expiry", "--strike", "--right", "--multiplier"}
 
 
 ORDER_TYPES = {"--type", "--stop", "--trail-amount", "--trail_amount", "--trail-percent",

@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "runner"
 FUNCTION = (ast.FunctionDef, ast.AsyncFunctionDef)
-CLI_MODULES = {"runner/cli.py", "runner/flags.py", "runner/manage_cli.py", "runner/gateway/cli.py"}
+CLI_MODULES = {"runner/cli.py", "runner/flags.py", "runner/instrumentflags.py",
+               "runner/manage_cli.py", "runner/gateway/cli.py"}
 
 
 def modules() -> list[tuple[str, ast.Module]]:

@@ -115,7 +115,7 @@ CASES = {
 EXPECTED = {
     'typo_top': ['8:1: ttl_secs: unknown key (did you mean ttl_sec?)'],
     'typo_order': ['7:3: order.limt: unknown key (did you mean limit?)'],
-    'typo_far': ['8:1: xyzzy: unknown key (expected one of: arrival, at, bars_path, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
+    'typo_far': ['8:1: xyzzy: unknown key (expected one of: arrival, at, bars_path, contract, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
     'qty_string': ["6:8: order.qty: expected a number, got string 'one'"],
     'qty_negative': ['6:8: order.qty: must be > 0, got -1'],
     'qty_zero': ['6:8: order.qty: must be > 0, got 0'],
@@ -188,7 +188,7 @@ EXPECTED = {
     'limit_float_noise': ['7:10: order.limit: 0.30000000000000004 is not on the tick grid (0.0001); use 0.3000'],
     'limit_huge_int': ['7:10: order.limit: 99999999999999999999... (30 characters) is too large a number (whole numbers up to 9,007,199,254,740,992)'],
     'sim_huge_int': ['9:11: sim.ack_ms: 99999999999999999999 is too large a number (whole numbers up to 9,007,199,254,740,992)'],
-    'huge_int_key': ['8:1: "999999999999999999999999999999": unknown key (expected one of: arrival, at, bars_path, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
+    'huge_int_key': ['8:1: "999999999999999999999999999999": unknown key (expected one of: arrival, at, bars_path, contract, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
     'tag_newline': ["8:8: order.tag: 't67\\n' contains a line break ('\\n') at the end; text must be one line without control characters"],
     'tag_block_newline': ["8:8: order.tag: 't67\\n' contains a line break ('\\n') at the end; text must be one line without control characters"],
     'symbol_newline': ["4:11: order.symbol: 'SPY\\n' contains a line break ('\\n') at the end; text must be one line without control characters"],
@@ -196,7 +196,7 @@ EXPECTED = {
     'bars_path_bidi': ["8:12: bars_path: 'x\\u202e.parquet' contains a control character ('\\u202e'); text must be one line without control characters"],
     'out_dir_control': ["8:10: out_dir: 'data\\u0001' contains a control character ('\\x01') at the end; text must be one line without control characters"],
     'expect_message_newline': ["9:12: expect.message: 'a\\nb' contains a line break ('\\n'); text must be one line without control characters"],
-    'key_newline': ['3:1: "x\\n": unknown key (expected one of: arrival, at, bars_path, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
+    'key_newline': ['3:1: "x\\n": unknown key (expected one of: arrival, at, bars_path, contract, expect, kind, limits, mode, name, order, out_dir, sim, ttl_backstop, ttl_sec, version)'],
     'all_errors_with_a_huge_number': ["5:9: order.side: 'buy' is not one of BUY, SELL (did you mean BUY?)", '6:8: order.qty: 99999999999999999999... (30 characters) is too large a number (whole numbers up to 9,007,199,254,740,992)'],
 }
 

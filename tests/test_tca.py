@@ -182,8 +182,8 @@ def order(run: str, tag: str, sym: str, side: str, qty: float, state: str, fill:
                           "vwap_slippage_bps", "is_bps", "fees_bps", "participation",
                           "ms_to_first_fill", "ms_to_done", "commission"))  # fmt: skip
     return {"run_id": run, "tag": tag, "symbol": sym, "side": side, "currency": "USD",
-            "qty": qty, "state": state, "fill_qty": fill, "fill_ratio": fill / qty,
-            **none, **figures}  # fmt: skip
+            "qty": qty, "multiplier": None, "state": state, "fill_qty": fill,
+            "fill_ratio": fill / qty, **none, **figures}  # fmt: skip
 
 
 EXPECTED_ORDERS = [

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.broker import Ev, Lookup, OrderRequest, WhatIf
 from runner.errors import GatewayError
-from runner.ib.codes import NO_SECURITY, READ_ONLY
+from runner.ib.codes import READ_ONLY
 from runner.ib.orders import END_OF_STATUS
 from runner.ib.session import READ_ONLY_HINT, Session
 from runner.ordertypes import gtd_string as gtd_string  # IB's goodTillDate text
@@ -80,28 +80,6 @@ class Found:
     filled: float = 0.0  # the status's filled quantity
     avg_px: float | None = None
     trade: Any = None  # the live order (opaque outside this package)
-
-
-async def qualify(s: Session, order: OrderRequest) -> Any:
-    from ib_async import Contract
-
-    contract = Contract(secType=order.sec_type, symbol=order.symbol, exchange=order.exchange,
-                        currency=order.currency)
-    s.ib.errorEvent += s._on_connect_error
-    try:
-        found = await asyncio.wait_for(s.ib.qualifyContractsAsync(contract), s.conn.timeout_sec)
-    except TimeoutError:
-        raise GatewayError(f"no contract details for {order.symbol} within "
-                           f"{s.conn.timeout_sec:g} s", "is the gateway connected "
-                           "to IB's servers (sec-def farm)?") from None
-    finally:
-        s.ib.errorEvent -= s._on_connect_error
-    if not found or found[0] is None:
-        raise GatewayError(
-            f"unknown contract {order.symbol} {order.sec_type} {order.exchange} "
-            f"{order.currency} (IB error {NO_SECURITY}: no security definition)",
-            "check the symbol, sec_type, exchange and currency in the spec")
-    return found[0]
 
 
 TORN_LOOKS = 3  # how often one lookup is asked again when its answers disagree

@@ -36,8 +36,9 @@ class LedgerEvent:
     # them from the INTENT onto the rows it records).
     ORDER: ClassVar[tuple[str, ...]] = (
         "spec", "tag", "broker", "account", "order_id", "perm_id", "client_id", "symbol",
-        "sec_type", "exchange", "currency", "mode", "side", "qty", "order_type", "limit",
-        "tif")  # fmt: skip
+        "sec_type", "exchange", "currency", "con_id", "local_symbol", "expiry", "strike",
+        "right", "multiplier", "mode", "side", "qty", "order_type", "limit", "tif", "stop",
+        "trail_amount", "trail_percent", "offset", "algo")  # fmt: skip
 
     ts: int
     spec: str | None = None
@@ -52,12 +53,23 @@ class LedgerEvent:
     sec_type: str | None = None
     exchange: str | None = None
     currency: str | None = None
+    con_id: int | None = None
+    local_symbol: str | None = None
+    expiry: str | None = None
+    strike: float | None = None
+    right: str | None = None
+    multiplier: float | None = None
     mode: str | None = None
     side: str | None = None
     qty: float | None = None
     order_type: str | None = None
     limit: float | None = None
     tif: str | None = None
+    stop: float | None = None
+    trail_amount: float | None = None
+    trail_percent: float | None = None
+    offset: float | None = None
+    algo: str | None = None
     fill_qty: float | None = None
     last_qty: float | None = None
     last_px: float | None = None

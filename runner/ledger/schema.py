@@ -38,12 +38,25 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("sec_type", _STR),  # the instrument at IB: STK, CASH, CRYPTO…
         pa.field("exchange", _STR),
         pa.field("currency", _STR),  # the currency of every price and commission on the row
+        # the rest of the instrument, as the spec named it (runner.contract); null for none
+        pa.field("con_id", pa.int64()),
+        pa.field("local_symbol", _STR),
+        pa.field("expiry", _STR),  # FUT/OPT/FOP: lastTradeDateOrContractMonth
+        pa.field("strike", _F64),
+        pa.field("right", _STR),  # C | P
+        pa.field("multiplier", _F64),  # notional is qty x price x this (null: 1)
         pa.field("mode", _STR),  # paper | live, as the spec said
         pa.field("side", _STR),
         pa.field("qty", _F64),
         pa.field("order_type", _STR),
         pa.field("limit", _F64),
         pa.field("tif", _STR),
+        # the prices of the other order types and the algo (runner.ordertypes); null if none
+        pa.field("stop", _F64),  # STP / STP LMT trigger; TRAIL*: the first stop
+        pa.field("trail_amount", _F64),
+        pa.field("trail_percent", _F64),
+        pa.field("offset", _F64),  # REL / PEG MID auxPrice; TRAIL LIMIT lmtPriceOffset
+        pa.field("algo", _STR),  # IB's algoStrategy
         pa.field("fill_qty", _F64),  # cumulative
         pa.field("last_qty", _F64),
         pa.field("last_px", _F64),
