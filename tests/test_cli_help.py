@@ -65,7 +65,8 @@ def options(prog: str) -> set[str]:
 
 ORDER = {"--dry-run", "--dry_run", "--at", "--allow-duplicate", "--allow-unsettled", "--json",
          "--policy", "--symbol", "--side", "--qty", "--limit", "--outside-rth",
-         "--outside_rth", "--bars_path", "--bars-path", "--tag", "--out_dir", "--out-dir"}
+         "--outside_rth", "--bars_path", "--bars-path", "--tag", "--out_dir", "--out-dir",
+         "--account"}
 
 
 ORDER_TYPES = {"--type", "--stop", "--trail-amount", "--trail_amount", "--trail-percent",
