@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from runner import __version__
 from runner.errors import RunnerError, SpecError
-from runner.flags import Parser, UsageExit, choice, number, order_type_flags, symbol
+from runner.flags import Parser, UsageExit, account_flag, choice, number, order_type_flags, symbol
 from runner.instrumentflags import contract_flags
 from runner.ordertypes import TYPES
 from runner.paths import default_out_dir, typed_path
@@ -290,6 +290,7 @@ def _classic_common(p: argparse.ArgumentParser) -> None:
                    type=typed_path, help="1-second bars (Parquet): the arrival price and the "
                    "gates' reference; the simulator's prices with --dry-run (default: none)")
     p.add_argument("--tag", help="IB's orderRef (default: generated from symbol and time)")
+    account_flag(p)
     p.add_argument("--out_dir", "--out-dir", dest="out_dir", type=typed_path, metavar="DIR",
                    default=PROJECT_DATA_EXEC, help="ledger root" + _PROJECT_DEFAULT)
     _order_flags(p)

@@ -116,7 +116,8 @@ class Engine:
     async def run(self) -> Outcome:
         session = await self.broker.connect()
         self.outcome.session = session
-        self.account = session.accounts[0] if session.accounts else ""
+        named = self.plan.order.account if self.plan.order is not None else ""
+        self.account = named or (session.accounts[0] if session.accounts else "")
         self.client_id = session.client_id
         if self.plan.order is None:
             self.outcome.state = "OK"

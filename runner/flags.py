@@ -38,7 +38,8 @@ FLAG_OF_KEY = {
     "out_dir": "--out_dir", "arrival": "--arrival", "order.type": "--type",
     "order.stop": "--stop", "order.trail_amount": "--trail-amount",
     "order.trail_percent": "--trail-percent", "order.offset": "--offset", "order.cap": "--cap",
-    "order.good_till": "--good-till", "contract.symbol": "--symbol",
+    "order.good_till": "--good-till", "order.account": "--account",
+    "contract.symbol": "--symbol",
     **{f"contract.{key}": "--" + key.replace("_", "-") for key in (
         "sec_type", "exchange", "currency", "expiry", "strike", "right", "multiplier",
         "con_id", "local_symbol", "trading_class", "primary_exchange")},  # instrumentflags
@@ -196,6 +197,8 @@ def classic_spec(args: argparse.Namespace) -> Spec:
                             "out_dir": args.out_dir}  # typed_path: ~ expanded
     if args.tag:
         order["tag"] = args.tag
+    if args.account:
+        order["account"] = args.account
     if args.limit is not None:
         order["limit"] = _num(args.limit)
     if args.outside_rth:
@@ -217,6 +220,13 @@ def classic_spec(args: argparse.Namespace) -> Spec:
         return from_mapping(data, allow_outside=True, typed=True)
     except SpecError as e:
         raise SpecError([in_flag_terms(line) for line in e.lines]) from None
+
+
+def account_flag(p: argparse.ArgumentParser) -> None:
+    """sanity-cancel's and one-shot's --account (the spec's order.account)."""
+    p.add_argument("--account", metavar="ACCT",
+                   help="the IB account the order is for, e.g. DU1234567; needed when the "
+                   "gateway manages several (default: the gateway's one account)")
 
 
 def order_type_flags(p: argparse.ArgumentParser, types: Sequence[str]) -> None:

@@ -113,6 +113,34 @@ def _port_and_account(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     return out
 
 
+def _order_account(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
+    return account_reasons(plan, ctx.accounts)
+
+
+def account_reasons(plan: Plan, accounts: tuple[str, ...]) -> list[Reason]:
+    """The account the order is for: of the spec's mode; once the session's accounts are
+    known (connected), one of them, and named when there are several: IB's default
+    account is never picked silently. (The session's other accounts: _port_and_account.)"""
+    o = plan.order
+    assert o is not None
+    key = ("order", "account")
+    if not o.account:
+        if len(accounts) < 2:
+            return []
+        return [Reason(("order",), f"the gateway manages {len(accounts)} accounts "
+                                   f"({', '.join(accounts)}): say which with order.account")]
+    out = []
+    kind = _account_kind(o.account)
+    if kind != plan.mode and o.account not in accounts:  # a managed one: _port_and_account
+        out.append(Reason(key, f"order.account {o.account} is a {kind} account (paper ids "
+                               f"start with D) but the spec says mode: {plan.mode}"))
+    if accounts and o.account not in accounts:
+        out.append(Reason(key, f"order.account {o.account} is not an account the gateway "
+                               f"manages ({', '.join(accounts)}); name one of those, or "
+                               "connect to the gateway that manages it"))
+    return out
+
+
 def _account_kind(account: str) -> str:
     return "paper" if account.startswith("D") else "live"
 
@@ -354,5 +382,5 @@ def _hours(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
                                      "send the order anyway")]
 
 
-GATES = (_kill_switch, _live, _port_and_account, _allowlists, _size, _reference, _disagree,
-         _day_caps, _hours)
+GATES = (_kill_switch, _live, _port_and_account, _order_account, _allowlists, _size, _reference,
+         _disagree, _day_caps, _hours)

@@ -200,7 +200,7 @@ def _order(spec: Spec, at_ns: int) -> OrderRequest:
         limit=o.cap if o.order_type in PEGS else o.limit, tif=tif, backstop_sec=backstop,
         outside_rth=o.outside_rth, stop=o.stop, trail_amount=o.trail_amount,
         trail_percent=o.trail_percent, offset=o.offset, algo=o.algo, algo_params=o.algo_params,
-        expiry_ns=o.good_till_ns, contract=o.contract,
+        expiry_ns=o.good_till_ns, contract=o.contract, account=o.account or "",
     )
 
 
@@ -246,7 +246,7 @@ def _describe_order(o: OrderRequest) -> str:
     the IB fields that carry their prices (runner.ordertypes.describe_prices)."""
     decimals = price_decimals(o.sec_type, o.currency, o.limit or o.stop)
     text = f"{o.side} {number_text(o.qty)} {o.symbol} {describe_prices(o, decimals)} " \
-           f"{_tif_text(o)} orderRef={o.tag}"
+           f"{_tif_text(o)} orderRef={o.tag}" + (f" account={o.account}" if o.account else "")
     parent = simulated_as(o)
     if parent is not None:
         text += f" (a dry run simulates it as a plain {parent}: bars cannot run IB's {o.algo})"

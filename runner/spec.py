@@ -63,6 +63,7 @@ class OrderSpec:
     good_till_ns: int | None = None  # tif GTD: order.good_till
     algo: str | None = None  # IB's algoStrategy (runner.ordertypes.algo_request)
     algo_params: tuple[tuple[str, str], ...] = ()
+    account: str | None = None  # order.account: the IB account it is for (gates: managed)
     contract: ContractTerms = NO_TERMS  # the rest of IB's Contract (runner.contract)
 
     @property
@@ -229,6 +230,7 @@ _PATTERN_HINTS = {
     "exchange": " (an IB exchange code in capitals, e.g. SMART)",
     "tag": " (letters, digits, '_', '.', ':', '-'; no spaces)",
     "name": " (letters, digits, '_', '.', ':', '-'; no spaces)",
+    "account": " (an IB account id as the gateway lists it: letters, digits, '_', '.', '-')",
 }
 
 def _semantic(doc: Doc, data: dict[str, Any], rules: PathRules) -> None:
@@ -328,7 +330,8 @@ def _build(doc: Doc, data: dict[str, Any]) -> Spec:
             trail_amount=_f(o.get("trail_amount")), trail_percent=_f(o.get("trail_percent")),
             offset=_f(o.get("offset")), cap=_f(o.get("cap")),
             good_till_ns=good_till_ns(o["good_till"]) if "good_till" in o else None,
-            algo=algo, algo_params=params, contract=contract.terms(data),
+            algo=algo, algo_params=params, account=o.get("account"),
+            contract=contract.terms(data),
         )
     e = data.get("expect")
     expect = None

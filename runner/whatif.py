@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.broker import SessionInfo, WhatIf
-from runner.gates import check
+from runner.gates import account_reasons, check
 from runner.output import price_text
 from runner.plan import Plan, iso, render
 from runner.policy import Policy
@@ -31,6 +31,7 @@ class Preview:
     now_ns: int
     reference: tuple[float, int] | None = None  # the broker's price (ns when known)
     accounts: tuple[str, ...] = ()  # every account of the session (the gates see all)
+    withheld: bool = False  # the what-if was not asked: the gates refuse the account
 
 
 def plan_with_broker(plans: list[Plan], policy: Policy, as_json: bool, verbose: int) -> int:
@@ -52,15 +53,19 @@ async def preview(plan: Plan, verbose: int = 0) -> Preview:
     broker = IBBroker(plan.connection, verbose=verbose)
     try:
         session: SessionInfo = await broker.connect()
-        account = session.accounts[0] if session.accounts else None
         accounts = tuple(session.accounts)
+        named = plan.order.account if plan.order is not None else ""
+        account = named or (accounts[0] if accounts else None)  # the one the order is for
         if plan.order is None:
             return Preview(account, None, None, broker.now_ns(), accounts=accounts)
         await broker.qualify(plan.order)
-        what_if = await broker.what_if(plan.order)
+        # an account the gates refuse is not sent even as a what-if (IB would answer 321)
+        withheld = bool(account_reasons(plan, accounts))
+        what_if = None if withheld else await broker.what_if(plan.order)
         sessions = await broker.liquid_sessions()
         reference = await _reference(broker)
-        return Preview(account, what_if, sessions, broker.now_ns(), reference, accounts)
+        return Preview(account, what_if, sessions, broker.now_ns(), reference, accounts,
+                       withheld)
     finally:
         await broker.close()
 
@@ -101,7 +106,9 @@ def render_preview(v: Preview) -> str:
     lines = [f"  what-if (IB, account {v.account or '?'}; no order was created)"]
     w = v.what_if
     if w is None:
-        return lines[0].replace("what-if", "broker") + "\n    no order to preview"
+        why = "not asked: the gates refuse the order's account" if v.withheld else \
+            "no order to preview"
+        return lines[0].replace("what-if", "broker") + f"\n    {why}"
     cur = f" {w.currency}" if w.currency else ""
     rows = [("initial margin", w.init_margin_before, w.init_margin_change, w.init_margin_after),
             ("maintenance margin", w.maint_margin_before, w.maint_margin_change,

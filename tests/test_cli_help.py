@@ -70,7 +70,8 @@ ORDER = {"--dry-run", "--dry_run", "--at", "--allow-duplicate", "--allow-unsettl
          *(f"--{name}{sep}{rest}" for name, rest in (
              ("sec", "type"), ("con", "id"), ("local", "symbol"), ("trading", "class"),
              ("primary", "exchange")) for sep in "-_"),
-         "--exchange", "--currency", "--expiry", "--strike", "--right", "--multiplier"}
+         "--exchange", "--currency", "--expiry", "--strike", "--right", "--multiplier",
+         "--account"}
 
 
 ORDER_TYPES = {"--type", "--stop", "--trail-amount", "--trail_amount", "--trail-percent",

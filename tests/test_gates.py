@@ -79,17 +79,47 @@ CASES = [
       "account U7654321 is a live account but the spec says mode: paper"]),
     ("live-account-unknown-port", {"port": 4003}, {}, {"port": 4003, "accounts": ("U7654321",)},
      ["account U7654321 is a live account but the spec says mode: paper"]),
-    # every account of the session counts, not only the first (the order's)
-    ("a-live-account-after-a-paper-one", {}, {}, {"accounts": ("DU1234567", "U7654321")},
+    # every account of the session counts, not only the one the order is for
+    ("a-live-account-after-a-paper-one", {"account": "DU1234567"}, {},
+     {"accounts": ("DU1234567", "U7654321")},
      ["account U7654321 is a live account but port 7497 is a paper port",
       "account U7654321 is a live account but the spec says mode: paper"]),
-    ("two-live-accounts-unknown-port", {"port": 4003}, {},
+    ("two-live-accounts-unknown-port", {"port": 4003, "account": "DU1234567"}, {},
      {"port": 4003, "accounts": ("DU1234567", "U7654321", "U1111111")},
      ["accounts U7654321 and U1111111 are live accounts but the spec says mode: paper"]),
-    ("paper-accounts-in-a-live-run", {"mode": "live", "port": 7496}, ALLOW_LIVE,
-     {"port": 7496, "accounts": ("U7654321", "DU1234567")},
+    ("paper-accounts-in-a-live-run", {"mode": "live", "port": 7496, "account": "U7654321"},
+     ALLOW_LIVE, {"port": 7496, "accounts": ("U7654321", "DU1234567")},
      ["account DU1234567 is a paper account but port 7496 is a live port",
       "account DU1234567 is a paper account but the spec says mode: live"]),
+    # order.account (issue 16): named when the session manages several, one of them, and
+    # of the spec's mode; before connecting (no accounts known) only the mode is judged
+    ("two-accounts-none-named", {}, {}, {"accounts": ("DU1234567", "DU7654321")},
+     ["the gateway manages 2 accounts (DU1234567, DU7654321): say which with "
+      "order.account"]),
+    ("named-one-of-two", {"account": "DU7654321"}, {},
+     {"accounts": ("DU1234567", "DU7654321")}, []),
+    ("named-not-managed", {"account": "DU5555555"}, {},
+     {"accounts": ("DU1234567", "DU7654321")},
+     ["order.account DU5555555 is not an account the gateway manages (DU1234567, "
+      "DU7654321); name one of those, or connect to the gateway that manages it"]),
+    ("named-before-connecting", {"account": "DU5555555"}, {}, {"accounts": ()}, []),
+    ("paper-spec-names-a-live-account", {"account": "U7654321"}, {}, {"accounts": ()},
+     ["order.account U7654321 is a live account (paper ids start with D) but the spec "
+      "says mode: paper"]),
+    ("paper-spec-names-a-live-account-not-managed", {"account": "U7654321"}, {}, {},
+     ["order.account U7654321 is a live account (paper ids start with D) but the spec "
+      "says mode: paper",
+      "order.account U7654321 is not an account the gateway manages (DU1234567); name one "
+      "of those, or connect to the gateway that manages it"]),
+    # managed: the session's rule says it (once), the named account's would repeat it
+    ("paper-spec-names-a-managed-live-account", {"account": "U7654321"}, {},
+     {"accounts": ("DU1234567", "U7654321")},
+     ["account U7654321 is a live account but port 7497 is a paper port",
+      "account U7654321 is a live account but the spec says mode: paper"]),
+    ("live-spec-names-a-paper-account", {"mode": "live", "port": 7496, "account": "DU1234567"},
+     ALLOW_LIVE, {"port": 7496, "accounts": ()},
+     ["order.account DU1234567 is a paper account (paper ids start with D) but the spec "
+      "says mode: live"]),
     ("symbol", {"symbol": "TSLA"}, {}, {},
      ["symbol TSLA is not in the policy's symbols (SPY, QQQ)"]),
     ("sec-type", {}, {"sec_types": ("CASH",)}, {},
@@ -293,10 +323,10 @@ def test_account_port_disagreement_blocks_after_connect_with_no_place(make_gatew
 
 
 def test_a_paper_run_sees_every_account_of_the_session(make_gateway, cli, tmp_path):
-    """The order's account (the first) is paper, but the login also manages a live one:
+    """The order's account (named) is paper, but the login also manages a live one:
     refused by the gates (exit 2) after connecting, nothing placed, no ledger."""
     gw = make_gateway(accounts=("DU1234567", "U7654321"))
-    code, out, err = cli(gw.port, "sanity-cancel", "--tag", "mixed-1")
+    code, out, err = cli(gw.port, "sanity-cancel", "--tag", "mixed-1", "--account", "DU1234567")
     assert (code, out) == (2, "")
     assert err == ("runner: <command line>: refused by the built-in policy; nothing was sent:\n"
                    "  - account U****321 is a live account but the spec says mode: paper\n")

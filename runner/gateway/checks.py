@@ -13,6 +13,12 @@ In this order (the first one found is the answer; docs/gateway-instruments.md, "
   trailing stop's first stop (trailStopPrice) when it is given.
 
 Each is one error with reqId = orderId and no order: IB never accepted it.
+
+Before the instrument, the account (`account_refusal`): an order naming an account the
+login does not manage, or naming none where it manages several, gets 321 "Error
+validating request" with IB's cause, as users of the API report it: "Invalid account
+code" (deephaven-examples/deephaven-ib#50), "You must specify an account."
+(Komnomnomnom/swigibpy#43, a login with two accounts).
 """
 
 from __future__ import annotations
@@ -25,6 +31,18 @@ from runner.gateway.rules import on_grid
 from runner.gateway.values import PlacedOrder
 
 TRIGGER_AUX_TYPES = frozenset({"STP", "STP LMT", "LIT", "MIT"})
+INVALID_ACCOUNT = "Error validating request.-'cq' : cause - Invalid account code"
+NO_ACCOUNT = "Error validating request.-'le' : cause - You must specify an account."
+
+
+def account_refusal(accounts: tuple[str, ...], named: str) -> tuple[int, str] | None:
+    """IB's error (321, text) for an order naming account `named` ("": none) at a login
+    managing `accounts`, or None when it may go (one account and none named: that one)."""
+    if named and named not in accounts:
+        return wire.VALIDATION, INVALID_ACCOUNT
+    if not named and len(accounts) > 1:
+        return wire.VALIDATION, NO_ACCOUNT
+    return None
 
 
 def refusal(i: Instrument, order: PlacedOrder) -> tuple[int, str] | None:

@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --bars: the symbol whose rows to serve, when the file has a "
                    "symbol column of several symbols (default: none, the file's one symbol)")
     p.add_argument("--account", action="append", metavar="ACCT",
-                   help="managed account, repeatable; U... is a live one "
+                   help="managed account, repeatable; U... is a live one; an order naming "
+                   "another, or none where there are several, gets IB's 321 "
                    f"(default: {DEFAULT_ACCOUNT}, a paper one)")
     p.add_argument("--speed", type=_speed, default=1.0,
                    help="with --bars: bar seconds per wall second (default: %(default)s)")

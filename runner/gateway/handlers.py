@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from runner.gateway import wire
 from runner.gateway.book import OrderRecord
-from runner.gateway.checks import refusal
+from runner.gateway.checks import account_refusal, refusal
 from runner.gateway.contracts import ContractQuery, details_for, listed_today, resolve
 from runner.gateway.hours import SCHEDULES, session_hours
 from runner.gateway.instruments import Instrument
@@ -28,6 +28,7 @@ from runner.gateway.requests import (
     parse_historical,
     parse_market_data,
     parse_place_order,
+    place_order_fields,
     place_order_query,
 )
 from runner.gateway.session import Session
@@ -149,6 +150,11 @@ def place_order(gw: FakeGateway, session: Session, fields: list[str]) -> None:
     assert cid is not None
     if gw.read_only:
         session.send(wire.ib_error(placed.order_id, wire.READ_ONLY))
+        return
+    refused = account_refusal(gw.accounts, place_order_fields(fields).account)
+    if refused is not None:  # an account the login does not manage: no order
+        gw.book.see_order_id(placed.order_id)
+        session.send(wire.error(placed.order_id, *refused))
         return
     query = place_order_query(fields)
     instrument = _instrument(gw, session, placed.order_id, query)

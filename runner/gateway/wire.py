@@ -144,6 +144,7 @@ FRACTIONAL_REFUSED = 10243  # a fractional size where the API takes whole units 
 ORDER_REJECTED = 201  # Order rejected - reason:<why>
 ORDER_CANCELLED = 202  # Order Canceled - reason:<why>; empty for an API cancel
 READ_ONLY = 321  # the API is in Read-Only mode (a warning to ib_async)
+VALIDATION = 321  # "Error validating request" with a cause: read-only, an account, ...
 CLIENT_ID_IN_USE = 326  # then the server closes the socket
 CANCEL_NOT_FOUND = 10147  # cancel of an order id the gateway does not know
 CANCEL_TOO_LATE = 10148  # cancel of an order that is done (e.g. Filled)
