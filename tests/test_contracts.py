@@ -385,3 +385,18 @@ def test_a_con_id_ib_says_is_another_symbol_is_refused() -> None:
     es = Contract(conId=756733, symbol="ES", secType="FUT", multiplier="5")
     with pytest.raises(NotQualified, match="IB's multiplier is 5, the spec's 50"):
         _agrees(order, es)
+
+
+def test_the_policy_allows_futures_by_sec_type_and_caps_them_with_the_multiplier(
+        tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = write(tmp_path, "es.yaml", ES + "order: {side: BUY, qty: 2, limit: 6000.25}\n")
+    (tmp_path / "stocks.yaml").write_text("version: 1\nsec_types: [STK]\n")
+    (tmp_path / "futures.yaml").write_text("version: 1\nsec_types: [FUT, OPT]\n"
+                                           "max_notional: 550000\n")
+    assert main(["plan", str(spec), "--policy", "stocks.yaml"]) == 2
+    assert "sec_type FUT is not in the policy's sec_types (STK)" in capsys.readouterr().err
+    assert main(["plan", str(spec), "--policy", "futures.yaml"]) == 2
+    # 2 x 50 x 6000.25 = 600025 > 550000; without the multiplier it would be 12000.5
+    assert ("notional 600,025 (qty x multiplier 50 x limit 6,000.25) exceeds the policy's "
+            "max_notional 550,000") in capsys.readouterr().err
