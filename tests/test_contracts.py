@@ -400,3 +400,34 @@ def test_the_policy_allows_futures_by_sec_type_and_caps_them_with_the_multiplier
     # 2 x 50 x 6000.25 = 600025 > 550000; without the multiplier it would be 12000.5
     assert ("notional 600,025 (qty x multiplier 50 x limit 6,000.25) exceeds the policy's "
             "max_notional 550,000") in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- compatible
+
+BEFORE = Path(__file__).parent / "golden" / "before-16"  # the specs as they were at 81fa34f^
+
+
+def test_every_spec_of_the_earlier_schema_still_validates(tmp_path: Path, monkeypatch: Any,
+                                                         capsys: Any) -> None:
+    """The shipped specs as they were before issue 16 (and the schema they were written
+    for): each one the old schema took, runner takes now, unchanged. Checked outside the
+    repository, so that its policy (which refuses one of them on purpose) is not asked."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    class Loader(yaml.SafeLoader):  # `at:` is text, as runner (and YAML 1.2) reads it
+        pass
+
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", Loader.construct_yaml_str)
+    old = Draft202012Validator(json.loads((BEFORE / "spec.schema.json").read_text()))
+    files = sorted(BEFORE.glob("*.yaml"))
+    assert len(files) == 15  # specs/ (13) and docs/examples/{invalid,refused}.yaml
+    for path in files:
+        docs = list(yaml.load_all(path.read_text(), Loader))  # noqa: S506 (a safe loader)
+        was_valid = all(old.is_valid(d) for d in docs)
+        assert was_valid == (path.name != "docs_examples_invalid.yaml"), path
+        monkeypatch.chdir(tmp_path)
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text())
+        assert main(["validate", str(copy)]) == (0 if was_valid else 2), capsys.readouterr()
+    capsys.readouterr()
