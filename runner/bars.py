@@ -256,15 +256,22 @@ def _at(bars: Bars, i: int) -> str:
 # --------------------------------------------------------------------- reading a file
 
 
-def load_bars(path: str | Path, symbol: str | None = None) -> Bars:
+def load_bars(path: str | Path, symbol: str | None = None, sec_type: str = "STK") -> Bars:
     """Read bars from a Parquet file (module docstring: the shapes read), `symbol`'s rows
-    only if the file has a symbol column; raise DataError with a one-line reason if unusable."""
+    only if the file has a symbol column; raise DataError with a one-line reason if unusable.
+    A future's or an option's bars cannot be picked by symbol (every ES expiry is ES, an
+    option's symbol is its underlying's): for those a file with a symbol column is refused."""
     where = str(path)
     if not Path(path).is_file():
         raise DataError(f"bars file not found: {where}", "check bars_path")
     table, columns = _read(path, where)
     if table.num_rows == 0:
         raise DataError(f"{where}: no bars (the file has 0 rows)")
+    if "symbol" in columns and sec_type not in BY_SYMBOL:
+        raise DataError(f"{where}: a column '{columns['symbol']}' names its rows by symbol, "
+                        f"which does not tell one {sec_type} of {symbol} from another (nor an "
+                        "option from its underlying); nothing was sent",
+                        "give a file of this contract's bars only, without a symbol column")
     rows = (_symbol_rows(table.column(columns["symbol"]), columns["symbol"], symbol, where)
             if "symbol" in columns else None)
     got = {name: _floats(table.column(columns[name]), columns[name], where, rows)
@@ -272,6 +279,9 @@ def load_bars(path: str | Path, symbol: str | None = None) -> Bars:
     return Bars(ts=_ts_ns(table.column(columns["ts"]), columns["ts"], where, rows),
                 open=got["open"], high=got["high"], low=got["low"], close=got["close"],
                 volume=got["volume"], vwap=got.get("vwap"), path=where, rows=rows)
+
+
+BY_SYMBOL = ("STK", "CASH", "CRYPTO", "CFD")  # instruments a symbol names alone
 
 
 def _read(path: str | Path, where: str) -> tuple[pa.Table, dict[str, str]]:

@@ -207,8 +207,10 @@ class Broker(Protocol):
 
     async def connect(self) -> SessionInfo: ...
 
-    async def qualify(self, order: OrderRequest) -> None:
-        """Check that the contract exists; raise GatewayError if not."""
+    async def qualify(self, order: OrderRequest) -> ContractTerms | None:
+        """Check that the contract exists (GatewayError if not, NotQualified if it is not
+        exactly one); the contract's terms as the broker knows them (its conId, localSymbol,
+        expiry...: what the ledger records), or None to record the spec's."""
         ...
 
     def next_order_id(self) -> int | None:

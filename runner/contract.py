@@ -106,8 +106,8 @@ def merge(doc: Doc, data: dict[str, Any]) -> None:
     order["symbol"], order["sec_type"] = contract["symbol"], sec_type
     order["currency"] = contract.get("currency", "USD")
     exchange = contract.get("exchange", DEFAULT_EXCHANGE.get(sec_type))
-    if exchange is None:
-        doc.error(("contract", "sec_type"), f"a {sec_type} names its exchange: add "
+    if exchange is None and sec_type != "IND":  # IND: refused by `check`
+        doc.error(("contract", "sec_type"), f"{_a(sec_type)} names its exchange: add "
                                             "contract.exchange (e.g. CME)")
     order["exchange"] = exchange or ""
 
@@ -129,15 +129,19 @@ def check(doc: Doc, data: dict[str, Any]) -> None:
                 doc.error(("contract", key), f"is for options ({either(sorted(OPTIONS))}), "
                                              f"not {sec_type}", key=True)
     if sec_type not in MULTIPLIED and "expiry" in contract:
-        doc.error(("contract", "expiry"), f"a {sec_type} has no expiry; remove it", key=True)
+        doc.error(("contract", "expiry"), f"{_a(sec_type)} has no expiry; remove it", key=True)
     expiry = str(contract.get("expiry", "000000"))
     if not (len(expiry) in (6, 8) and expiry.isdigit()):  # a YAML number: not the schema's
         doc.error(("contract", "expiry"), f"{expiry} is not YYYYMM or YYYYMMDD (e.g. 202603, "
                                           "the contract month, or 20260320)")
     if sec_type in MULTIPLIED and "multiplier" not in contract:
-        doc.error(at, f"a {sec_type} names its multiplier: add contract.multiplier (50 for "
+        doc.error(at, f"{_a(sec_type)} names its multiplier: add contract.multiplier (50 for "
                       "ES, 100 for a US stock option); notional, caps and TCA are "
                       "qty x price x multiplier, and IB's must agree")
+
+
+def _a(sec_type: str) -> str:
+    return f"{'an' if sec_type[0] in 'AEIOU' else 'a'} {sec_type}"
 
 
 def terms(data: dict[str, Any]) -> ContractTerms:

@@ -26,6 +26,7 @@ from runner.broker import (
     NoteKind,
     SessionInfo,
 )
+from runner.contract import ContractTerms
 from runner.errors import (
     GatewayError,
     Interrupted,
@@ -100,6 +101,7 @@ class Engine:
         self.broker_price = broker_price  # the broker's reference, when the bars have none
         self.on_unguarded = on_unguarded  # the broker dropped the GTD backstop (IB 10349)
         self.account = ""
+        self.terms: ContractTerms | None = None  # the contract as qualified (None: the spec's)
         self.client_id: int | None = None
         self.order: TrackedOrder | None = None
         self.outcome = Outcome(kind=plan.kind, tag=plan.order.tag if plan.order else None)
@@ -122,7 +124,7 @@ class Engine:
         if self.plan.order is None:
             self.outcome.state = "OK"
             return self.outcome
-        await self.broker.qualify(self.plan.order)
+        self.terms = await self.broker.qualify(self.plan.order)
         # the last gates; under day caps they hold a lock until the INTENT is durable
         self._release = self.pre_place(session) if self.pre_place is not None else None
         try:
@@ -153,7 +155,7 @@ class Engine:
         # all of the INTENT but what its clock decides, made before the clock is read
         draft = IntentDraft(self.plan, self.broker.name, self.account, self.client_id,
                             order_id, self.plan.bars_path if self.live is None else
-                            self.live.path, self.broker.now_ns())
+                            self.live.path, self.broker.now_ns(), self.terms)
         now = self.broker.now_ns()  # the INTENT: the deadline and the GTD come from it
         if not first_ns <= now < end_ns:
             raise UsageError(f"the trading day changed since the plan was made ({self.plan.day}"
@@ -415,7 +417,7 @@ class Engine:
     def _record(self, event: Ev, ts_ns: int, **extra: Any) -> None:
         assert self.order is not None
         entry = order_event(self.plan, self.broker.name, self.account, self.order, event,
-                            ts_ns, **extra)
+                            ts_ns, self.terms, **extra)
         try:
             self.journal.append(entry)
         except LedgerError as e:

@@ -24,8 +24,9 @@ LATE = ("ts", "deadline", "good_till", "arrival_px", "arrival_source")  # from t
 
 
 def order_event(plan: Plan, broker: str, account: str, order: TrackedOrder, event: Ev,
-                ts_ns: int, **extra: Any) -> LedgerEvent:
-    """The row of `event` for the order: its identity and terms, its totals so far, and
+                ts_ns: int, terms: ContractTerms | None = None, **extra: Any) -> LedgerEvent:
+    """The row of `event` for the order: its identity and terms (its contract's as the
+    broker qualified it, `terms`, else as the spec named it), its totals so far, and
     `extra` (None and "" left out) over them."""
     req = order.req
     totals: dict[str, Any] = {"fill_qty": order.fill_qty, "avg_px": order.avg_px,
@@ -38,11 +39,11 @@ def order_event(plan: Plan, broker: str, account: str, order: TrackedOrder, even
         exchange=req.exchange, currency=req.currency, mode=plan.mode, side=req.side,
         qty=req.qty, order_type=req.order_type, limit=req.limit, tif=req.tif, stop=req.stop,
         trail_amount=req.trail_amount, trail_percent=req.trail_percent, offset=req.offset,
-        algo=req.algo, **_contract(req.contract), **totals)
+        algo=req.algo, **_contract(terms or req.contract), **totals)
 
 
 def _contract(c: ContractTerms) -> dict[str, Any]:
-    """The contract's columns: null where the spec named nothing."""
+    """The contract's columns: null where nothing names them."""
     return {"con_id": c.con_id or None, "local_symbol": c.local_symbol or None,
             "expiry": c.expiry or None, "strike": c.strike, "right": c.right or None,
             "multiplier": c.multiplier}
@@ -54,7 +55,8 @@ class IntentDraft:
     row for the journal."""
 
     def __init__(self, plan: Plan, broker: str, account: str, client_id: int | None,
-                 order_id: int | None, bars_path: str | None, guess_ns: int) -> None:
+                 order_id: int | None, bars_path: str | None, guess_ns: int,
+                 terms: ContractTerms | None = None) -> None:
         req = plan.order
         assert req is not None
         wait_sec = ACK_TIMEOUT_SEC if plan.kind == "sanity-cancel" else plan.ttl_sec
@@ -64,7 +66,7 @@ class IntentDraft:
         self.order = TrackedOrder(req, intent_ns=guess_ns, client_id=client_id,
                                   order_id=order_id)
         self.draft = Draft(order_event(plan, broker, account, self.order, Ev.INTENT, guess_ns,
-                                       bars_path=bars_path), LATE)
+                                       terms, bars_path=bars_path), LATE)
         # the request with the backstop of the second the clock will most likely show
         self._guess = self._with_backstop(req, guess_ns)
 

@@ -104,12 +104,13 @@ def _live_bars(spec: Spec, bars: Bars | None, broker: Broker, opts: RunOptions
         return None
     path = spec.bars_path
     assert path is not None
-    symbol = spec.order.symbol if spec.order else None
+    o = spec.order
+    symbol, sec_type = (o.symbol, o.sec_type) if o else (None, "STK")
 
     def again() -> Bars:
         from runner.bars import load_bars
 
-        return load_bars(path, symbol)
+        return load_bars(path, symbol, sec_type)
 
     return FileBars(path, bars, again)
 

@@ -166,7 +166,19 @@ def _allowlists(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
                                                  f"policy's sec_types "
                                                  f"({', '.join(policy.sec_types)})"
                                                  f"{policy.origin('sec_types', o.sec_type)}"))
+    elif policy.sec_types is None and o.sec_type not in UNNAMED_SEC_TYPES:
+        out.append(Reason(("order", "sec_type"), f"sec_type {o.sec_type} needs a policy that "
+                                                 f"names it: {policy.name} has no sec_types, "
+                                                 "which allows STK, CASH and CRYPTO only "
+                                                 f"(add sec_types: [..., {o.sec_type}] to a "
+                                                 "policy file, or give --policy FILE)"))
     return out
+
+
+# What a policy without sec_types allows: the instruments a spec could name before
+# contract: (issue 16). A future's or an option's risk is not its premium's, so a policy
+# written for stocks never lets one through unnamed: absent is never wider than before.
+UNNAMED_SEC_TYPES = ("STK", "CASH", "CRYPTO")
 
 
 def _size(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
@@ -272,6 +284,13 @@ def _no_reference(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
                                        "there is no reference price; add bars_path with "
                                        "bars that cover the order"
                                        f"{policy.origin('max_slippage_bps')}")]
+    if plan.kind == "sanity-cancel" and o.sec_type != "STK":
+        return [Reason(("bars_path",), f"sanity-cancel {o.side} limit {px(price)} "
+                                       f"({o.sec_type}) cannot be shown to be far from the "
+                                       "market: there is no reference price, and a far "
+                                       "out-of-the-money option (or any non-stock) may trade "
+                                       "at any price; add bars_path with bars that cover the "
+                                       "order")]
     if plan.kind == "sanity-cancel" and o.side == "SELL":
         return [Reason(("order", "side"), f"sanity-cancel SELL limit {px(price)} cannot be "
                                           "shown to be above the market: there is no "

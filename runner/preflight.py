@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from runner.broker import Broker, BrokerEvent, Lookup, Note, OrderRequest, SessionInfo
+from runner.contract import ContractTerms
 from runner.errors import UsageError
 from runner.gates import Context, Refused, check
 from runner.hours import is_open
@@ -280,8 +281,8 @@ class _WithHours:
     async def connect(self) -> SessionInfo:
         return await self.inner.connect()  # type: ignore[no-any-return]
 
-    async def qualify(self, order: OrderRequest) -> None:
-        await self.inner.qualify(order)
+    async def qualify(self, order: OrderRequest) -> ContractTerms | None:
+        terms: ContractTerms | None = await self.inner.qualify(order)
         self.sessions = await self.inner.liquid_sessions()
         if self.wants_reference(self.now_ns()):
             try:  # bounded: a gateway that never answers must not hold the order for long
@@ -289,6 +290,7 @@ class _WithHours:
                                                         REFERENCE_WAIT_SEC)
             except TimeoutError:
                 self.reference = None
+        return terms
 
     def next_order_id(self) -> int | None:
         found = self.inner.next_order_id()

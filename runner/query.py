@@ -43,15 +43,39 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def view_sql(out_dir: Path) -> str:
-    """The `ledger` view over all days; `date` comes from the folder name."""
+def view_sql(out_dir: Path, missing: Sequence[str] = ()) -> str:
+    """The `ledger` view over all days; `date` comes from the folder name. `missing`:
+    columns of LEDGER_SCHEMA no file has (days written before they existed): NULL, every
+    column in the schema's order."""
     # ledger.parquet and, on big days, its part files (ledger.part-<run>.parquet)
     pattern = _sql_string(str(out_dir / DAY_GLOB / "ledger*.parquet"))
     date = r"CAST(regexp_extract(filename, '(\d{4}-\d{2}-\d{2})[/\\][^/\\]*$', 1) AS DATE)"
+    columns = "* EXCLUDE (filename)"
+    if missing:
+        from runner.ledger.schema import COLUMNS
+
+        columns = ", ".join(f"CAST(NULL AS {_sql_type(name)}) AS {name}" if name in missing
+                            else f'"{name}"' for name in COLUMNS)
     return (
-        f"CREATE VIEW {VIEW} AS SELECT * EXCLUDE (filename), {date} AS date "
+        f"CREATE OR REPLACE VIEW {VIEW} AS SELECT {columns}, {date} AS date "
         f"FROM read_parquet({pattern}, filename = true, union_by_name = true)"
     )
+
+
+def _sql_type(column: str) -> str:
+    from runner.ledger.schema import LEDGER_SCHEMA
+
+    kind = LEDGER_SCHEMA.field(column).type
+    if str(kind).startswith("timestamp"):
+        return "TIMESTAMPTZ"
+    return {"string": "VARCHAR", "double": "DOUBLE"}.get(str(kind), "BIGINT")
+
+
+def _missing(con: Any) -> list[str]:
+    from runner.ledger.schema import COLUMNS
+
+    present = {row[0] for row in con.execute(f"DESCRIBE {VIEW}").fetchall()}
+    return [name for name in COLUMNS if name not in present]
 
 
 def executions_sql() -> str:
@@ -90,6 +114,9 @@ def run_query(sql: str, out_dir: Path) -> Result:
     try:
         con.execute("SET TimeZone = 'UTC'")  # ts is UTC in the ledger; print it so
         con.execute(view_sql(out_dir))
+        missing = _missing(con)
+        if missing:  # every column of the schema, also over days older than some
+            con.execute(view_sql(out_dir, missing))
         con.execute(executions_sql())
         cursor = con.execute(sql)
         if cursor is None:  # "", "  ", "-- a comment": DuckDB ran nothing

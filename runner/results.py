@@ -49,7 +49,7 @@ def refused(e: RunnerError, spec: Spec, specs: list[Spec]) -> RunnerError:
     tag = e.tag or (spec.order.tag if spec.order else None)
     results = [entry(s, "NOT_RUN") for s in specs]
     results[spec.index] = entry(spec, "REFUSED" if e.exit_code == 2 else "ERROR", tag)
-    return e.about(spec=where(spec), tag=tag, results=results)
+    return _in_flag_terms(e, spec).about(spec=where(spec), tag=tag, results=results)
 
 
 def broke_off(e: RunnerError, done: list[dict[str, Any]], plans: list[tuple[Spec, Plan]],
@@ -59,7 +59,16 @@ def broke_off(e: RunnerError, done: list[dict[str, Any]], plans: list[tuple[Spec
     tag = planned_tag(plan)
     results = done + ([] if len(done) > k else [entry(spec, "ERROR", tag)])
     results += [entry(s, "NOT_RUN", planned_tag(p)) for s, p in plans[k + 1:]]
-    return e.about(spec=where(spec), tag=tag, results=results)
+    return _in_flag_terms(e, spec).about(spec=where(spec), tag=tag, results=results)
+
+
+def _in_flag_terms(e: RunnerError, spec: Spec) -> RunnerError:
+    """`e` naming the classic flags (`--expiry`, not `contract.expiry`) when the spec came
+    from them (a gate's reasons already do)."""
+    from runner.flags import for_source
+
+    e.message, e.hint = for_source(spec.source, e.message), for_source(spec.source, e.hint)
+    return e
 
 
 def run_document(command: str, spec: Spec, results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -176,7 +176,8 @@ def _load_bars(spec: Spec) -> Bars:
     from runner.bars import load_bars
 
     assert spec.bars_path is not None
-    return load_bars(spec.bars_path, spec.order.symbol if spec.order else None)
+    o = spec.order
+    return load_bars(spec.bars_path, o.symbol if o else None, o.sec_type if o else "STK")
 
 
 def _start_ns(at: str | None, dry_run: bool, bars: Bars | None) -> int:

@@ -66,7 +66,7 @@ import numpy as np
 
 from runner.bars import Bars
 from runner.broker import BrokerEvent, Ev, Lookup, OrderRequest, SessionInfo
-from runner.contract import WHOLE_UNITS
+from runner.contract import WHOLE_UNITS, ContractTerms
 from runner.defaults import spec_default
 from runner.hours import sessions
 
@@ -306,8 +306,8 @@ class SimBroker:
     async def connect(self) -> SessionInfo:
         return SessionInfo(accounts=(self._account,), server_time_ns=self._now)
 
-    async def qualify(self, order: OrderRequest) -> None:
-        return None
+    async def qualify(self, order: OrderRequest) -> ContractTerms | None:
+        return None  # the spec's terms are the contract's
 
     async def close(self) -> None:
         return None

@@ -228,6 +228,7 @@ _PATTERN_HINTS = {
     "symbol": " (upper-case letters, digits, '.', '/', '-', space; e.g. SPY or BRK B)",
     "currency": " (a three-letter ISO code in capitals, e.g. USD)",
     "exchange": " (an IB exchange code in capitals, e.g. SMART)",
+    "expiry": " (YYYYMM, the contract month, or YYYYMMDD, the last trade date: 202603)",
     "tag": " (letters, digits, '_', '.', ':', '-'; no spaces)",
     "name": " (letters, digits, '_', '.', ':', '-'; no spaces)",
     "account": " (an IB account id as the gateway lists it: letters, digits, '_', '.', '-')",

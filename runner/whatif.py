@@ -84,8 +84,9 @@ def _context(plan: Plan, policy: Policy, v: Preview) -> Any:
     from runner.bars import load_bars
     from runner.preflight import Guard, in_sessions
 
-    symbol = plan.order.symbol if plan.order else None
-    bars = load_bars(plan.bars_path, symbol) if plan.bars_path else None
+    o = plan.order
+    bars = load_bars(plan.bars_path, o.symbol if o else None, o.sec_type if o else "STK") \
+        if plan.bars_path else None
     guard = Guard(plan, policy, bars, dry_run=False)
     return guard.context(plan.at_ns, v.accounts, in_sessions(v.sessions, plan.at_ns),
                          broker_ref=v.reference)

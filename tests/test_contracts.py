@@ -35,6 +35,15 @@ SPY_C600 = ("contract: {sec_type: OPT, symbol: SPY, expiry: '20260116', strike: 
             "right: C, multiplier: 100}\n")
 
 
+@pytest.fixture(autouse=True)
+def policy(tmp_path: Path) -> Path:
+    """The specs' policy: every type named (a policy without sec_types allows STK, CASH and
+    CRYPTO only; see the policy tests at the end)."""
+    path = tmp_path / "runner-policy.yaml"
+    path.write_text("version: 1\nsec_types: [STK, FUT, OPT, FOP, CASH, CRYPTO, CFD]\n")
+    return path
+
+
 def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text("version: 1\nkind: one-shot\n" + text)
@@ -323,7 +332,7 @@ def test_an_ambiguous_contract_is_refused_with_the_candidates(listed: Any, cli: 
     assert ("ambiguous contract ES FUT CME USD multiplier=50: IB has 3 matches: "
             "ESH6 (expiry 20260320, con_id 700002603); ESM6 (expiry 20260619, con_id "
             "700002606); ESU6 (expiry 20260918, con_id 700002609); nothing was sent "
-            "(name one in the spec's contract: with con_id, local_symbol, or expiry)") in said
+            "(name one with contract.con_id, contract.local_symbol or contract.expiry)") in said
     assert listed.place_orders() == []
     assert not (tmp_path / "out").exists()
     # named by its local symbol, the same contract is one match
@@ -380,7 +389,8 @@ def test_a_con_id_ib_says_is_another_symbol_is_refused() -> None:
                          contract=ContractTerms(con_id=756733, multiplier=50))
     spy = Contract(conId=756733, symbol="SPY", secType="STK", exchange="SMART",
                    currency="USD", localSymbol="SPY")
-    with pytest.raises(NotQualified, match=r"IB says it is SPY \(.*con_id 756733\), not ES"):
+    with pytest.raises(NotQualified, match=r"IB's answer is SPY \(.*con_id 756733\), whose "
+                       r"symbol SPY and sec_type STK are not the spec's; nothing was sent"):
         _agrees(order, spy)
     es = Contract(conId=756733, symbol="ES", secType="FUT", multiplier="5")
     with pytest.raises(NotQualified, match="IB's multiplier is 5, the spec's 50"):
@@ -408,7 +418,7 @@ BEFORE = Path(__file__).parent / "golden" / "before-16"  # the specs as they wer
 
 
 def test_every_spec_of_the_earlier_schema_still_validates(tmp_path: Path, monkeypatch: Any,
-                                                         capsys: Any) -> None:
+                                                         capsys: Any, policy: Path) -> None:
     """The shipped specs as they were before issue 16 (and the schema they were written
     for): each one the old schema took, runner takes now, unchanged. Checked outside the
     repository, so that its policy (which refuses one of them on purpose) is not asked."""
@@ -422,6 +432,7 @@ def test_every_spec_of_the_earlier_schema_still_validates(tmp_path: Path, monkey
     old = Draft202012Validator(json.loads((BEFORE / "spec.schema.json").read_text()))
     files = sorted(BEFORE.glob("*.yaml"))
     assert len(files) == 15  # specs/ (13) and docs/examples/{invalid,refused}.yaml
+    policy.unlink()  # no policy: the specs alone
     for path in files:
         docs = list(yaml.load_all(path.read_text(), Loader))  # noqa: S506 (a safe loader)
         was_valid = all(old.is_valid(d) for d in docs)
@@ -431,3 +442,137 @@ def test_every_spec_of_the_earlier_schema_still_validates(tmp_path: Path, monkey
         copy.write_text(path.read_text())
         assert main(["validate", str(copy)]) == (0 if was_valid else 2), capsys.readouterr()
     capsys.readouterr()
+
+
+# ----------------------------------------------------------------------------- review mends
+
+
+def test_a_policy_without_sec_types_allows_no_future(tmp_path: Path, policy: Path,
+                                                     capsys: Any) -> None:
+    """A policy written for stocks (no sec_types) lets no future or option through."""
+    policy.write_text("version: 1\nsymbols: [ES, SPY]\n")
+    es = write(tmp_path, "es.yaml", ES + "order: {side: BUY, qty: 1, limit: 6000}\n")
+    opt = write(tmp_path, "o.yaml", SPY_C600 + "order: {side: SELL, qty: 19, limit: 5}\n")
+    for path, sec_type in ((es, "FUT"), (opt, "OPT")):
+        assert main(["plan", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"sec_type {sec_type} needs a policy that names it: " in err, err
+        assert "runner-policy.yaml has no sec_types, which allows STK, CASH and CRYPTO only" \
+            in err
+
+
+def test_a_derivatives_bars_file_with_a_symbol_column_is_refused(tmp_path: Path,
+                                                                 monkeypatch: Any,
+                                                                 capsys: Any) -> None:
+    """A symbol names the underlying's rows, not the option's: nothing is run on them."""
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(pa.table({
+        "ts": pa.array([B0, B0 + NS], pa.timestamp("ns", tz="UTC")), "symbol": ["SPY"] * 2,
+        "open": [600.0] * 2, "high": [600.0] * 2, "low": [600.0] * 2, "close": [600.0] * 2,
+        "volume": [1e4] * 2}), tmp_path / "capture.parquet")
+    path = write(tmp_path, "o.yaml", SPY_C600 + "order: {side: SELL, qty: 1, limit: 5.1}\n"
+                 "bars_path: capture.parquet\nout_dir: out\nat: 1767623401\n")
+    assert main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "capture.parquet: a column 'symbol' names its rows by symbol, which does not " \
+           "tell one OPT of SPY from another" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sanity_cancel_of_an_option_needs_a_reference(tmp_path: Path, monkeypatch: Any,
+                                                        capsys: Any) -> None:
+    """0.01 is far below a stock, not below a far out-of-the-money option."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["sanity-cancel", "--sec-type", "OPT", "--symbol", "SPY", "--expiry",
+                 "20260116", "--strike", "700", "--right", "C", "--multiplier", "100",
+                 "--dry-run", "--out-dir", "out"]) == 2
+    assert "sanity-cancel BUY limit 0.01 (OPT) cannot be shown to be far from the market" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_ledger_records_the_contract_ib_qualified(listed: Any, cli: Any,
+                                                      tmp_path: Path) -> None:
+    listed.script("q", [Ack(), Fill(1, 6000.0, commission=2.25)])
+    code, said = run_at(cli, listed, tmp_path, "q", ES, "side: BUY, qty: 1, limit: 6000")
+    assert code == 0, said
+    rows = ledger_rows(tmp_path, "q")
+    # the spec said 202603; IB's ESH6 is conId 700002603, last trade 20260320
+    assert {(r["con_id"], r["local_symbol"], r["expiry"], r["multiplier"]) for r in rows} \
+        == {(700002603, "ESH6", "20260320", 50.0)}
+
+
+def test_a_wrong_multiplier_is_refused_naming_ibs(listed: Any, cli: Any,
+                                                  tmp_path: Path) -> None:
+    code, said = run_at(cli, listed, tmp_path, "m5", ES.replace("multiplier: 50",
+                                                                "multiplier: 5"),
+                        "side: BUY, qty: 1, limit: 6000")
+    assert code == 2, said
+    assert ("contract ES FUT CME USD lastTradeDateOrContractMonth=202603 multiplier=5: IB has "
+            "none with multiplier 5; without it: ESH6 (expiry 20260320, multiplier 50, con_id "
+            "700002603); nothing was sent (fix contract.multiplier") in said
+    assert listed.place_orders() == []
+
+
+def test_a_multiplier_of_one_is_the_truth_for_a_stock(listed: Any, cli: Any,
+                                                      tmp_path: Path) -> None:
+    listed.script("one", [Ack()])
+    code, said = run_at(cli, listed, tmp_path, "one", "contract: {sec_type: STK, symbol: SPY, "
+                        "multiplier: 1}\n", "side: BUY, qty: 1, limit: 10")
+    assert code == 0, said
+    [placed] = listed.place_orders()
+    assert (placed.con_id, placed.multiplier) == ("756733", "")  # as IB qualified it
+
+
+def test_the_day_caps_count_the_multiplier(listed: Any, cli: Any, tmp_path: Path,
+                                           policy: Path) -> None:
+    """Placed today 1 x 50 x 6000 = 300000; the next 1 x 50 x 5000 = 250000 makes 550000,
+    over a 500000 cap: refused. Without the multiplier it would be 11000."""
+    policy.write_text("version: 1\nsec_types: [FUT]\nmax_day_notional: 500000\n"
+                      "ledger_root: out\n")
+    listed.script("d1", [Ack(), Fill(1, 6000.0, commission=2.25)])
+    code, said = run_at(cli, listed, tmp_path, "d1", ES, "side: BUY, qty: 1, limit: 6000")
+    assert code == 0, said
+    code, said = run_at(cli, listed, tmp_path, "d2", ES, "side: BUY, qty: 1, limit: 5000")
+    assert code == 2, said
+    assert ("notional placed today 300,000 + this order 250,000 = 550,000 exceeds the policy's "
+            "max_day_notional 500,000") in said
+    # a file of two: 300000 today + 1 x 50 x 3000 + 1 x 50 x 2000 = 550000, refused before
+    # either is sent (without the multiplier the first would count 3000: 403000, let through)
+    both = write(tmp_path, "two.yaml", ES + "order: {tag: t1, outside_rth: true, side: BUY, "
+                 "qty: 1, limit: 3000}\nttl_sec: 0.5\nout_dir: out\n---\nversion: 1\n"
+                 "kind: one-shot\n" + ES + "order: {tag: t2, outside_rth: true, side: BUY, "
+                 "qty: 1, limit: 2000}\nttl_sec: 0.5\nout_dir: out\n")
+    code, out, err = cli(listed.port, "run", str(both))
+    assert code == 2, out + err
+    assert "notional placed today 450,000 + this order 100,000 = 550,000 exceeds" in err, err
+    assert [p.order_ref for p in listed.place_orders()] == ["d1"]
+
+
+def test_place_refuses_an_instrument_it_did_not_qualify(listed: Any) -> None:
+    """The Contract kept from qualify() is of that request: another one is never sent."""
+    import asyncio
+    import dataclasses
+
+    from runner.broker import OrderRequest
+    from runner.contract import ContractTerms
+    from runner.ib import IBBroker
+    from runner.plan import Connection
+
+    req = OrderRequest("st", "ES", "FUT", "CME", "USD", "BUY", 1, "LMT", 6000.0, "DAY",
+                       contract=ContractTerms(expiry="202603", multiplier=50))
+    june = dataclasses.replace(req, contract=ContractTerms(expiry="202606", multiplier=50))
+
+    async def body() -> None:
+        broker = IBBroker(Connection("127.0.0.1", listed.port, client_id=3))
+        await broker.connect()
+        try:
+            await broker.qualify(req)
+            with pytest.raises(RuntimeError, match="place\\(\\) of an instrument qualify\\(\\) "
+                                                   "was not asked for"):
+                await broker.place(june)
+        finally:
+            await broker.close()
+
+    asyncio.run(body())
+    assert listed.place_orders() == []

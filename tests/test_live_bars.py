@@ -174,7 +174,7 @@ def test_bars_ending_yesterday_refuse_a_live_run_before_connecting(
                           f"ends at {last_end}, more than 5 s before now ("), err
     shown_now = err.split("before now (")[1].split(")")[0]
     assert iso(before)[:19] <= shown_now[:19] <= iso(after)[:19]
-    assert "nothing was sent" in err and "arrival: broker" in err
+    assert "nothing was sent" in err and "--arrival broker" in err  # a classic command: its flag
     assert [f for _, f in gw.received if f[0] == str(PLACE)] == []
     assert gw.received == []  # not even connected
     assert not (tmp_path / "data").exists()  # no ledger

@@ -174,3 +174,25 @@ def test_pandas_pyarrow_and_duckdb_read_the_same_dataset(ledger_root) -> None:
 
     assert len(frame) == table.num_rows == duck[0] == len(written)
     assert Counter(table.column("date").to_pylist()) == per_day
+
+
+def test_a_ledger_of_before_the_contract_columns_has_them_as_null(tmp_path, capsys) -> None:
+    """A day written before con_id, multiplier, ... existed (the file has none of them):
+    the view still has every column of the schema, null there."""
+    import pyarrow.parquet as pq
+
+    from runner.ledger.schema import COLUMNS
+
+    new = ("con_id", "local_symbol", "expiry", "strike", "right", "multiplier", "stop",
+           "trail_amount", "trail_percent", "offset", "algo")
+    with Ledger(tmp_path, "2026-01-05", "old") as ledger:
+        for row in order_rows("t", "SPY", [5], "FILL", DAY0):
+            ledger.append(row)
+    path = tmp_path / "2026-01-05" / "ledger.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(list(new)), path)
+    doc = query_json(capsys, tmp_path, "SELECT * FROM ledger WHERE event = 'FILL'")
+    assert doc["columns"] == [*COLUMNS, "date"]
+    [row] = doc["rows"]
+    assert [row[doc["columns"].index(c)] for c in new] == [None] * len(new)
+    assert row[doc["columns"].index("last_qty")] == 5

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.broker import BrokerEvent, Ev, Lookup, Note, NoteKind, OrderRequest, SessionInfo
 from runner.broker import WhatIf as WhatIf
+from runner.contract import ContractTerms
 from runner.errors import GatewayError
 from runner.ib import prepared, qualify, queries
 from runner.ib.codes import CANCEL_TOO_LATE, DUPLICATE_ORDER_ID, Kind, classify, refused_state
@@ -135,10 +136,11 @@ class IBBroker:
 
     # --- orders -----------------------------------------------------------------------
 
-    async def qualify(self, order: OrderRequest) -> None:
+    async def qualify(self, order: OrderRequest) -> ContractTerms:
         self.contract = await qualify.qualify(self.session, order)
         self._ib_order = queries.ib_order(order)  # ~40 µs: built before the INTENT's clock
         self._qualified = order
+        return qualify.terms_of(self.contract)
 
     def next_order_id(self) -> int | None:
         """The id the order will go out with, taken now so the INTENT can carry it; the
@@ -153,8 +155,13 @@ class IBBroker:
     async def place(self, order: OrderRequest) -> None:
         """Send the order: the message encoded by `next_order_id` if there is one, else
         as ib_async's placeOrder encodes it."""
+        if self._qualified is None or qualify.instrument(order) != qualify.instrument(
+                self._qualified):
+            # self.contract is the qualified one of another request: never send it
+            raise RuntimeError("place() of an instrument qualify() was not asked for (a bug); "
+                               "nothing was sent")
         self.tracker = Tracker(order, self.client_id, self._put, self.now_ns)
-        if self._qualified is None or dataclasses.replace(
+        if dataclasses.replace(
                 order, good_till_ns=self._qualified.good_till_ns) != self._qualified:
             # terms other than the INTENT's goodTillDate changed since qualify: what was
             # built then is not this order, so build it again (never send stale terms)
