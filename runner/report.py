@@ -278,7 +278,9 @@ def order_cells(orders: pa.Table) -> list[Any]:
 
     cells = []
     for _, name, kind in ORDER_COLUMNS:
-        if name == "fill/qty":
+        if name == "symbol":
+            column = instrument(orders)
+        elif name == "fill/qty":
             column = pc.binary_join_element_wise(arrowtext.exact(orders["fill_qty"], QTY),
                                                  arrowtext.exact(orders["qty"], QTY),
                                                  scalar("/"))
@@ -286,6 +288,19 @@ def order_cells(orders: pa.Table) -> list[Any]:
             column = _FORMATS[kind](orders[name])
         cells.append(pc.fill_null(column, scalar(_D)))
     return cells
+
+
+def instrument(orders: pa.Table) -> Any:
+    """The symbol, or what tells a contract apart from its underlying: IB's localSymbol
+    (runs of spaces as one: `SPY 260116C00600000`), else the symbol, expiry, strike and
+    right as recorded (`SPY 20260116 600 C`)."""
+    import pyarrow.compute as pc
+
+    local = pc.replace_substring_regex(orders["local_symbol"], r" +", " ")
+    named = pc.binary_join_element_wise(
+        orders["symbol"], orders["expiry"], arrowtext.exact(orders["strike"], PRICE),
+        orders["right"], scalar(" "), null_handling="skip")
+    return pc.coalesce(local, named)
 
 
 def column_widths(cells: list[Any]) -> list[int]:

@@ -87,7 +87,8 @@ def snapshot(
 # ----------------------------------------------------------------------------- summary
 
 ORDER_KEYS = ("run_id", "tag")
-_FIRST = ("symbol", "side", "currency", "qty", "multiplier")
+_FIRST = ("symbol", "local_symbol", "expiry", "strike", "right", "side", "currency", "qty",
+          "multiplier")
 _LAST = ("avg_px", "arrival_px", "commission")
 _SNAPSHOT = ("vwap_px", "shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps",
              "participation", "ms_to_first_fill", "ms_to_done")  # only on PNL_SNAPSHOT rows

@@ -214,6 +214,9 @@ def test_an_option_dry_run_fills_whole_contracts_at_the_option_price(tmp_path: P
         3, 5.1, 600.0, "C")
     assert rows[-1]["fees_bps"] == pytest.approx(1.0 / (3 * 5.1 * 100) * 1e4)
     assert tca_totals(capsys)["notional"] == pytest.approx(3 * 5.1 * 100)
+    assert main(["tca", "--out-dir", "out"]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("d1 ")]
+    assert line.split()[2:6] == ["SPY", "20260116", "600", "C"]  # not the stock SPY
 
 
 def test_an_fx_dry_run_takes_a_fractional_amount_at_idealpro(tmp_path: Path,
@@ -310,6 +313,8 @@ def test_an_option_one_shot_at_the_gateway(listed: Any, cli: Any, tmp_path: Path
     code, out, _ = cli(listed.port, "tca", "--out-dir", "out", "--json")
     [totals] = json.loads(out)["totals"]
     assert totals["notional"] == pytest.approx(3 * 5.1 * 100)
+    code, out, _ = cli(listed.port, "tca", "--out-dir", "out")
+    assert " SPY 260116C00600000 " in out, out  # IB's localSymbol, its spaces as one
 
 
 def test_an_fx_one_shot_at_the_gateway(listed: Any, cli: Any, tmp_path: Path) -> None:

@@ -181,7 +181,8 @@ def order(run: str, tag: str, sym: str, side: str, qty: float, state: str, fill:
     none = dict.fromkeys(("avg_px", "arrival_px", "vwap_px", "shortfall_bps",
                           "vwap_slippage_bps", "is_bps", "fees_bps", "participation",
                           "ms_to_first_fill", "ms_to_done", "commission"))  # fmt: skip
-    return {"run_id": run, "tag": tag, "symbol": sym, "side": side, "currency": "USD",
+    return {"run_id": run, "tag": tag, "symbol": sym, "local_symbol": None, "expiry": None,
+            "strike": None, "right": None, "side": side, "currency": "USD",
             "qty": qty, "multiplier": None, "state": state, "fill_qty": fill,
             "fill_ratio": fill / qty, **none, **figures}  # fmt: skip
 
