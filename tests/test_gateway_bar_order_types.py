@@ -130,6 +130,29 @@ def test_a_percent_trailing_stop_trails_the_highs_and_fills_at_its_stop() -> Non
     run(body())
 
 
+def test_a_trailing_stop_limit_takes_its_limit_from_the_stop_less_its_offset() -> None:
+    """A SELL TRAIL LIMIT, trail 0.50, offset 0.10. Bar 0's stop: 100 - 0.5 = 99.50 (low
+    99.80 over it). Bar 1's: bar 0's high 101 - 0.5 = 100.50; bar 1 gaps under it, opening
+    at 100.30: triggered there, limit 100.50 - 0.10 = 100.40, which 100.30 is not better
+    than. Bar 2 opens at 100.45, over the limit: filled at its open. (Without the offset
+    the limit would be 100.50, which no later price reaches.)"""
+    bars = bars_of(DAY, (100.0, 101.0, 99.8, 100.8, 1000),
+                   (100.3, 100.35, 100.2, 100.3, 1000),
+                   (100.45, 100.48, 100.4, 100.45, 1000))
+
+    async def body() -> None:
+        async with bars_gateway(bars) as gw, connected(gw) as ib:
+            order = Order(action="SELL", totalQuantity=10, orderType="TRAIL LIMIT",
+                          auxPrice=0.5, lmtPriceOffset=0.1, orderRef="trail-lmt")
+            trade = ib.placeOrder(await spy(ib), order)
+            await until(ib, lambda: done(trade), timeout=4)
+            [snap] = gw.orders_by_ref("trail-lmt")
+            assert (snap.order.aux_price, snap.order.lmt_price_offset) == (0.5, 0.1)
+            assert executions(trade) == [(10, 100.45)]
+
+    run(body())
+
+
 def test_a_stop_limit_whose_trigger_gaps_over_its_limit_rests_unfilled() -> None:
     """Both BUY STP LMTs trigger on bar 1 (high 100.9 >= 100.5) at its open 100.80, over
     the stop. Limit 100.85: 100.80 is better, filled there. Limit 100.60: not on the
