@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from runner.output import number_text, price_text
 
@@ -152,6 +152,36 @@ def ib_fields(o: OrderRequest) -> tuple[tuple[str, Any], ...]:
     if o.algo:
         f += [("algoStrategy", o.algo), ("algoParams", o.algo_params)]
     return tuple(f)
+
+
+class Prices(TypedDict):
+    """An OrderRequest's price fields."""
+
+    limit: float | None
+    stop: float | None
+    trail_amount: float | None
+    trail_percent: float | None
+    offset: float | None
+
+
+def spec_prices(order_type: str, lmt: float | None, aux: float | None,
+                trailing_percent: float | None = None, trail_stop: float | None = None,
+                lmt_offset: float | None = None) -> Prices:
+    """`ib_fields` the other way, by the module's table: an IB order's lmtPrice, auxPrice,
+    trailingPercent, trailStopPrice and lmtPriceOffset as the OrderRequest's prices. What
+    the fake gateway gives the simulator for an order a client placed."""
+    trail = order_type in TRAILS
+    stop = offset = None
+    if order_type in ("STP", "STP LMT"):
+        stop = aux
+    elif trail:
+        stop = trail_stop
+    if order_type in ("REL", "PEG MID"):
+        offset = aux
+    elif order_type == "TRAIL LIMIT":
+        offset = lmt_offset
+    return {"limit": lmt, "stop": stop, "trail_amount": aux if trail else None,
+            "trail_percent": trailing_percent if trail else None, "offset": offset}
 
 
 def gtd_string(t_ns: int) -> str:

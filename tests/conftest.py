@@ -89,6 +89,9 @@ SLOW: dict[str, tuple[str, ...]] = {
         "test_disk_full_before_the_intent_sends_nothing",
         "test_hostile_spec_validates_or_exits_2_in_one_line",
     ),
+    "test_gateway_bar_order_types.py": (
+        "test_a_stop_one_shot_fills_against_the_bars_gateway_as_in_its_dry_run",
+    ),
     "test_gateway_misbehave.py": (
         "test_gtd_expires_at_its_date_unless_a_10349_made_it_day",
     ),

@@ -335,8 +335,8 @@ class OrderEngine:
                 record.status = "Submitted"
                 self._send_order(record)
                 self.outbox.drop(record.client_id)
-            case CancelAt():
-                self._cancelled(record)
+            case CancelAt(reason=reason):
+                self._cancelled(record, reason)
             case Delay():
                 pass
 

@@ -171,6 +171,8 @@ def parse_place_order(fields: Sequence[str], default_account: str) -> PlacedOrde
         good_till_date=p.good_till_date,
         fields=tuple(fields),
         trail_stop_price=opt_float(p.trail_stop_price),
+        trailing_percent=opt_float(p.trailing_percent),
+        lmt_price_offset=opt_float(p.lmt_price_offset),
     )
 
 

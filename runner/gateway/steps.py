@@ -235,9 +235,12 @@ class FillAt:
 
 @dataclass(frozen=True, slots=True)
 class CancelAt:
-    """The gateway cancels the rest of the order at a wall time (ns): IOC remainder."""
+    """The gateway cancels the rest of the order at a wall time (ns): an IOC's remainder,
+    or the simulator's own rule (FOK, OPG, MOC, LOC), whose message `reason` is error
+    202's text."""
 
     wall_ns: int
+    reason: str = ""
 
 
 Step = (Ack | Fill | Reject | Error | Inactive | Correct | Outage | Restart | Delay

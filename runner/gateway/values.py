@@ -51,6 +51,8 @@ class PlacedOrder:
     good_till_date: str
     fields: tuple[str, ...]
     trail_stop_price: float | None = None  # TRAIL, TRAIL LIMIT: the first stop, if given
+    trailing_percent: float | None = None  # TRAIL, TRAIL LIMIT: the trail in percent
+    lmt_price_offset: float | None = None  # TRAIL LIMIT: the limit's offset from the stop
 
 
 @dataclass(frozen=True, slots=True)
