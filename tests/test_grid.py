@@ -209,6 +209,10 @@ def test_a_tokyo_price_off_its_ladder_validates_but_is_refused_at_qualify(
                    "SMART (increment 1 from 3000, market rule 9005): use 3000 or 3001; "
                    f"nothing was sent {HINT}\n")
     assert len(gw.frames(MARKET_RULE)) == 1
+    code, out, err = cli(gw.port, "plan", str(path), "--broker")  # the what-if qualifies too
+    assert code == 2, out + err
+    assert "toy: order.limit 3000.5 is not on the price grid of 7203 on SMART" in err
+    assert gw.place_orders() == []  # not even a what-if
 
 
 def test_a_tokyo_price_on_its_ladder_is_placed(gw: Any, cli: Any, tmp_path: Path) -> None:
