@@ -20,11 +20,26 @@ runner.spec.tick_problem does), so 0.1 + 0.2 cannot fool a check.
 
 from __future__ import annotations
 
+import functools
 import math
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import NamedTuple
+from collections.abc import Callable
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
+from typing import NamedTuple, ParamSpec, TypeVar
 
 UNSET = 1e308  # IB's unset double is 1.7976931348623157E308; anything this big is unset
+# Exact for any two floats: 17 digits each, exponents -324..308 (a quotient of 1e300 by
+# 0.01 needs 302 digits; the default 28 would raise DivisionImpossible)
+_EXACT = Context(prec=1000)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _exactly(f: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(f)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with localcontext(_EXACT):
+            return f(*args, **kwargs)
+    return run
 
 
 class Band(NamedTuple):
@@ -81,10 +96,12 @@ def band_at(rule: Ladder, price: Decimal) -> int:
     return found
 
 
+@_exactly
 def on_grid(rule: Ladder, price: Decimal) -> bool:
     return price % rule[band_at(rule, price)].step == 0
 
 
+@_exactly
 def below(rule: Ladder, p: Decimal) -> Decimal | None:
     """The largest valid price under `p` (>= 0); None when there is none above 0."""
     here = band_at(rule, p)
@@ -96,6 +113,7 @@ def below(rule: Ladder, p: Decimal) -> Decimal | None:
     return None
 
 
+@_exactly
 def above(rule: Ladder, p: Decimal) -> Decimal:
     """The smallest valid price over `p` (>= 0)."""
     i = band_at(rule, p)
@@ -106,6 +124,7 @@ def above(rule: Ladder, p: Decimal) -> Decimal:
     return c
 
 
+@_exactly
 def price_problem(rule: Ladder, price: float, grid: str, source: str) -> str:
     """Why `price` is not on the grid, in one line, or "" when it is: "3000.5 is not on
     the price grid of 7203 on TSEJ (increment 1 from 3000, market rule 9005): use 3000
@@ -121,6 +140,7 @@ def price_problem(rule: Ladder, price: float, grid: str, source: str) -> str:
             f"{' or '.join(text(x) for x in near)}")
 
 
+@_exactly
 def size_problem(qty: float, min_size: float | str | None,
                  increment: float | str | None, what: str) -> str:
     """Why `qty` is not a size the instrument takes (`what`: "7203"), or "" when it is:

@@ -85,6 +85,18 @@ def test_decimal_exactness_float_noise_is_not_off_grid() -> None:
     assert price_problem(ladder([(0, 0.00005)]), 1.0851, "of X", "r") == ""
 
 
+def test_huge_and_tiny_numbers_are_judged_exactly() -> None:
+    # 1e30 / 0.3 = 3333...3.33 (31 threes before the point): 0.3 x 3333...3 = 30 nines
+    # and .9, and 0.3 more is 10^30 + 0.2 (the default 28-digit context cannot divide it)
+    assert price_problem(ladder([(0, 0.3)]), 1e30, "of X", "r").endswith(
+        f"use {'9' * 30}.9 or 1{'0' * 30}.2")
+    assert price_problem(ladder([(0, 0.01)]), 1e30, "of X", "r") == ""
+    assert price_problem(ladder([(0, 0.01)]), 5e-324, "of X", "r").endswith("use 0.01")
+    assert size_problem(3e30, 1, 3, "X") == ""
+    # 10^30 = 3 x 333...3 + 1: 10^30 - 1 (30 nines) and 10^30 + 2 either side
+    assert size_problem(1e30, 1, 3, "X").endswith(f"use {'9' * 30} or 1{'0' * 29}2")
+
+
 def test_a_ladder_from_ibs_numbers() -> None:
     # unsorted bands are sorted; floats are read by their shortest text
     assert ladder([(1000, 0.5), (0, 0.1)]) == (Band(d("0"), d("0.1")),
