@@ -118,6 +118,14 @@ class NotQualified(RunnerError):
     exit_code = 2
 
 
+class OffGrid(RunnerError):
+    """A price off the instrument's price grid (IB's market rule) or a size it does not
+    take (minSize, sizeIncrement), found at qualification with the nearest valid values
+    (runner.grid). Nothing was sent and no ledger row was written: bad input."""
+
+    exit_code = 2
+
+
 class InvalidTransition(RunnerError):
     """An order event the FSM's table has no transition for (a bug, not a user error)."""
 

@@ -112,7 +112,10 @@ def _needs_allow_market(doc: Doc, order: dict[str, Any], kind: str) -> None:
 
 
 def _check_ticks(doc: Doc, order: dict[str, Any]) -> None:
-    if order["sec_type"] != "STK":
+    """A US stock's prices on IB's US grid, at validate. Every other instrument's grid is
+    IB's market rule, known only from the gateway: runner.ib.grid judges it at
+    qualification (a Tokyo stock's ladder is not the US one)."""
+    if (order["sec_type"], order["currency"]) != ("STK", "USD"):
         return
     from runner.spec import tick_problem  # spec imports this module
 

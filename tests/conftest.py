@@ -95,6 +95,9 @@ SLOW: dict[str, tuple[str, ...]] = {
     "test_gateway_misbehave.py": (
         "test_gtd_expires_at_its_date_unless_a_10349_made_it_day",
     ),
+    "test_grid.py": (
+        "test_an_unanswered_market_rule_falls_back_to_min_tick_and_says_so",  # ib_async's 1 s
+    ),
     "test_ib_e2e.py": (
         "test_read_only_api_refused_before_any_order",
         "test_signal_cancels_the_live_order_first",

@@ -21,7 +21,7 @@ from runner.broker import BrokerEvent, Ev, Lookup, Note, NoteKind, OrderRequest,
 from runner.broker import WhatIf as WhatIf
 from runner.contract import ContractTerms
 from runner.errors import GatewayError
-from runner.ib import prepared, qualify, queries
+from runner.ib import grid, prepared, qualify, queries
 from runner.ib.codes import CANCEL_TOO_LATE, DUPLICATE_ORDER_ID, Kind, classify, refused_state
 from runner.ib.orders import END_OF_STATUS, Execution, Tracker
 from runner.ib.queries import Found, Identity, gtd_string, parse_hours
@@ -138,6 +138,8 @@ class IBBroker:
 
     async def qualify(self, order: OrderRequest) -> ContractTerms:
         self.contract = await qualify.qualify(self.session, order)
+        details = await grid.details(self.session, self.contract)  # the lead: stored details
+        await grid.check(self.session, details, order)  # off-grid price or size: OffGrid
         self._ib_order = queries.ib_order(order)  # ~40 µs: built before the INTENT's clock
         self._qualified = order
         return qualify.terms_of(self.contract)
