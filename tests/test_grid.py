@@ -284,6 +284,7 @@ def test_fx_and_futures_prices(gw: Any, cli: Any, tmp_path: Path) -> None:
                                           "qty: 20000, limit: 1.08502"))
     assert ("order.limit 1.08502 is not on the price grid of EUR.USD on IDEALPRO "
             "(increment 0.00005, market rule 239): use 1.085 or 1.08505") in err
+    (tmp_path / "runner-policy.yaml").write_text("version: 1\nsec_types: [CASH, FUT]\n")
     err = refused(cli, gw, tmp_path, spec(tmp_path, "es", "side: BUY, qty: 1, limit: 6000.3",
                                           ES))
     assert ("order.limit 6000.3 is not on the price grid of ESH6 on CME (increment 0.25, "

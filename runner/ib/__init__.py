@@ -52,6 +52,7 @@ class IBBroker:
         self.tracker: Tracker | None = None
         self.contract: Any = None
         self._ib_order: Any = None  # built by qualify, sent by place
+        self.details: Any = None  # the qualified contract's ContractDetails (qualify)
         self._qualified: OrderRequest | None = None  # the request _ib_order was built from
         self.cancel_wanted = False
         self.reconnecting: asyncio.Task[None] | None = None
@@ -138,8 +139,9 @@ class IBBroker:
 
     async def qualify(self, order: OrderRequest) -> ContractTerms:
         self.contract = await qualify.qualify(self.session, order)
-        details = await grid.details(self.session, self.contract)  # the lead: stored details
-        await grid.check(self.session, details, order)  # off-grid price or size: OffGrid
+        # one contract-details request: the grids now, the liquid hours for the gates
+        self.details = await grid.details(self.session, self.contract)
+        await grid.check(self.session, self.details, order)  # off-grid price or size: OffGrid
         self._ib_order = queries.ib_order(order)  # ~40 µs: built before the INTENT's clock
         self._qualified = order
         return qualify.terms_of(self.contract)
@@ -380,6 +382,8 @@ class IBBroker:
         return await queries.what_if(self.session, self.contract, order)
 
     async def liquid_sessions(self) -> tuple[tuple[int, int], ...] | None:
+        if self.details is not None:  # asked at qualify: not asked again
+            return queries.parse_hours(self.details.liquidHours, self.details.timeZoneId)
         return await queries.liquid_sessions(self.session, self.contract)
 
     async def reference_price(self) -> tuple[float, int] | None:
