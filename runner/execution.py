@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +33,12 @@ if TYPE_CHECKING:
 
 
 def run_order(spec: Spec, plan: Plan, policy: Policy, bars: Bars | None,
-              opts: RunOptions) -> tuple[Outcome, Path]:
-    """The gates once more, under the run's lock, then the order: its Outcome and ledger."""
-    guard = Guard(plan, policy, bars, opts.dry_run)
+              opts: RunOptions, later: Sequence[tuple[Plan, Policy]] = ()
+              ) -> tuple[Outcome, Path]:
+    """The gates once more, under the run's lock, then the order: its Outcome and ledger.
+    `later`: the file's later documents, whose accounts the session judges before this
+    order's INTENT (a file is all or nothing)."""
+    guard = Guard(plan, policy, bars, opts.dry_run, later=later)
     with run_lock(plan):  # one run per tag and per spec; the duplicate check needs it
         guard.before_connect()  # the gates again: every reason at once, before connecting
         if not opts.dry_run:

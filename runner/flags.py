@@ -197,7 +197,7 @@ def classic_spec(args: argparse.Namespace) -> Spec:
                             "out_dir": args.out_dir}  # typed_path: ~ expanded
     if args.tag:
         order["tag"] = args.tag
-    if args.account:
+    if args.account is not None:  # "" too: refused by the spec's pattern, never dropped
         order["account"] = args.account
     if args.limit is not None:
         order["limit"] = _num(args.limit)

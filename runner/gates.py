@@ -141,6 +141,11 @@ def account_reasons(plan: Plan, accounts: tuple[str, ...]) -> list[Reason]:
     return out
 
 
+def same_mode(plan: Plan, accounts: tuple[str, ...]) -> bool:
+    """Every account of the session is of the spec's mode (paper ids start with D)."""
+    return all(_account_kind(a) == plan.mode for a in accounts)
+
+
 def _account_kind(account: str) -> str:
     return "paper" if account.startswith("D") else "live"
 

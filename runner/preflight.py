@@ -26,7 +26,7 @@ import numpy as np
 from runner.broker import Broker, BrokerEvent, Lookup, Note, OrderRequest, SessionInfo
 from runner.contract import ContractTerms
 from runner.errors import UsageError
-from runner.gates import Context, Refused, check
+from runner.gates import Context, Refused, account_reasons, check
 from runner.hours import is_open
 from runner.ordertypes import bound
 from runner.plan import Plan
@@ -150,7 +150,8 @@ class Guard:
     """The gates of one run: `before_connect()`, then the engine's `pre_place` hook."""
 
     def __init__(self, plan: Plan, policy: Policy, bars: Any, dry_run: bool,
-                 earlier: tuple[int, float] = (0, 0.0)) -> None:
+                 earlier: tuple[int, float] = (0, 0.0),
+                 later: Sequence[tuple[Plan, Policy]] = ()) -> None:
         self.plan = plan
         self.policy = policy
         self.bars = bars
@@ -159,6 +160,9 @@ class Guard:
         # orders (and notional) of earlier documents of the same file, not placed yet:
         # a file is all or nothing, so its documents are capped together
         self.earlier = earlier
+        # the file's later documents: what only a session can say of them (their account)
+        # is judged at this one's session, before its INTENT
+        self.later = later
 
     def context(self, now_ns: int, accounts: tuple[str, ...] = (),
                 market_open: bool | None = None,
@@ -237,6 +241,11 @@ class Guard:
             self._enforce(self.context(now, tuple(session.accounts),
                                        in_sessions(self.broker.sessions, now),
                                        self.broker.reference))
+            for plan, policy in self.later:  # a file is all or nothing: before the first
+                reasons = [r.text for r in account_reasons(plan, tuple(session.accounts))]
+                if reasons:
+                    raise Refused(plan.spec, policy, reasons).about(
+                        tag=plan.order.tag if plan.order else None)
         except BaseException:
             if release is not None:
                 release()

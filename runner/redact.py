@@ -126,6 +126,15 @@ def _redacting_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., 
     return factory
 
 
+_on = [False]  # inside redacted_output(enabled=True): files runner writes for people mask too
+
+
+def masked(text: str) -> str:
+    """`text` as outputs show it now: masked unless --show-account (a report file, such as
+    `runner test --junit`, holds what stderr said)."""
+    return redact(text) if _on[0] else text
+
+
 @contextlib.contextmanager
 def redacted_output(enabled: bool = True) -> Iterator[None]:
     """Mask account ids in stdout, stderr and log records for the duration."""
@@ -136,8 +145,10 @@ def redacted_output(enabled: bool = True) -> Iterator[None]:
     make = logging.getLogRecordFactory()
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     logging.setLogRecordFactory(_redacting_factory(make))
+    was, _on[0] = _on[0], True
     try:
         yield
     finally:
         sys.stdout, sys.stderr = out, err
         logging.setLogRecordFactory(make)
+        _on[0] = was

@@ -96,7 +96,8 @@ def run_command(command: str, source: str | Spec, opts: RunOptions,
     done: list[dict[str, Any]] = []  # each document's result, for --json
     for k, g in enumerate(gated):
         with _broke_off(gated, k, done):
-            ran = execute(g, opts)
+            ran = execute(g, opts, [(h.planned.plan, h.planned.policy) for h in gated[k + 1:]
+                                    if h.planned.plan.order is not None])
             done.append(report(ran, opts))
             verdict(ran, opts)
     if opts.as_json:
@@ -234,15 +235,16 @@ def _same_ledger_day(a: Plan, b: Plan) -> bool:
 # --- execute -----------------------------------------------------------------------------
 
 
-def execute(gated: Gated, opts: RunOptions) -> Ran:
+def execute(gated: Gated, opts: RunOptions, later: Sequence[tuple[Plan, Policy]] = ()) -> Ran:
     """A handshake's connect, or the order (runner/execution.py): gated once more under
-    the run's lock, run, journaled, merged into the ledger however it ends."""
+    the run's lock (and the file's `later` documents' accounts at its session), run,
+    journaled, merged into the ledger however it ends."""
     from runner import execution
 
     p = gated.planned
     if p.plan.order is None:
         return Ran(p, session=execution.handshake(p.plan, opts))
-    outcome, ledger = execution.run_order(p.spec, p.plan, p.policy, p.bars, opts)
+    outcome, ledger = execution.run_order(p.spec, p.plan, p.policy, p.bars, opts, later)
     return Ran(p, outcome, ledger)
 
 

@@ -276,13 +276,17 @@ def write_junit(cases: Sequence[Case], path: Path, started_ns: int, seconds: flo
 def _testcase(case: Any, c: Case) -> None:
     import xml.etree.ElementTree as ET
 
+    from runner.redact import masked  # the file says what stderr said: ids masked alike
+
     if c.status == "fail":
-        failure = ET.SubElement(case, "failure", message="; ".join(c.differences), type="expect")
-        failure.text = "\n".join(c.differences)
+        failure = ET.SubElement(case, "failure", message=masked("; ".join(c.differences)),
+                                type="expect")
+        failure.text = masked("\n".join(c.differences))
     elif c.problem is not None:
-        error = ET.SubElement(case, "error", message=c.problem.message.splitlines()[0],
+        message = masked(c.problem.message)
+        error = ET.SubElement(case, "error", message=message.splitlines()[0],
                               type=c.problem.type)
-        error.text = c.problem.message
+        error.text = message
     elif c.status == "skip":
         ET.SubElement(case, "skipped", message="no expect: block")
 

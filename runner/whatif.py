@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.broker import SessionInfo, WhatIf
-from runner.gates import account_reasons, check
+from runner.gates import account_reasons, check, same_mode
 from runner.output import price_text
 from runner.plan import Plan, iso, render
 from runner.policy import Policy
@@ -55,12 +55,14 @@ async def preview(plan: Plan, verbose: int = 0) -> Preview:
         session: SessionInfo = await broker.connect()
         accounts = tuple(session.accounts)
         named = plan.order.account if plan.order is not None else ""
-        account = named or (accounts[0] if accounts else None)  # the one the order is for
+        # the one the order is for: named, or the one account (several: none is chosen)
+        account = named or (accounts[0] if len(accounts) == 1 else None)
         if plan.order is None:
             return Preview(account, None, None, broker.now_ns(), accounts=accounts)
         await broker.qualify(plan.order)
-        # an account the gates refuse is not sent even as a what-if (IB would answer 321)
-        withheld = bool(account_reasons(plan, accounts))
+        # an account the gates refuse is not sent even as a what-if (IB would answer 321),
+        # nor a paper spec's to a login with a live account (or a live one's with a paper)
+        withheld = bool(account_reasons(plan, accounts)) or not same_mode(plan, accounts)
         what_if = None if withheld else await broker.what_if(plan.order)
         sessions = await broker.liquid_sessions()
         reference = await _reference(broker)
@@ -104,7 +106,8 @@ def _json(plan: Plan, v: Preview) -> dict[str, Any]:
 
 
 def render_preview(v: Preview) -> str:
-    lines = [f"  what-if (IB, account {v.account or '?'}; no order was created)"]
+    who = f"account {v.account}" if v.account else "no account chosen"
+    lines = [f"  what-if (IB, {who}; no order was created)"]
     w = v.what_if
     if w is None:
         why = "not asked: the gates refuse the order's account" if v.withheld else \

@@ -231,3 +231,62 @@ def test_cancel_and_recover_match_the_order_on_its_account(make_gateway, cli, tm
     assert code == 0, out + err
     assert accounts_of(tmp_path, "acct-r") == [("INTENT", SECOND), ("ACK", SECOND),
                                                ("UNSETTLED", SECOND), ("CANCEL", SECOND)]
+
+
+def test_a_file_is_refused_whole_when_a_later_document_names_no_account(make_gateway, cli,
+                                                                         tmp_path):
+    """The accounts are known at the first document's session: a later document that
+    names none (with two managed) refuses the file before the first is sent."""
+    gw = make_gateway(accounts=(FIRST, SECOND))
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nkind: sanity-cancel\norder: {symbol: SPY, side: BUY, qty: 1, "
+        f"limit: 0.01, tag: md1, account: {SECOND}}}\n---\nversion: 1\nkind: sanity-cancel\n"
+        "order: {symbol: SPY, side: BUY, qty: 1, limit: 0.01, tag: md2}\n")
+    code, out, err = cli(gw.port, "run", "m.yaml")
+    assert (code, out) == (2, ""), err
+    assert refused("the gateway manages 2 accounts (DU1111001, DU1111002): say which with "
+                   "order.account", source="m.yaml#2") in err
+    assert placed(gw) == []
+    assert not (tmp_path / "data").exists()
+
+
+def test_plan_broker_sends_no_what_if_of_a_paper_spec_to_a_live_login(make_gateway, cli,
+                                                                       tmp_path):
+    gw = make_gateway(accounts=(LIVE,))
+    code, out, err = cli(gw.port, "plan", spec(tmp_path, "acct-13"), "--broker")
+    assert code == 2, out + err
+    assert f"account {redact(LIVE)} is a live account but the spec says mode: paper" in err
+    assert "not asked: the gates refuse the order's account" in out
+    assert placed(gw) == []  # not even a what-if reached the live account
+
+
+def test_plan_broker_names_no_account_when_none_is_chosen(make_gateway, cli, tmp_path):
+    gw = make_gateway(accounts=(FIRST, SECOND))
+    code, out, err = cli(gw.port, "plan", spec(tmp_path, "acct-14"), "--broker")
+    assert code == 2, out + err
+    assert "  broker (IB, no account chosen; no order was created)\n" in out
+    assert placed(gw) == []
+
+
+def test_an_account_id_is_written_as_ib_writes_it(tmp_path, capsys):
+    """Lower case would neither be masked as an id nor read as paper (D...): refused."""
+    (tmp_path / "a.yaml").write_text("version: 1\nkind: sanity-cancel\norder: {symbol: SPY, "
+                                     "side: BUY, qty: 1, limit: 0.01, account: du1111002}\n")
+    assert main(["validate", str(tmp_path / "a.yaml")]) == 2
+    assert "order.account: 'du1111002' does not match ^[A-Z0-9]{1,32}$" in \
+        capsys.readouterr().err
+    assert main(["sanity-cancel", "--account", "", "--dry-run"]) == 2  # never dropped
+    assert "--account: '' does not match" in capsys.readouterr().err
+
+
+def test_ibs_321_is_answered_by_its_cause():
+    from runner.ib.session import READ_ONLY_HINT, hint_321
+
+    assert hint_321("Error validating request:-'bN' : cause - The API interface is "
+                    "currently in Read-Only mode.") == READ_ONLY_HINT
+    assert hint_321("Error validating request.-'bW' : cause - Invalid account code "
+                    "DU9").startswith("name an account this gateway's login manages")
+    assert hint_321("Error validating request.-'cB' : cause - You must specify an "
+                    "account.").startswith("name an account")
+    assert hint_321("Error validating request: something else") == (
+        "IB found the request invalid: check the order's fields and the account")

@@ -286,3 +286,20 @@ def test_shipped_scenarios_plan_the_start_and_tag_they_are_tested_with(monkeypat
         assert main(["plan", result["spec"], "--json"]) == 0
         [plan] = json.loads(capsys.readouterr().out)["plans"]
         assert (plan["at"], plan["order"]["tag"]) == ("2026-01-05T14:30:01Z", result["tag"])
+
+
+def test_junit_masks_account_ids_as_stderr_does(tmp_path, monkeypatch, capsys):
+    """A refusal naming an account id: masked in the JUnit file as on the terminal,
+    in the clear with --show-account."""
+    from leaks import UNMASKED
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text(
+        "version: 1\nkind: sanity-cancel\nmode: paper\norder: {symbol: SPY, side: BUY, "
+        "qty: 1, limit: 0.01, tag: j1, account: U7654321}\nexpect: {state: CANCEL}\n")
+    assert main(["test", "a.yaml", "--junit", "j.xml"]) == 2
+    assert "U****321" in capsys.readouterr().out  # runner test reports on stdout
+    text = (tmp_path / "j.xml").read_text()
+    assert "U****321 is a live account" in text and not UNMASKED.search(text), text
+    assert main(["test", "a.yaml", "--junit", "k.xml", "--show-account"]) == 2
+    assert "U7654321 is a live account" in (tmp_path / "k.xml").read_text()

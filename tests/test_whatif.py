@@ -79,7 +79,10 @@ def test_plan_broker_runs_the_gates_with_the_broker_facts(make_gateway, cli, tmp
     gw = make_gateway(accounts=("U7654321",), hours="closed")
     code, out, err = cli(gw.port, "plan", spec(tmp_path, 10, 100.00, "wi-3"), "--broker")
     assert code == 2
-    assert "  what-if (IB, account U****321; no order was created)\n" in out
+    # a paper spec's what-if is not sent to a live login: the gates refuse it anyway
+    assert "  broker (IB, account U****321; no order was created)\n    not asked: the " \
+           "gates refuse the order's account\n" in out
+    assert [f for _, f in gw.received if f[0] == "3"] == []  # no placeOrder, not a what-if
     assert err.startswith("runner: w.yaml: refused by the built-in policy; nothing was sent:\n"
                           "  - account U****321 is a live account but the spec says mode: "
                           "paper\n"

@@ -25,7 +25,7 @@ from runner.ib import grid, prepared, qualify, queries
 from runner.ib.codes import CANCEL_TOO_LATE, DUPLICATE_ORDER_ID, Kind, classify, refused_state
 from runner.ib.orders import END_OF_STATUS, Execution, Tracker
 from runner.ib.queries import Found, Identity, gtd_string, parse_hours
-from runner.ib.session import READ_ONLY_HINT, Session
+from runner.ib.session import Session, hint_321
 from runner.plan import Connection
 
 if TYPE_CHECKING:
@@ -356,7 +356,7 @@ class IBBroker:
         elif c.kind in (Kind.REJECTED, Kind.CLIENT):
             if code == DUPLICATE_ORDER_ID and not t.acked:
                 self._id_refused = True
-            hint = f" ({READ_ONLY_HINT})" if code == 321 else ""
+            hint = f" ({hint_321(text)})" if code == 321 else ""
             t.on_reason(said + hint)
             self.session.spawn(self._confirm_reject())
 

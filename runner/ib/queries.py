@@ -20,7 +20,7 @@ from runner.broker import Ev, Lookup, OrderRequest, WhatIf
 from runner.errors import GatewayError
 from runner.ib.codes import READ_ONLY
 from runner.ib.orders import END_OF_STATUS
-from runner.ib.session import READ_ONLY_HINT, Session
+from runner.ib.session import Session, hint_321
 from runner.ordertypes import gtd_string as gtd_string  # IB's goodTillDate text
 from runner.ordertypes import ib_fields
 
@@ -191,7 +191,7 @@ async def what_if(s: Session, contract: Any, order: OrderRequest) -> WhatIf:
         s.ib.errorEvent -= on_error
     if failed or state is None:
         code, text = failed[0] if failed else (0, "no answer")
-        hint = READ_ONLY_HINT if code == READ_ONLY else "check the order and the account"
+        hint = hint_321(text) if code == READ_ONLY else "check the order and the account"
         raise GatewayError(f"IB refused the what-if of {order.tag}: {code} {text}", hint)
     return _what_if_value(state)
 

@@ -29,6 +29,18 @@ READ_ONLY_HINT = ("the gateway's API is read-only: in TWS/IB Gateway open Config
                   "Settings and disable Read-Only API")
 
 
+def hint_321(text: str) -> str:
+    """What to do about IB's 321 ("Error validating request"), by its cause: the API in
+    Read-Only mode, an account the login does not manage or did not name, or the order."""
+    cause = text.lower()
+    if "read-only" in cause:
+        return READ_ONLY_HINT
+    if "account" in cause:
+        return ("name an account this gateway's login manages (order.account, --account); "
+                "with several, one must be named")
+    return "IB found the request invalid: check the order's fields and the account"
+
+
 class Session:
     """One API client connection (one client id) and the tasks that serve it."""
 
