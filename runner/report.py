@@ -296,6 +296,8 @@ def instrument(orders: pa.Table) -> Any:
     right as recorded (`SPY 20260116 600 C`)."""
     import pyarrow.compute as pc
 
+    if orders["local_symbol"].null_count == orders["expiry"].null_count == orders.num_rows:
+        return orders["symbol"]  # no contract named on this day: the symbols say it all
     local = pc.replace_substring_regex(orders["local_symbol"], r" +", " ")
     named = pc.binary_join_element_wise(
         orders["symbol"], orders["expiry"], arrowtext.exact(orders["strike"], PRICE),

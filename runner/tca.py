@@ -180,7 +180,10 @@ class _Groups:
         """The first or last non-null value of `column` in each order (null if none),
         among the rows where `where` is true (all rows if None)."""
         import numpy as np
+        import pyarrow as pa
 
+        if column.null_count == len(column):  # a stocks-only day's contract columns
+            return pa.nulls(self.count, column.type)
         rows = self._valid_rows(column, where)
         ids = self.ids[rows]
         at = _edges(ids, which)
