@@ -44,6 +44,9 @@ Rules (DESIGN §5; the README copies them):
   still happen first; later ones never do. Cancelling an order that is filled,
   cancelled, rejected, already being cancelled or unknown does nothing. With
   `ignore_cancel` the cancel is swallowed and the order keeps filling.
+- Cash. An order sized in money (cash_qty, LMT or MKT): the same bars and prices; each
+  fill takes what is left of the cash at its price, floored to the step, within the cap,
+  until the cash is spent; the fill that takes what is left is its FILL (runner.simcash).
 - Other order types and tifs (STP, STP LMT, TRAIL, TRAIL LIMIT, MOC, LOC, MIDPRICE,
   REL, PEG MID; FOK, OPG): runner.simrules. An algo order runs as its parent.
 - Commission. Cumulative, max(min_commission, commission_per_share × filled).
