@@ -87,3 +87,72 @@ def test_tca_of_cash_orders_at_the_gateway(gateway: Any, cli: Any, tmp_path: Pat
     assert (o["tag"], o["state"], o["qty"], o["cash_qty"]) == ("fx-2", "FILL", None, 50_000)
     assert o["fill_qty"] == pytest.approx(45_454.54545454)
     assert o["fill_ratio"] == pytest.approx(45_454.54545454 * 1.1 / 50_000, abs=1e-6)
+
+
+def test_the_end_comes_from_the_filled_status_in_either_order(gateway: Any, cli: Any,
+                                                              tmp_path: Path) -> None:
+    # The orderStatus (Filled) before the last execution: the tracker waits for the
+    # executions the status counts, then ends FILL on that one (not on a qty of 0).
+    gateway.script("btc-2", [Ack(), Fill(0.01, 40_000.0, commission=1.0),
+                             Fill(0.02, 40_010.0, commission=1.0, status_first=True)])
+    _, rows = run_cash(cli, gateway, tmp_path, "btc-2",
+                       "symbol: BTC, sec_type: CRYPTO, exchange: PAXOS, side: BUY, "
+                       "cash_qty: 1000, type: MKT, allow_market: true, tif: IOC")
+    assert [r["event"] for r in rows] == ["INTENT", "ACK", "PARTIAL", "FILL"]
+    assert fills(rows) == [("PARTIAL", 0.01, 40_000.0), ("FILL", 0.01499625, 40_010.0)]
+
+
+# ------------------------------------------------------ the fake gateway, by ib_async alone
+
+
+def test_bars_mode_fills_a_cash_order_by_money() -> None:
+    import time
+
+    import numpy as np
+    from ib_async import Crypto, MarketOrder
+    from ibclient import connected, run, until
+
+    from runner.bars import Bars
+    from runner.gateway import FakeGateway
+
+    ns = 1_000_000_000
+    day = 1_767_623_400 * ns
+    # volume 0.1 a bar: 10% is 0.01 BTC. 0.01 x 40,000 = 400; 0.01 x 40,010 = 400.1;
+    # 199.9 left / 40,020 = 0.0049950025, floored to 1e-8: 0.004995
+    bars = Bars(ts=day + np.arange(4, dtype=np.int64) * ns,
+                open=np.array([40_000.0, 40_010.0, 40_020.0, 40_030.0]),
+                high=np.full(4, 40_100.0), low=np.full(4, 39_900.0),
+                close=np.full(4, 40_000.0), volume=np.full(4, 0.1))
+
+    async def body() -> None:
+        gw_ = FakeGateway(bars=bars, bars_start_ns=time.time_ns() + ns // 2, speed=20.0)
+        async with gw_ as gw, connected(gw) as ib:
+            [btc] = await ib.qualifyContractsAsync(Crypto("BTC", "PAXOS", "USD"))
+            trade = ib.placeOrder(btc, MarketOrder("BUY", 0, cashQty=1000, orderRef="c"))
+            await until(ib, lambda: trade.orderStatus.status == "Filled", timeout=4)
+            assert [(f.execution.shares, f.execution.price) for f in trade.fills] == [
+                (0.01, 40_000.0), (0.01, 40_010.0), (0.004995, 40_020.0)]
+            [placed] = gw.place_orders()
+            assert (float(placed.total_quantity), float(placed.cash_qty)) == (0, 1000)
+
+    run(body())
+
+
+def test_the_fake_refuses_a_cash_quantity_where_the_contract_lists_no_cashqty() -> None:
+    from ib_async import CFD, LimitOrder
+    from ibclient import connected, error_log, run, until
+
+    from runner.gateway import FakeGateway
+
+    async def body() -> None:
+        async with FakeGateway() as gw, connected(gw) as ib:
+            [cfd] = await ib.qualifyContractsAsync(CFD("IBUS500", "SMART", "USD"))
+            seen = error_log(ib)
+            trade = ib.placeOrder(cfd, LimitOrder("BUY", 0, 6000.0, cashQty=50_000))
+            await until(ib, lambda: bool(seen), timeout=3)
+            assert [(code, text) for _, code, text in seen] == [
+                (201, "Order rejected - reason:Cash quantity orders are not supported for "
+                      "this contract")]
+            assert trade.orderStatus.filled == 0 and not gw.executions
+
+    run(body())
