@@ -167,6 +167,21 @@ def test_day_caps_count_a_cash_orders_intent_at_its_cash(tmp_path: Path) -> None
     assert day_totals(str(tmp_path), "2026-01-05") == (2, 1000.0 + 2 * 10.0)
 
 
+def test_a_ledger_of_before_cash_qty_still_reads(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with Ledger(tmp_path, "2026-01-05", "old") as ledger:
+        ledger.append({"ts": T0, "tag": "q", "event": "INTENT", "broker": "ib", "qty": 3.0,
+                       "limit": 10.0, "side": "BUY", "symbol": "SPY"})
+        ledger.append({"ts": T0 + S, "tag": "q", "event": "FILL", "fill_qty": 3.0,
+                       "avg_px": 10.0})
+    path = tmp_path / "2026-01-05" / "ledger.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["cash_qty"]), path)
+    assert day_totals(str(tmp_path), "2026-01-05") == (1, 30.0)
+    [o] = order_table(read_ledger(tmp_path)).to_pylist()
+    assert (o["qty"], o["cash_qty"], o["fill_ratio"]) == (3.0, None, 1.0)
+
+
 # --- the simulator ---------------------------------------------------------------------
 
 # Volume 0.1 BTC a bar: with participation 10% a bar gives at most 0.01 BTC.
@@ -264,3 +279,16 @@ def test_ledger_rows_of_a_dry_run_cash_order_and_its_tca(tmp_path: Path, monkeyp
     assert (o["cash_qty"], o["qty"], o["state"]) == (1000.0, None, "FILL")
     assert o["fill_ratio"] == pytest.approx(spent / 1000)
     assert rows[-1]["fill_ratio"] == pytest.approx(spent / 1000)
+    capsys.readouterr()
+    assert main(["tca"]) == 0
+    [line] = [t for t in capsys.readouterr().out.splitlines() if t.startswith("b1 ")]
+    assert " FILL  0.024995/cash 1000 100% " in line  # 99.99% of the cash, as 0 decimals
+
+
+def test_the_status_line_of_a_cash_order() -> None:
+    from runner.progress import Status, apply
+
+    s = apply(Status("one-shot", "c"), {"event": "INTENT", "ts": T0, "qty": None,
+                                        "cash_qty": 1000.0, "tag": "c"}, ttl_sec=None)
+    s = apply(s, {"event": "PARTIAL", "ts": T0 + S, "fill_qty": 0.01}, ttl_sec=None)
+    assert s.text(T0 + S) == "[one-shot] c PARTIAL 0.01/cash 1000"
