@@ -156,3 +156,30 @@ def test_the_fake_refuses_a_cash_quantity_where_the_contract_lists_no_cashqty() 
             assert trade.orderStatus.filled == 0 and not gw.executions
 
     run(body())
+
+
+def test_orders_lists_a_working_cash_order_by_its_cash(gateway: Any, cli: Any) -> None:
+    import asyncio
+
+    from ib_async import IB, Forex, LimitOrder
+
+    async def place() -> None:  # another API client places it, and leaves it working
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", gateway.port, clientId=3, timeout=5)
+        try:
+            [eur] = await ib.qualifyContractsAsync(Forex("EURUSD"))
+            trade = ib.placeOrder(eur, LimitOrder("SELL", 0, 1.2, cashQty=50_000,
+                                                  orderRef="fx-w", tif="GTC"))
+            while trade.orderStatus.status != "Submitted":
+                await asyncio.wait_for(trade.statusEvent, 5)
+        finally:
+            ib.disconnect()
+
+    asyncio.run(asyncio.wait_for(place(), 20))
+    code, out, err = cli(gateway.port, "orders")
+    assert code == 0, err
+    [line] = [t.split() for t in out.splitlines() if t.startswith("fx-w ")]
+    assert line[6:9] == ["SELL", "0/cash", "50000"]
+    code, out, err = cli(gateway.port, "orders", "--json")
+    [o] = json.loads(out)["orders"]
+    assert (o["qty"], o["cash_qty"], o["limit"]) == (0, 50_000, 1.2)
