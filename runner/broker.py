@@ -81,6 +81,7 @@ class OrderRequest:
     # The backstop, when there is one, still applies: the earlier of the two is sent.
     expiry_ns: int | None = None
     contract: ContractTerms = NO_TERMS  # the rest of IB's Contract: con_id, expiry, strike...
+    cash_qty: float | None = None  # IB's cashQty: the size in money; qty is then 0
 
     @property
     def multiplier(self) -> float:

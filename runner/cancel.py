@@ -235,7 +235,8 @@ def _settle(w: WorkingOrder, placed: Placed | None, answer: CancelAnswer, found:
     rows = fill_rows(placed.orphan, found.fills) if placed is not None else []
     filled = max([found.filled, w.filled, *(f.cum_qty for f in found.fills),
                   *([placed.orphan.fill_qty] if placed is not None else [])])
-    outcome = _outcome(answer, found, all_filled=filled >= w.qty - 1e-9)
+    # totalQuantity 0: an order sized by cashQty; only the gateway's status ends it
+    outcome = _outcome(answer, found, all_filled=w.qty > 0 and filled >= w.qty - 1e-9)
     result = Result(w, placed, outcome, "", answer.code or None, filled)
     if placed is not None:
         avg = next((r.avg_px for r in reversed(rows) if r.avg_px is not None), found.avg_px)

@@ -457,7 +457,8 @@ class Engine:
             bars = await self.live.after(order.intent_ns, end, self._say)
         snap = tca.snapshot(order.req.side, order.req.qty, order.fill_qty, order.avg_px,
                             order.commission, order.intent_ns, order.first_fill_ns, end,
-                            Priced(order.intent_ns, arrival, bars), order.req.multiplier)
+                            Priced(order.intent_ns, arrival, bars), order.req.multiplier,
+                            order.req.cash_qty)
         if snap is not None:
             self.outcome.snapshot = snap
             self._record(Ev.PNL_SNAPSHOT, end, **snap)

@@ -37,7 +37,8 @@ def order_event(plan: Plan, broker: str, account: str, order: TrackedOrder, even
         account=account, order_id=order.order_id, perm_id=order.perm_id,
         client_id=order.client_id, symbol=req.symbol, sec_type=req.sec_type,
         exchange=req.exchange, currency=req.currency, mode=plan.mode, side=req.side,
-        qty=req.qty, order_type=req.order_type, limit=req.limit, tif=req.tif, stop=req.stop,
+        qty=None if req.cash_qty is not None else req.qty, cash_qty=req.cash_qty,
+        order_type=req.order_type, limit=req.limit, tif=req.tif, stop=req.stop,
         trail_amount=req.trail_amount, trail_percent=req.trail_percent, offset=req.offset,
         algo=req.algo, **_contract(terms or req.contract), **totals)
 

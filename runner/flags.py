@@ -39,6 +39,7 @@ FLAG_OF_KEY = {
     "order.stop": "--stop", "order.trail_amount": "--trail-amount",
     "order.trail_percent": "--trail-percent", "order.offset": "--offset", "order.cap": "--cap",
     "order.good_till": "--good-till", "order.account": "--account",
+    "order.cash_qty": "--cash-qty",
     "contract.symbol": "--symbol",
     **{f"contract.{key}": "--" + key.replace("_", "-") for key in (
         "sec_type", "exchange", "currency", "expiry", "strike", "right", "multiplier",
@@ -55,6 +56,8 @@ TYPE_FLAGS = (
     ("--offset", "offset", "AMOUNT", "TRAIL LIMIT: the limit's distance from the stop; REL, "
      "PEG MID: the offset from the quote"),
     ("--cap", "cap", "PRICE", "MIDPRICE, REL, PEG MID: the price cap (IB's lmtPrice)"),
+    ("--cash-qty", "cash_qty", "AMOUNT", "the order's size in money instead of --qty (IB's "
+     "cashQty): CASH BUY or SELL, CRYPTO BUY; LMT or MKT"),
 )
 _BOOLEAN_KEY = re.compile(r"\bset (order\.outside_rth): true\b")  # -> "pass --outside-rth"
 _KEY_VALUE = re.compile(r"(?<![\w.-])(arrival): (bars|broker)\b")  # -> "--arrival broker"
@@ -254,6 +257,8 @@ def _order_type(args: argparse.Namespace, order: dict[str, Any]) -> None:
     for _, key, _, _ in TYPE_FLAGS:
         if getattr(args, key, None) is not None:
             order[key] = _num(getattr(args, key))
+    if "cash_qty" in order and args.qty == 1:  # --qty's default: the cash is the size
+        del order["qty"]
     if getattr(args, "good_till", None):
         order["good_till"] = args.good_till
         if order["tif"] == "DAY":

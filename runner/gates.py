@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from runner import cashqty
 from runner.broker import OrderRequest
 from runner.errors import Refused as Refused  # re-exported: callers raise gates.Refused
 from runner.ordertypes import bound, is_market
@@ -190,7 +191,9 @@ def _size(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     o = plan.order
     assert o is not None
     out = []
-    if policy.max_qty is not None and o.qty > policy.max_qty:
+    if o.cash_qty is not None:
+        out += cash_units(plan, policy, _price(plan, ctx))
+    elif policy.max_qty is not None and o.qty > policy.max_qty:
         out.append(Reason(("order", "qty"), f"qty {fmt(o.qty)} exceeds the policy's max_qty "
                                             f"{fmt(policy.max_qty)}{policy.origin('max_qty')}"))
     if is_market(o) and not policy.allow_market:
@@ -199,6 +202,25 @@ def _size(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
                                       + ("" if o.order_type == "MKT" else
                                          f"; a {o.order_type} order has no price bound")))
     return out + _notional(plan, policy, ctx)
+
+
+def cash_units(plan: Plan, policy: Policy, priced: tuple[float | None, str]) -> list[Reason]:
+    """max_qty (the policy's, and the spec's for a market order) of a cash order: judged
+    at cash_qty / its price bound, else the reference; with neither, refused."""
+    o = plan.order
+    assert o is not None and o.cash_qty is not None
+    caps = [(name, cap) for name, cap in (
+        (f"the policy's max_qty{policy.origin('max_qty')}", policy.max_qty),
+        ("limits.max_qty", plan.limits.max_qty)) if cap is not None]
+    price, basis = priced
+    if caps and price is None:
+        return [Reason(("order", "cash_qty"), "cannot check max_qty of a cash_qty market order "
+                       "without a reference price (add bars_path, or use a limit order)")]
+    if price is None:
+        return []
+    got = cashqty.units(o.cash_qty, price)
+    return [Reason(("order", "cash_qty"), f"cash_qty {fmt(o.cash_qty)} buys {fmt(got)} at the "
+                   f"{basis}, more than {name} {fmt(cap)}") for name, cap in caps if got > cap]
 
 
 def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
@@ -211,12 +233,14 @@ def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
         named.append(("limits.max_notional", plan.limits.max_notional, ""))
     caps = [(name, cap, origin) for name, cap, origin in named if cap is not None]
     price, basis = _price(plan, ctx)
+    if o.cash_qty is not None:
+        price, basis = 1.0, "cash_qty"
     if price is None:
         if ctx.priced and (caps or policy.max_day_notional is not None):
             return [Reason(("order",), "cannot check the notional of a market order without a "
                                        "reference price (add bars_path, or use a limit order)")]
         return []
-    notional = o.qty * o.multiplier * price
+    notional = cashqty.notional(o, price) or 0.0
     return [Reason(("order",), f"notional {fmt(notional)} ({units(o)}{basis}) exceeds {name} "
                                f"{fmt(cap)}{origin}") for name, cap, origin in caps
             if notional > cap]
@@ -224,6 +248,8 @@ def _notional(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
 
 def units(o: OrderRequest) -> str:
     """How a notional is figured, before its price: `qty x ` or `qty x multiplier 50 x `."""
+    if o.cash_qty is not None:
+        return ""
     return "qty x " if o.multiplier == 1 else f"qty x multiplier {fmt(o.multiplier)} x "
 
 
@@ -384,12 +410,12 @@ def _day_caps(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
                               f"exceeds the policy's max_day_orders {cap}"
                               f"{policy.origin('max_day_orders')}"))
     limit = policy.max_day_notional
-    price, _ = _price(plan, ctx)
-    if limit is not None and ctx.day_notional is not None and price is not None:
-        total = ctx.day_notional + o.qty * o.multiplier * price
+    this = cashqty.notional(o, _price(plan, ctx)[0])
+    if limit is not None and ctx.day_notional is not None and this is not None:
+        total = ctx.day_notional + this
         if total > limit:
             out.append(Reason((), f"notional placed today {fmt(ctx.day_notional)} + this order "
-                                  f"{fmt(o.qty * o.multiplier * price)} = {fmt(total)} exceeds "
+                                  f"{fmt(this)} = {fmt(total)} exceeds "
                                   "the policy's "
                                   f"max_day_notional {fmt(limit)}"
                                   f"{policy.origin('max_day_notional')}"))

@@ -35,7 +35,7 @@ PRICE, QTY, MONEY, BPS, RATIO, MS = 10, 10, 6, 4, 6, 6
 DECIMALS: dict[str, int] = {
     **dict.fromkeys(("limit", "last_px", "avg_px", "arrival_px", "vwap_px"), PRICE),
     **dict.fromkeys(("qty", "fill_qty", "last_qty"), QTY),
-    **dict.fromkeys(("commission", "notional"), MONEY),
+    **dict.fromkeys(("commission", "notional", "cash_qty"), MONEY),
     **dict.fromkeys(("shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps"), BPS),
     **dict.fromkeys(("fill_ratio", "participation"), RATIO),
     **dict.fromkeys(("ms_to_first_fill", "ms_to_done"), MS),

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from runner.jsondoc import PRICE, QTY, document, figure
+from runner.jsondoc import MONEY, PRICE, QTY, document, figure
 from runner.output import DASH, emit, number_text, price_text
 from runner.plan import Connection, iso
 
@@ -103,7 +103,8 @@ def order_json(w: WorkingOrder, mine: bool) -> dict[str, Any]:
     return {
         "tag": w.tag or None, "runner": mine, "order_id": w.order_id, "perm_id": w.perm_id,
         "client_id": w.client_id, "account": w.account or None, **contract_json(w.contract),
-        "side": w.side, "qty": figure(w.qty, QTY), "filled": figure(w.filled, QTY),
+        "side": w.side, "qty": figure(w.qty, QTY), "cash_qty": figure(w.cash_qty, MONEY),
+        "filled": figure(w.filled, QTY),
         "order_type": w.order_type, "limit": figure(w.limit, PRICE),
         "aux_price": figure(w.aux, PRICE), "tif": w.tif or None, "outside_rth": w.outside_rth,
         "status": w.status,
@@ -126,10 +127,14 @@ def order_lines(found: Sequence[WorkingOrder], mine: set[str]) -> list[str]:
             "symbol", "sec", "type", "limit", *(["aux"] if aux else []), "tif", "status"]
     rows = [[w.tag or DASH, "runner" if w.tag in mine else "other", str(w.order_id),
              number_text(w.perm_id), str(w.client_id), w.account or DASH, w.side,
-             f"{number_text(w.filled)}/{number_text(w.qty)}", w.contract.name,
+             f"{number_text(w.filled)}/{_size(w)}", w.contract.name,
              w.contract.sec_type, w.order_type, price_text(w.limit),
              *([price_text(w.aux)] if aux else []), w.tif or DASH, w.status] for w in found]
     return table(head, rows, right={"order", "perm", "client", "limit", "aux"})
+
+
+def _size(w: WorkingOrder) -> str:
+    return number_text(w.qty) if w.cash_qty is None else f"cash {number_text(w.cash_qty)}"
 
 
 # --- positions ---------------------------------------------------------------------------

@@ -129,6 +129,8 @@ def ib_fields(o: OrderRequest) -> tuple[tuple[str, Any], ...]:
     (the backstop) can replace it."""
     f: list[tuple[str, Any]] = [("action", o.side), ("totalQuantity", o.qty),
                                 ("orderType", o.order_type)]
+    if o.cash_qty is not None:
+        f.insert(2, ("cashQty", o.cash_qty))
     if o.limit is not None:
         f.append(("lmtPrice", o.limit))
     aux = aux_price(o)

@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from runner.broker import OrderRequest
+from runner.cashqty import size_text
 from runner.contract import ib_contract
 from runner.errors import SpecError, UsageError
 from runner.ordertypes import AT_THE_CLOSE, PEGS, describe_prices, ib_fields, simulated_as
@@ -99,7 +100,8 @@ def _order_dict(o: OrderRequest, d: dict[str, Any]) -> dict[str, Any]:
     """The order for machines: its fields (those of the newer order types only when set),
     `good_till` for people, and `sent`: the ib_async Order fields as they will be sent."""
     del d["good_till_ns"]  # an instant of the run, never planned (§4)
-    for key in ("stop", "trail_amount", "trail_percent", "offset", "algo", "expiry_ns"):
+    for key in ("stop", "trail_amount", "trail_percent", "offset", "algo", "expiry_ns",
+                "cash_qty"):
         if d[key] is None:
             del d[key]
     if not o.algo_params:
@@ -201,6 +203,7 @@ def _order(spec: Spec, at_ns: int) -> OrderRequest:
         outside_rth=o.outside_rth, stop=o.stop, trail_amount=o.trail_amount,
         trail_percent=o.trail_percent, offset=o.offset, algo=o.algo, algo_params=o.algo_params,
         expiry_ns=o.good_till_ns, contract=o.contract, account=o.account or "",
+        cash_qty=o.cash_qty,
     )
 
 
@@ -245,7 +248,7 @@ def _describe_order(o: OrderRequest) -> str:
     """The order as sent: `BUY 1 SPY LMT 10.00 GTD ... orderRef=t`; the other types with
     the IB fields that carry their prices (runner.ordertypes.describe_prices)."""
     decimals = price_decimals(o.sec_type, o.currency, o.limit or o.stop)
-    text = f"{o.side} {number_text(o.qty)} {o.symbol} {describe_prices(o, decimals)} " \
+    text = f"{o.side} {size_text(o)} {o.symbol} {describe_prices(o, decimals)} " \
            f"{_tif_text(o)} orderRef={o.tag}" + (f" account={o.account}" if o.account else "")
     parent = simulated_as(o)
     if parent is not None:

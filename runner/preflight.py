@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from runner.broker import Broker, BrokerEvent, Lookup, Note, OrderRequest, SessionInfo
+from runner.cashqty import notional, row_notional
 from runner.contract import ContractTerms
 from runner.errors import UsageError
 from runner.gates import Context, Refused, account_reasons, check
@@ -82,10 +83,9 @@ def day_totals(out_dir: str, day: str) -> tuple[int, float]:
     if not day_dir.is_dir():
         return 0, 0.0
     rows = table_to_rows(read_day_settled(day_dir, ["event", "broker", "qty", "multiplier",
-                                                    "limit", "arrival_px"]))
+                                                    "limit", "arrival_px", "cash_qty"]))
     placed = [r for r in rows if r["event"] == "INTENT" and r["broker"] == "ib"]
-    notional = sum(r["qty"] * (r["multiplier"] or 1.0) * (r["limit"] or r["arrival_px"] or 0.0)
-                   for r in placed)
+    notional = sum(row_notional(r) for r in placed)  # a cash order's: its cash_qty
     return len(placed), float(notional)
 
 
@@ -118,13 +118,13 @@ def earlier_notional(where: str, earlier: Sequence[tuple[Plan, Any]], policy: Po
         assert o is not None
         ref = (reference(bars, plan.at_ns) or (None,))[0]
         price = bound(o, ref)[0] or ref  # as the gates price it: its limit, stop, cap
-        if price is None and policy.max_day_notional is not None:
+        if price is None and policy.max_day_notional is not None and o.cash_qty is None:
             raise UsageError(
                 f"{where}: the earlier document's order {o.tag} is a market order with "
                 "no price before connecting, so max_day_notional cannot be checked for the "
                 "whole file; nothing was sent",
                 "give that order a limit or a bars_path, or put the orders in separate files")
-        total += o.qty * o.multiplier * (price or 0.0)
+        total += notional(o, price or 0.0) or 0.0
     return total
 
 

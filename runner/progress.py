@@ -39,9 +39,11 @@ class Status:
     fill_qty: float = 0.0
     qty: float = 0.0
     deadline_ns: int | None = None
+    cash_qty: float | None = None  # an order sized in money: `0.5/cash 1000`
 
     def text(self, now_ns: int) -> str:
-        line = f"[{self.kind}] {self.tag} {self.state} {self.fill_qty:g}/{self.qty:g}"
+        size = f"{self.qty:g}" if self.cash_qty is None else f"cash {self.cash_qty:g}"
+        line = f"[{self.kind}] {self.tag} {self.state} {self.fill_qty:g}/{size}"
         if self.state in Ev.TERMINAL or self.deadline_ns is None:
             return line
         left = (self.deadline_ns - now_ns) / NS
@@ -54,7 +56,8 @@ def apply(status: Status, row: dict[str, Any], ttl_sec: float | None) -> Status:
     if event == "PNL_SNAPSHOT":
         return status
     new = replace(status, state=event, fill_qty=row.get("fill_qty") or status.fill_qty,
-                  qty=row.get("qty") or status.qty, tag=row.get("tag") or status.tag)
+                  qty=row.get("qty") or status.qty, tag=row.get("tag") or status.tag,
+                  cash_qty=row.get("cash_qty") or status.cash_qty)
     if event == "INTENT" and ttl_sec is not None:
         new = replace(new, deadline_ns=int(row["ts"]) + int(ttl_sec * NS))
     return new

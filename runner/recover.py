@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.broker import Ev, Lookup
+from runner.cashqty import all_filled
 from runner.errors import GatewayError, UsageError
 from runner.ledger.event import LedgerEvent
 from runner.plan import Connection, parse_day, trading_day
@@ -204,7 +205,7 @@ def _unknown(o: Orphan, broker: Any, rows: list[LedgerEvent], now_ns: Any) -> Se
 
 
 def _ended(o: Orphan, found: Any, rows: list[LedgerEvent], now_ns: Any) -> Settled:
-    if found.end == Ev.FILL or o.fill_qty >= o.intent["qty"] - 1e-9:
+    if found.end == Ev.FILL or all_filled(o.intent, o.fill_qty):
         if not any(r.event == Ev.FILL for r in rows):
             rows.append(_row(o, Ev.FILL, now_ns(), fill_qty=max(o.fill_qty, found.filled),
                              avg_px=found.avg_px, message="filled at the broker (recover)"))
@@ -240,7 +241,7 @@ async def _cancel(o: Orphan, broker: Any, found: Any, rows: list[LedgerEvent],
                        "at the broker", settled=False)
     if later.state == Lookup.UNKNOWN:
         return _unknown(o, broker, rows, now_ns)
-    if later.end != Ev.CANCEL or o.fill_qty >= o.intent["qty"] - 1e-9:
+    if later.end != Ev.CANCEL or all_filled(o.intent, o.fill_qty):
         return _ended(o, later, rows, now_ns)  # it ended otherwise meanwhile: as IB says
     rows.append(_row(o, Ev.CANCEL, now_ns(), fill_qty=o.fill_qty, message="cancelled by recover"))
     return Settled(o.tag, rows, f"cancelled (filled {o.fill_qty:g})")
@@ -293,7 +294,7 @@ def fill_rows(o: Orphan, fills: list[Any]) -> list[LedgerEvent]:
             continue
         bases[base] = f.exec_id
         o.fill_qty = max(o.fill_qty, f.cum_qty)
-        event = Ev.FILL if o.fill_qty >= o.intent["qty"] - 1e-9 else Ev.PARTIAL
+        event = Ev.FILL if all_filled(o.intent, o.fill_qty) else Ev.PARTIAL
         rows.append(_row(o, event, f.ts_ns, fill_qty=o.fill_qty, last_qty=f.qty, last_px=f.px,
                          avg_px=f.avg_px, commission=o.commission or None, exec_id=f.exec_id,
                          **ids))

@@ -281,9 +281,11 @@ def order_cells(orders: pa.Table) -> list[Any]:
         if name == "symbol":
             column = instrument(orders)
         elif name == "fill/qty":
-            column = pc.binary_join_element_wise(arrowtext.exact(orders["fill_qty"], QTY),
-                                                 arrowtext.exact(orders["qty"], QTY),
-                                                 scalar("/"))
+            cash = pc.binary_join_element_wise(  # an order sized in money: `0.5/cash 1000`
+                scalar("cash"), arrowtext.exact(orders["cash_qty"], QTY), scalar(" "))
+            column = pc.binary_join_element_wise(
+                arrowtext.exact(orders["fill_qty"], QTY),
+                pc.coalesce(arrowtext.exact(orders["qty"], QTY), cash), scalar("/"))
         else:
             column = _FORMATS[kind](orders[name])
         cells.append(pc.fill_null(column, scalar(_D)))

@@ -44,6 +44,9 @@ Rules (DESIGN §5; the README copies them):
   still happen first; later ones never do. Cancelling an order that is filled,
   cancelled, rejected, already being cancelled or unknown does nothing. With
   `ignore_cancel` the cancel is swallowed and the order keeps filling.
+- Cash. An order sized in money (cash_qty, LMT or MKT): the same bars and prices; each
+  fill takes what is left of the cash at its price, floored to the step, within the cap,
+  until the cash is spent; the fill that takes what is left is its FILL (runner.simcash).
 - Other order types and tifs (STP, STP LMT, TRAIL, TRAIL LIMIT, MOC, LOC, MIDPRICE,
   REL, PEG MID; FOK, OPG): runner.simrules. An algo order runs as its parent.
 - Commission. Cumulative, max(min_commission, commission_per_share × filled).
@@ -147,7 +150,7 @@ def fill_schedule(
     scale = quantity_scale(sec_type)
     units = Decimal(repr(float(qty))) * scale
     live = tradable_bars(bars, participation, sec_type, session)
-    idx, take = _capped_fills(live, sign * bound, sign > 0, math.ceil(units), start, stop)
+    idx, take = capped_fills(live, sign * bound, sign > 0, math.ceil(units), start, stop)
     if not len(idx):
         return []
     opens = bars.open[idx]
@@ -209,7 +212,7 @@ def regular_bars(bars: Bars, sec_type: str, exchange: str, currency: str) -> np.
     return mask
 
 
-def _capped_fills(
+def capped_fills(
     live: Tradable, threshold: float, buy: bool, needed: int, start: int, stop: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the bars in [start, stop) that fill and the steps each gives, until
@@ -264,6 +267,8 @@ class _Order:
     ack_ns: int
     cutoff_ns: float = math.inf  # fills after this are dropped (cancel / expiry time)
     filled: Decimal = Decimal(0)  # summed in decimal: 0.37 + 0.13 is 0.5 exactly
+    # what completes it: its qty; a cash order's fills when they spend it (else never)
+    target: Decimal | None = None
     notional: float = 0.0
     done: bool = False  # FILL, CANCEL or REJ has been emitted
     cancelling: bool = False
@@ -319,7 +324,8 @@ class SimBroker:
         if order.tag in self._orders:
             raise ValueError(f"sim: order tag {order.tag!r} was already placed")
         ack_ns = self._now + _ms_to_ns(self._config.ack_ms)
-        state = _Order(req=order, order_id=len(self._orders) + 1, ack_ns=ack_ns)
+        state = _Order(req=order, order_id=len(self._orders) + 1, ack_ns=ack_ns,
+                       target=None if order.cash_qty is not None else Decimal(repr(order.qty)))
         self._orders[order.tag] = state
         if self._config.reject is not None:
             self._schedule(ack_ns, Ev.REJ, order.tag, message=self._config.reject)
@@ -363,7 +369,14 @@ class SimBroker:
     def _schedule_fills(self, state: _Order) -> None:
         req, cfg = state.req, self._config
         session = None if req.outside_rth else (req.exchange, req.currency)
-        if req.order_type not in _PLAIN or req.tif in _OWN_TIFS:  # runner.simrules' rules
+        if req.cash_qty is not None:  # an order sized in money: runner.simcash's rule
+            from runner.simcash import cash_fills
+
+            fills, spent = cash_fills(self._bars, req, state.ack_ns, cfg.participation, session)
+            state.target = sum((Decimal(repr(q)) for _, q, _ in fills), Decimal(0)) \
+                if spent else None
+            cancel = None
+        elif req.order_type not in _PLAIN or req.tif in _OWN_TIFS:  # runner.simrules' rules
             from runner import simrules
 
             fills, cancel = simrules.schedule(self._bars, req, state.ack_ns,
@@ -411,7 +424,7 @@ class SimBroker:
     def _fill_event(self, state: _Order, item: _Scheduled) -> BrokerEvent:
         state.filled += Decimal(repr(item.last_qty))
         state.notional += item.last_qty * item.px
-        state.done = state.filled >= Decimal(repr(state.req.qty))
+        state.done = state.target is not None and state.filled >= state.target
         kind = Ev.FILL if state.done else Ev.PARTIAL
         return self._event(state, kind, item.ts_ns, last=(item.last_qty, item.px))
 

@@ -77,6 +77,8 @@ def refuse_unsimulable(req: OrderRequest, where: str) -> None:
 
 def problem(req: OrderRequest) -> str:
     """Why bars cannot simulate this order ("" when they can)."""
+    if req.cash_qty is not None and req.tif == "FOK":
+        return "the simulator has no rule for a cash_qty order with tif FOK"
     auction = "the closing auction" if req.order_type in AT_THE_CLOSE else "the opening auction"
     if (req.order_type in AT_THE_CLOSE or req.tif == "OPG") and not (
             req.sec_type == "STK" and calendar_for(req.sec_type, req.exchange, req.currency)):

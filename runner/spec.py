@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from runner import contract
+from runner import cashqty, contract
 from runner.contract import NO_TERMS, WHOLE_UNITS, ContractTerms
 from runner.defaults import SPEC_SCHEMA, subschema, with_defaults
 from runner.errors import NotRegular, RunnerError, SpecError, TooBig
@@ -48,7 +48,7 @@ class OrderSpec:
     exchange: str
     currency: str
     side: str
-    qty: float
+    qty: float  # 0 for a cash order
     limit: float | None
     tif: str
     tag: str | None
@@ -65,6 +65,7 @@ class OrderSpec:
     algo_params: tuple[tuple[str, str], ...] = ()
     account: str | None = None  # order.account: the IB account it is for (gates: managed)
     contract: ContractTerms = NO_TERMS  # the rest of IB's Contract (runner.contract)
+    cash_qty: float | None = None  # order.cash_qty: its size in money (runner.cashqty)
 
     @property
     def multiplier(self) -> float:
@@ -268,7 +269,11 @@ _PATHS = ("bars_path", "out_dir")
 
 def _check_order(doc: Doc, data: dict[str, Any]) -> None:
     order = data["order"]
-    qty = order["qty"]
+    cashqty.check(doc, order, order_type(order))
+    if "cash_qty" in order and "qty" not in order:
+        _check_cash_limits(doc, data, check_type(doc, data)[0])
+        return
+    qty = order.get("qty", 1)
     sec_type = order["sec_type"]
     if sec_type in WHOLE_UNITS and qty != int(qty):
         unit = "shares" if sec_type == "STK" else "contracts"
@@ -309,12 +314,26 @@ def _check_limits(doc: Doc, data: dict[str, Any], units: float, price: float | N
     """limits: against the order's price bound (its limit, stop or cap) and its units (qty
     x the contract's multiplier); an order whose price only the market knows is judged
     against the reference by the gates."""
-    limits, qty = data.get("limits") or {}, data["order"]["qty"]
+    limits, qty = data.get("limits") or {}, data["order"].get("qty", 1)
     if "max_qty" in limits and qty > limits["max_qty"]:
         doc.error(("order", "qty"), f"{fmt(qty)} exceeds limits.max_qty {fmt(limits['max_qty'])}")
     if "max_notional" in limits and price is not None and units * price > limits["max_notional"]:
         doc.error(("order",), f"notional {fmt(units * price)} (qty x {basis}) exceeds "
                               f"limits.max_notional {fmt(limits['max_notional'])}")
+
+
+def _check_cash_limits(doc: Doc, data: dict[str, Any], price: float | None) -> None:
+    """limits: of a cash order: its notional is its cash_qty; its units, cash_qty / its
+    limit (a market order's are judged at the reference by the gates)."""
+    limits, cash = data.get("limits") or {}, data["order"]["cash_qty"]
+    if "max_notional" in limits and cash > limits["max_notional"]:
+        doc.error(("order", "cash_qty"), f"{fmt(cash)} exceeds limits.max_notional "
+                                         f"{fmt(limits['max_notional'])}")
+    if "max_qty" in limits and price is not None \
+            and cashqty.units(cash, price) > limits["max_qty"]:
+        doc.error(("order", "cash_qty"), f"{fmt(cash)} buys {fmt(cashqty.units(cash, price))}"
+                  f" at the limit {fmt(price)}, more than limits.max_qty "
+                  f"{fmt(limits['max_qty'])}")
 
 
 def _build(doc: Doc, data: dict[str, Any]) -> Spec:
@@ -324,7 +343,7 @@ def _build(doc: Doc, data: dict[str, Any]) -> Spec:
         algo, params = algo_request(o["algo"]) if "algo" in o else (None, ())
         order = OrderSpec(
             symbol=o["symbol"], sec_type=o["sec_type"], exchange=o["exchange"],
-            currency=o["currency"], side=o["side"], qty=float(o["qty"]),
+            currency=o["currency"], side=o["side"], qty=float(o.get("qty", 0)),
             limit=_f(o.get("limit")), tif=o["tif"],
             tag=o.get("tag"), allow_market=o["allow_market"], outside_rth=o["outside_rth"],
             order_type=order_type(o), stop=_f(o.get("stop")),
@@ -332,7 +351,7 @@ def _build(doc: Doc, data: dict[str, Any]) -> Spec:
             offset=_f(o.get("offset")), cap=_f(o.get("cap")),
             good_till_ns=good_till_ns(o["good_till"]) if "good_till" in o else None,
             algo=algo, algo_params=params, account=o.get("account"),
-            contract=contract.terms(data),
+            contract=contract.terms(data), cash_qty=_f(o.get("cash_qty")),
         )
     e = data.get("expect")
     expect = None

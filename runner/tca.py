@@ -53,15 +53,20 @@ def snapshot(
     end_ns: int,
     bars: BarsLike | None,
     multiplier: float = 1.0,
+    cash_qty: float | None = None,
 ) -> dict[str, float | None] | None:
     """The PNL_SNAPSHOT figures of one finished order, keyed like the ledger columns;
     None unless it filled something and the arrival price is known. fees_bps is the
-    commission over the filled notional, fill_qty x avg_px x the contract's multiplier."""
-    if bars is None or fill_qty <= 0 or qty <= 0 or avg_px is None:
+    commission over the filled notional, fill_qty x avg_px x the contract's multiplier.
+    An order sized in money (`cash_qty`, qty 0): its fill_ratio is the filled notional
+    over its cash_qty, and IS charges what the cash would have bought at arrival."""
+    if bars is None or fill_qty <= 0 or (qty <= 0 and cash_qty is None) or avg_px is None:
         return None
     arrival = bars.arrival_at(intent_ns)
     if not arrival:
         return None
+    if cash_qty is not None:
+        qty = cash_qty / (arrival * multiplier)
     s = side_sign(side)
     vwap = bars.vwap_between(intent_ns, end_ns)
     end_px = bars.arrival_at(end_ns) or arrival
@@ -70,7 +75,8 @@ def snapshot(
         "arrival_px": arrival,
         "avg_px": avg_px,
         "fill_qty": fill_qty,
-        "fill_ratio": fill_qty / qty,
+        "fill_ratio": fill_qty / qty if cash_qty is None else
+        fill_qty * avg_px * multiplier / cash_qty,
         "shortfall_bps": _bps(s, avg_px, arrival),
         "vwap_px": vwap,
         "vwap_slippage_bps": _bps(s, avg_px, vwap),
@@ -88,7 +94,7 @@ def snapshot(
 
 ORDER_KEYS = ("run_id", "tag")
 _FIRST = ("symbol", "local_symbol", "expiry", "strike", "right", "side", "currency", "qty",
-          "multiplier")
+          "cash_qty", "multiplier")
 _LAST = ("avg_px", "arrival_px", "commission")
 _SNAPSHOT = ("vwap_px", "shortfall_bps", "vwap_slippage_bps", "is_bps", "fees_bps",
              "participation", "ms_to_first_fill", "ms_to_done")  # only on PNL_SNAPSHOT rows
@@ -102,8 +108,9 @@ def order_table(table: pa.Table) -> pa.Table:
     """One row per (run_id, tag) order (columns ORDER_FIELDS), sorted by the time of the
     order's first event (its INTENT), then tag, then run_id.
 
-    symbol/side/currency/qty/multiplier as first given, state = last of FILL/CANCEL/REJ (else OPEN),
-    fill_qty = the largest cumulative fill (0 if none), fill_ratio = fill_qty/qty, the
+    symbol/side/currency/qty/cash_qty/multiplier as first given, state = last of FILL/CANCEL/REJ
+    (else OPEN), fill_qty = the largest cumulative fill (0 if none), fill_ratio = fill_qty/qty
+    (a cash order's: fill_qty x avg_px x multiplier / cash_qty), the
     last value seen of avg_px, arrival_px and commission (cumulative), and the TCA
     figures of the order's last PNL_SNAPSHOT. Rows are taken in time order.
     """
@@ -141,9 +148,14 @@ def _per_order(table: pa.Table) -> pa.Table:
                     for name in _SNAPSHOT})
     columns["state"] = pc.fill_null(columns["state"], scalar("OPEN"))
     filled = columns["fill_qty"] = pc.fill_null(columns["fill_qty"], scalar(0.0))
-    qty = columns["qty"]
-    columns["fill_ratio"] = pc.if_else(pc.greater(qty, scalar(0.0)), pc.divide(filled, qty),
-                                       scalar(None, pa.float64()))
+    qty, cash = columns["qty"], columns["cash_qty"]
+    by_qty = pc.if_else(pc.greater(qty, scalar(0.0)), pc.divide(filled, qty),
+                        scalar(None, pa.float64()))
+    spent = pc.multiply(pc.multiply(filled, pc.fill_null(columns["avg_px"], scalar(0.0))),
+                        pc.fill_null(columns["multiplier"], scalar(1.0)))
+    # an order sized in money: the filled notional over its cash_qty (runner.cashqty)
+    columns["fill_ratio"] = pc.if_else(pc.fill_null(pc.greater(cash, scalar(0.0)), scalar(False)),
+                                       pc.divide(spent, cash), by_qty)
     orders = pa.table({name: columns[name] for name in ORDER_FIELDS})
     return _sorted(orders, groups.pick(table["ts"], "first"))
 

@@ -75,7 +75,8 @@ ORDER = {"--dry-run", "--dry_run", "--at", "--allow-duplicate", "--allow-unsettl
 
 
 ORDER_TYPES = {"--type", "--stop", "--trail-amount", "--trail_amount", "--trail-percent",
-               "--trail_percent", "--offset", "--cap", "--good-till", "--good_till"}
+               "--trail_percent", "--offset", "--cap", "--good-till", "--good_till",
+               "--cash-qty", "--cash_qty"}
 
 
 def test_each_classic_command_has_only_the_flags_it_uses() -> None:

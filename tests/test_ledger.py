@@ -73,7 +73,7 @@ def test_schema_is_the_contract() -> None:
         ("perm_id", pa.int64()), ("client_id", pa.int64()), ("symbol", s), ("sec_type", s),
         ("exchange", s), ("currency", s), ("con_id", pa.int64()), ("local_symbol", s),
         ("expiry", s), ("strike", f), ("right", s), ("multiplier", f), ("mode", s), ("side", s),
-        ("qty", f), ("order_type", s), ("limit", f), ("tif", s), ("stop", f),
+        ("qty", f), ("cash_qty", f), ("order_type", s), ("limit", f), ("tif", s), ("stop", f),
         ("trail_amount", f), ("trail_percent", f), ("offset", f), ("algo", s), ("fill_qty", f),
         ("last_qty", f), ("last_px", f), ("avg_px", f), ("commission", f), ("arrival_px", f),
         ("arrival_source", s), ("bars_path", s), ("message", s), ("deadline", ts),

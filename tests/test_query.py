@@ -183,7 +183,7 @@ def test_a_ledger_of_before_the_contract_columns_has_them_as_null(tmp_path, caps
 
     from runner.ledger.schema import COLUMNS
 
-    new = ("con_id", "local_symbol", "expiry", "strike", "right", "multiplier", "stop",
+    new = ("con_id", "local_symbol", "expiry", "strike", "right", "multiplier", "cash_qty", "stop",
            "trail_amount", "trail_percent", "offset", "algo")
     with Ledger(tmp_path, "2026-01-05", "old") as ledger:
         for row in order_rows("t", "SPY", [5], "FILL", DAY0):

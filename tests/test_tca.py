@@ -183,7 +183,7 @@ def order(run: str, tag: str, sym: str, side: str, qty: float, state: str, fill:
                           "ms_to_first_fill", "ms_to_done", "commission"))  # fmt: skip
     return {"run_id": run, "tag": tag, "symbol": sym, "local_symbol": None, "expiry": None,
             "strike": None, "right": None, "side": side, "currency": "USD",
-            "qty": qty, "multiplier": None, "state": state, "fill_qty": fill,
+            "qty": qty, "cash_qty": None, "multiplier": None, "state": state, "fill_qty": fill,
             "fill_ratio": fill / qty, **none, **figures}  # fmt: skip
 
 

@@ -60,7 +60,9 @@ def bar_steps(clock: BarClock, order: PlacedOrder, remaining: float, now_wall_ns
     head: tuple[Step, ...] = (Ack(),) if ack else ()
     ack_bar = clock.bar_now(now_wall_ns)
     cancels: list[tuple[int, str]] = []
-    if order.order_type in PLAIN_TYPES and order.tif not in OWN_TIFS:
+    if order.cash_qty is not None:  # sized in money: runner.simcash's rule
+        fills = _cash_fills(clock.bars, order, ack_bar, participation)
+    elif order.order_type in PLAIN_TYPES and order.tif not in OWN_TIFS:
         limit = order.lmt_price if order.order_type == "LMT" else None
         # The simulator splits CASH and CRYPTO into fractions; everything else trades in
         # whole units, as a stock does.
@@ -108,3 +110,17 @@ def _by_simrules(bars: Bars, order: PlacedOrder, remaining: float, ack_bar: int,
         return simrules.schedule(bars, req, ack_bar, participation, None)
     except ValueError:  # no rule for the type, or a price it needs is missing
         return None
+
+
+def _cash_fills(bars: Bars, order: PlacedOrder, ack_bar: int,
+                participation: float) -> list[Fill]:
+    """runner.simcash's fills of a cash order (LMT or MKT; its whole cash_qty), every bar
+    trading as for the others."""
+    from runner.simcash import cash_fills
+
+    c = order.contract
+    req = OrderRequest(tag=order.order_ref, symbol=c.symbol, sec_type=c.sec_type,
+                       exchange=c.exchange, currency=c.currency, side=order.action, qty=0.0,
+                       order_type=order.order_type, limit=order.lmt_price, tif=order.tif,
+                       cash_qty=order.cash_qty)
+    return cash_fills(bars, req, ack_bar, participation, None)[0]

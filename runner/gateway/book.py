@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 from runner.gateway.commissions import rate_of
 from runner.gateway.steps import AFTER_DONE_STEPS, Script, Step
@@ -19,6 +20,8 @@ from runner.gateway.values import (
     Execution,
     OrderSnapshot,
     PlacedOrder,
+    cash_buys,
+    remaining_units,
 )
 
 OrderKey = tuple[int, int]  # (clientId, orderId): how IB and ib_async key an order
@@ -56,7 +59,20 @@ class OrderRecord:
 
     @property
     def remaining(self) -> float:
-        return max(self.order.qty - self.filled, 0.0)
+        return remaining_units(self.order, self.filled, self.spent, self.last_fill_px)
+
+    @property
+    def spent(self) -> float:
+        """What the executions in force cost, summed in decimal (a cash order's measure)."""
+        return float(sum((Decimal(repr(e.shares)) * Decimal(repr(e.price)) for e in self.execs),
+                         Decimal(0)))
+
+    def buys(self, px: float) -> float:
+        """The most a fill at `px` may take: the remaining qty; a cash order's, what is
+        left of its cash buys at `px`."""
+        if self.order.cash_qty is None:
+            return self.remaining
+        return cash_buys(self.order, self.spent, px)
 
     def finish(self, status: str, now_ns: int) -> None:
         """The order is done. Only steps that make sense for a done order stay in
@@ -78,6 +94,7 @@ class OrderRecord:
             client_id=self.client_id, order_id=self.order_id, perm_id=self.perm_id,
             order=self.order, status=self.status, filled=self.filled, avg_px=self.avg_px,
             last_fill_px=self.last_fill_px, commission=self.commission, hidden=self.hidden,
+            spent=self.spent,
         )
 
 
@@ -109,7 +126,7 @@ class Book:
         """Fill up to `qty` of a live order (all of it if `over`); None if nothing is
         left to fill."""
         if not over:
-            qty = min(qty, record.remaining)
+            qty = min(qty, record.buys(px))  # a cash order: what its cash left buys
         if record.done or qty <= _EPS:
             return None
         execution = Execution(

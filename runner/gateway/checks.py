@@ -6,7 +6,9 @@ In this order (the first one found is the answer; docs/gateway-instruments.md, "
 - a fractional size for an instrument the API trades in whole units (stocks, futures,
   options, CFDs): 10243, IB's text;
 - a size below the instrument's minSize or off its sizeIncrement (a Tokyo lot of 100,
-  a crypto step of 1e-8): 201 "Order rejected - reason:..." in the fake's words;
+  a crypto step of 1e-8): 201 "Order rejected - reason:..." in the fake's words; an order
+  sized by cashQty instead (totalQuantity 0): its instrument's order types must list
+  CASHQTY (201, the same way);
 - a price off the market rule's grid: 110 "The price does not conform to the minimum
   price variation for this contract." The limit price is checked whenever one is
   given, the aux price where it is a trigger price (STP, STP LMT, LIT, MIT), and a
@@ -49,7 +51,7 @@ def refusal(i: Instrument, order: PlacedOrder) -> tuple[int, str] | None:
     """IB's error (code, text) for `order` on `i`, or None when it may be placed."""
     if i.data_only:
         return wire.NOT_TRADABLE, wire.ERROR_TEXT[wire.NOT_TRADABLE]
-    size = _size_problem(i, order.qty)
+    size = _cash_problem(i, order) if order.cash_qty is not None else _size_problem(i, order.qty)
     if size is not None:
         return size
     prices = [order.lmt_price]
@@ -59,6 +61,19 @@ def refusal(i: Instrument, order: PlacedOrder) -> tuple[int, str] | None:
     if any(p is not None and not on_grid(i.rule_id, p) for p in prices):
         return wire.OFF_GRID, wire.ERROR_TEXT[wire.OFF_GRID]
     return None
+
+
+def _cash_problem(i: Instrument, order: PlacedOrder) -> tuple[int, str] | None:
+    """A cash quantity (its totalQuantity 0 is no size): the instrument's order types must
+    list CASHQTY, and the amount be above 0."""
+    assert order.cash_qty is not None
+    if "CASHQTY" not in i.order_types.split(","):
+        why = "Cash quantity orders are not supported for this contract"
+    elif order.cash_qty <= 0:
+        why = f"The cash quantity {wire.num(order.cash_qty)} is not above 0"
+    else:
+        return None
+    return wire.ORDER_REJECTED, wire.ERROR_TEXT[wire.ORDER_REJECTED].format(why)
 
 
 def _size_problem(i: Instrument, qty: float) -> tuple[int, str] | None:

@@ -299,7 +299,7 @@ class OrderEngine:
                 if commission is None:
                     commission = fill_commission(record.order.contract, record.filled,
                                                  record.filled * record.avg_px,
-                                                 min(qty, record.remaining), px)
+                                                 min(qty, record.buys(px)), px)
                 self._fill(record, Fill(qty, px, commission))
             case Reject(text=text):
                 self._error(record, wire.ORDER_REJECTED, text)  # 201 first: text in trade.log

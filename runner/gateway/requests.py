@@ -13,7 +13,7 @@ from typing import Any
 
 from runner.gateway.contracts import ContractQuery
 from runner.gateway.values import Contract, PlacedOrder
-from runner.gateway.wire import opt_float, opt_int
+from runner.gateway.wire import UNSET_DOUBLE, opt_float, opt_int
 
 
 def contract_query(fields: Sequence[str], at: int) -> ContractQuery:
@@ -50,6 +50,9 @@ _P_ALGO = 82  # algoStrategy; then (its count and tag/value pairs,) algoId and w
 # 5 fields,) the conditions' count, (the conditions,) adjustedOrderType, triggerPrice and
 # lmtPriceOffset: 8 on from whatIf when there are no conditions.
 _WHAT_IF_TO_OFFSET = 8
+# Then adjustedStopPrice, adjustedStopLimitPrice, adjustedTrailingAmount,
+# adjustableTrailingUnit, extOperator, softDollarTier's name and value, and cashQty.
+_WHAT_IF_TO_CASH_QTY = _WHAT_IF_TO_OFFSET + 8
 _PEG_BENCH_FIELDS = 5
 
 
@@ -88,6 +91,7 @@ class PlaceOrderFields:
     lmt_price_offset: str = ""
     algo_strategy: str = ""
     algo_params: tuple[tuple[str, str], ...] = ()
+    cash_qty: str = ""  # 8 on from lmtPriceOffset (after softDollarTier's name and value)
 
 
 def place_order_fields(fields: Sequence[str]) -> PlaceOrderFields:
@@ -121,6 +125,8 @@ def _later_fields(f: list[str], order_type: str) -> dict[str, Any]:
     conditions = at + _WHAT_IF_TO_OFFSET - 3
     if len(f) > at + _WHAT_IF_TO_OFFSET and opt_int(f[conditions]) == 0:
         out["lmt_price_offset"] = f[at + _WHAT_IF_TO_OFFSET]
+        if len(f) > at + _WHAT_IF_TO_CASH_QTY:
+            out["cash_qty"] = f[at + _WHAT_IF_TO_CASH_QTY]
     return out
 
 
@@ -173,7 +179,16 @@ def parse_place_order(fields: Sequence[str], default_account: str) -> PlacedOrde
         trail_stop_price=opt_float(p.trail_stop_price),
         trailing_percent=opt_float(p.trailing_percent),
         lmt_price_offset=opt_float(p.lmt_price_offset),
+        cash_qty=_set(opt_float(p.cash_qty)),
     )
+
+
+def _set(x: float | None) -> float | None:
+    """A double as set: the official ibapi writes an unset one as 1.7976931348623157e+308."""
+    return None if x is None or x >= _UNSET else x
+
+
+_UNSET = float(UNSET_DOUBLE)
 
 
 # ---------------------------------------------------------------- market data

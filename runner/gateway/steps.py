@@ -53,7 +53,9 @@ class Fill:
     """One execution: execDetails(-1), openOrder, orderStatus, commissionReport.
 
     The quantity is capped at what remains (unless `over`); the orderStatus says
-    Filled when nothing remains, else Submitted. Repeat for partial fills.
+    Filled when nothing remains, else Submitted. Repeat for partial fills. An order sized
+    by cashQty: capped at what its cash left buys at `px` (1e-8 steps), Filled when the
+    rest buys less than a step.
 
     - `commission_mode`: "after" (the commissionReport follows the order's new
       state, `commission_delay` seconds later if > 0, without blocking the script),

@@ -53,6 +53,7 @@ class PlacedOrder:
     trail_stop_price: float | None = None  # TRAIL, TRAIL LIMIT: the first stop, if given
     trailing_percent: float | None = None  # TRAIL, TRAIL LIMIT: the trail in percent
     lmt_price_offset: float | None = None  # TRAIL LIMIT: the limit's offset from the stop
+    cash_qty: float | None = None  # IB's cashQty: the order's size in money (qty is then 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class OrderSnapshot:
     last_fill_px: float
     commission: float  # cumulative
     hidden: bool = False  # lost by a restart (lose_orders): alive, but shown to no one
+    spent: float = 0.0  # what the executions cost (a cash order's remaining is its cash less this)
 
     @property
     def order_ref(self) -> str:
@@ -76,7 +78,7 @@ class OrderSnapshot:
 
     @property
     def remaining(self) -> float:
-        return max(self.order.qty - self.filled, 0.0)
+        return remaining_units(self.order, self.filled, self.spent, self.last_fill_px)
 
     @property
     def done(self) -> bool:
@@ -104,3 +106,25 @@ class Execution:
     corrects: str = ""  # the execId this one corrects (replaces); "" for a plain fill
     commission_reported: bool = True  # False: IB never reports its commission ("absent")
     commission_currency: str = "USD"
+
+
+def remaining_units(order: PlacedOrder, filled: float, spent: float, last_px: float) -> float:
+    """What is left of an order in units, as orderStatus reports it: qty less what filled;
+    a cash order's: what is left of its cash buys at its last fill's price (before one,
+    its limit), floored to 1e-8 (runner.cashqty); 0 when no price is known yet."""
+    if order.cash_qty is None:
+        return max(order.qty - filled, 0.0)
+    return cash_buys(order, spent, last_px or order.lmt_price or 0.0)
+
+
+def cash_buys(order: PlacedOrder, spent: float, px: float) -> float:
+    """The units what is left of a cash order's cash buys at `px` (0 for no price)."""
+    from decimal import Decimal
+
+    from runner.cashqty import floor_units
+
+    assert order.cash_qty is not None
+    left = Decimal(repr(float(order.cash_qty))) - Decimal(repr(float(spent)))
+    if px <= 0 or left <= 0:
+        return 0.0
+    return float(floor_units(left, Decimal(repr(float(px)))))

@@ -278,11 +278,13 @@ def open_order(s: OrderSnapshot) -> list[str]:
     f += ["0", "0", s.status, *[""] * 9, "", "", "", "", "", "0", "0", "0"]  # 83-102 whatIf..
     f += ["", "", "", "", "", "", "", "0", "", "", "", "", "0", "0", "0", "0"]  # 103-118
     f += ["", "", "0", "", "", "", "", ""]                                    # 119-126
+    if o.cash_qty is not None:
+        f[_O_CASH_QTY] = num(o.cash_qty)  # as sent; totalQuantity stays the 0 it came with
     return f
 
 
 # openOrder indices of the what-if answer (TWS_PROTOCOL, "Server-to-client messages").
-_O_WHAT_IF, _O_MARGINS, _O_COMMISSION = 84, 86, 95
+_O_WHAT_IF, _O_MARGINS, _O_COMMISSION, _O_CASH_QTY = 84, 86, 95, 114
 
 
 def what_if_order(s: OrderSnapshot, r: WhatIfReply) -> list[str]:

@@ -72,6 +72,7 @@ class WorkingOrder:
     good_till_ns: int | None  # a GTD order's expiry, when IB's text says its zone
     outside_rth: bool
     status: str  # IB's words (Submitted, PreSubmitted, PendingCancel, ...)
+    cash_qty: float | None = None  # IB's cashQty: an order sized in money (qty 0)
 
     @property
     def identity(self) -> Identity:
@@ -121,7 +122,7 @@ def _working(trade: Any) -> WorkingOrder:
         side=o.action, qty=float(o.totalQuantity), filled=float(st.filled or 0.0),
         order_type=o.orderType, limit=_price(o.lmtPrice), aux=_price(o.auxPrice),
         tif=o.tif or "", good_till_ns=gtd_ns(o.goodTillDate or ""),
-        outside_rth=bool(o.outsideRth), status=st.status)
+        outside_rth=bool(o.outsideRth), status=st.status, cash_qty=_price(o.cashQty))
 
 
 async def holdings(s: Session) -> list[Holding]:

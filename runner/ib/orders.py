@@ -12,13 +12,17 @@
 - each execution's row waits (bounded, COMMISSION_WAIT_SEC) for its commission; a
   commission that comes later still is journaled as a CORRECTION of that execution;
 - executions adding up to more than the order's quantity: recorded as reported, and
-  an OVERFILL note the engine turns into an alarm.
+  an OVERFILL note the engine turns into an alarm;
+- an order sized in money (cash_qty, sent with totalQuantity 0) has no size in units:
+  only the broker's Filled status (and its filled count) says it is complete, and its
+  OVERFILL is executions costing more than its cash.
 
 Pure: no ib_async, no I/O. The broker feeds it and owns its one timer.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +32,7 @@ COMMISSION_WAIT_SEC = 1.0  # an execution's row waits this long for its commissi
 EXEC_WAIT_SEC = 1.5  # an end waits this long for the executions its status counts
 NS = 1_000_000_000
 EPS = 1e-9
+CASH_SLACK = 1e-4  # a cash order's executions may cost this much (0.01%) over its cash_qty
 
 # IB's order statuses (orderStatus messages) and what they mean for us.
 ACK_STATUSES = frozenset({"PreSubmitted", "Submitted"})
@@ -188,8 +193,16 @@ class Tracker:
             if self.journaled_qty >= self.status_filled - EPS or waited:
                 self._end()
 
+    @property
+    def size(self) -> float:
+        """The units that complete the order: its qty; a cash order's, only once the
+        broker's status says Filled, the units it reports (totalQuantity 0 is no size)."""
+        if self.req.cash_qty is None:
+            return self.req.qty
+        return self.status_filled if self.end_status == "Filled" else math.inf
+
     def _completes(self, h: _Held) -> bool:
-        return not h.replaces and self.journaled_qty + h.execution.qty >= self.req.qty - EPS
+        return not h.replaces and self.journaled_qty + h.execution.qty >= self.size - EPS
 
     def _release(self, h: _Held) -> None:
         e = h.execution
@@ -206,7 +219,7 @@ class Tracker:
         self.journaled_qty += e.qty
         last = (self.ended is None and END_OF_STATUS.get(self.end_status or "") == Ev.FILL
                 and not any(not x.replaces for x in self.held)
-                and self.journaled_qty >= self.req.qty - EPS)
+                and self.journaled_qty >= self.size - EPS)
         if self.ended is not None:
             self._out(Ev.CORRECTION, last_qty=e.qty, last_px=e.px, exec_id=e.exec_id,
                       message=f"execution {e.exec_id} reported after the order's end")
@@ -231,7 +244,15 @@ class Tracker:
         self._out(kind, message=message)
 
     def _check_overfill(self) -> None:
-        if not self.overfilled and self.fill_qty > self.req.qty + EPS:
+        cash = self.req.cash_qty
+        if cash is not None:  # by money: what the executions cost against the cash
+            spent = sum(e.qty * e.px for e in self.in_force.values()) * self.req.multiplier
+            if not self.overfilled and spent > cash * (1 + CASH_SLACK):
+                self.overfilled = True
+                self.emit(Note(NoteKind.OVERFILL, self.clock(),
+                               f"OVERFILL: executions for {self.req.tag} cost {spent:g}, more "
+                               f"than the order's cash_qty {cash:g}"))
+        elif not self.overfilled and self.fill_qty > self.req.qty + EPS:
             self.overfilled = True
             self.emit(Note(NoteKind.OVERFILL, self.clock(),
                            f"OVERFILL: executions for {self.req.tag} add up to "

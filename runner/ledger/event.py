@@ -37,8 +37,8 @@ class LedgerEvent:
     ORDER: ClassVar[tuple[str, ...]] = (
         "spec", "tag", "broker", "account", "order_id", "perm_id", "client_id", "symbol",
         "sec_type", "exchange", "currency", "con_id", "local_symbol", "expiry", "strike",
-        "right", "multiplier", "mode", "side", "qty", "order_type", "limit", "tif", "stop",
-        "trail_amount", "trail_percent", "offset", "algo")  # fmt: skip
+        "right", "multiplier", "mode", "side", "qty", "cash_qty", "order_type", "limit", "tif",
+        "stop", "trail_amount", "trail_percent", "offset", "algo")  # fmt: skip
 
     ts: int
     spec: str | None = None
@@ -62,6 +62,7 @@ class LedgerEvent:
     mode: str | None = None
     side: str | None = None
     qty: float | None = None
+    cash_qty: float | None = None
     order_type: str | None = None
     limit: float | None = None
     tif: str | None = None

@@ -47,7 +47,8 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("multiplier", _F64),  # notional is qty x price x this (null: 1)
         pa.field("mode", _STR),  # paper | live, as the spec said
         pa.field("side", _STR),
-        pa.field("qty", _F64),
+        pa.field("qty", _F64),  # null for an order sized in money (cash_qty)
+        pa.field("cash_qty", _F64),  # IB's cashQty: the order's size in its currency, or null
         pa.field("order_type", _STR),
         pa.field("limit", _F64),
         pa.field("tif", _STR),
