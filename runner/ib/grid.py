@@ -62,7 +62,7 @@ async def check(s: Session, d: Any, order: OrderRequest) -> None:
     instrument `d` (its ContractDetails; None: unknown, noted) describes."""
     name = _name(d, order)
     problems = []
-    if d is not None:
+    if d is not None and order.cash_qty is None:  # a cash order: IB sizes it from the cash
         problems.append(grid.size_problem(order.qty, d.minSize, d.sizeIncrement, name))
     prices = _prices(order)
     if prices:
