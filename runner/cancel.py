@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from runner.broker import Ev, Lookup
 from runner.errors import GatewayError, OrderRejected, RunnerError, UsageError
 from runner.jsondoc import QTY, document, figure
-from runner.manage import intent_days, order_json, where, with_session
+from runner.manage import intent_days, order_json, size_text, where, with_session
 from runner.output import emit, number_text, price_text
 from runner.plan import Connection
 
@@ -201,7 +201,7 @@ def _may_cancel(book: Book, w: WorkingOrder, placed: Placed | None, any_tag: boo
 
 def _named(w: WorkingOrder) -> str:
     return (f"order {w.order_id} (perm {number_text(w.perm_id)}, client {w.client_id}, "
-            f"{w.side} {number_text(w.filled)}/{number_text(w.qty)} {w.contract.name}"
+            f"{w.side} {number_text(w.filled)}/{size_text(w)} {w.contract.name}"
             f" {w.order_type}{' ' + price_text(w.limit) if w.limit is not None else ''}, "
             f"{w.status})")
 
@@ -305,7 +305,7 @@ def _line(r: Result, answer: CancelAnswer, conn: Connection) -> str:
     named = f"order {w.order_id}, perm {number_text(w.perm_id)}, client {w.client_id}"
     kept = f"; recorded in {r.ledger}" if r.ledger else "; not runner's: nothing recorded" \
         if r.placed is None else ""
-    part = f", {number_text(r.fill_qty)} of {number_text(w.qty)} filled" if r.fill_qty else ""
+    part = f", {number_text(r.fill_qty)} of {size_text(w)} filled" if r.fill_qty else ""
     return {
         "cancelled": f"{tag}: cancelled ({named}{part}){kept}",
         "refused": f"{tag}: IB refused the cancel ({answer.code} {answer.text}); {named} is "

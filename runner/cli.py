@@ -278,8 +278,8 @@ def _classic_order(p: argparse.ArgumentParser, limit_help: str, limit: float | N
     contract_flags(p)
     p.add_argument("--side", type=choice(SIDES), default="BUY", metavar="BUY|SELL",
                    help="any case (default: %(default)s)")
-    p.add_argument("--qty", type=number, default=1,
-                   help="shares, or contracts (default: %(default)s)")
+    p.add_argument("--qty", type=number, default=None,  # None: 1, or the --cash-qty alone
+                   help="shares, or contracts (default: 1; none with --cash-qty)")
     p.add_argument("--limit", type=number, default=limit, metavar="PRICE", help=limit_help)
 
 

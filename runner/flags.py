@@ -195,7 +195,8 @@ def classic_spec(args: argparse.Namespace) -> Spec:
 
     if args.command == "handshake":
         return from_mapping({"version": 1, "kind": "handshake"})
-    order: dict[str, Any] = {"symbol": args.symbol, "side": args.side, "qty": _num(args.qty)}
+    qty = 1 if args.qty is None else args.qty  # --qty typed is kept, beside --cash-qty too
+    order: dict[str, Any] = {"symbol": args.symbol, "side": args.side, "qty": _num(qty)}
     data: dict[str, Any] = {"version": 1, "kind": args.command, "order": order,
                             "out_dir": args.out_dir}  # typed_path: ~ expanded
     if args.tag:
@@ -257,7 +258,7 @@ def _order_type(args: argparse.Namespace, order: dict[str, Any]) -> None:
     for _, key, _, _ in TYPE_FLAGS:
         if getattr(args, key, None) is not None:
             order[key] = _num(getattr(args, key))
-    if "cash_qty" in order and args.qty == 1:  # --qty's default: the cash is the size
+    if "cash_qty" in order and args.qty is None:  # no --qty typed: the cash is the size
         del order["qty"]
     if getattr(args, "good_till", None):
         order["good_till"] = args.good_till

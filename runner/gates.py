@@ -192,7 +192,7 @@ def _size(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     assert o is not None
     out = []
     if o.cash_qty is not None:
-        out += cash_units(plan, policy, _price(plan, ctx))
+        out += cash_units(plan, policy, _cash_price(plan, ctx))
     elif policy.max_qty is not None and o.qty > policy.max_qty:
         out.append(Reason(("order", "qty"), f"qty {fmt(o.qty)} exceeds the policy's max_qty "
                                             f"{fmt(policy.max_qty)}{policy.origin('max_qty')}"))
@@ -204,9 +204,25 @@ def _size(plan: Plan, policy: Policy, ctx: Context) -> list[Reason]:
     return out + _notional(plan, policy, ctx)
 
 
+def _cash_price(plan: Plan, ctx: Context) -> tuple[float | None, str]:
+    """The price a cash order's units are judged at: a SELL's limit (it sells at or above
+    it: the most it can sell is cash / limit); a BUY's lower of its limit and the
+    reference (it pays at most its limit, and the market's lower price buys more, as a
+    market order's units are judged at the reference); a BUY limit without a reference:
+    none (cash / limit is the fewest it buys, not the most)."""
+    o = plan.order
+    assert o is not None
+    if o.side == "SELL" or o.limit is None:
+        return _price(plan, ctx)
+    ref = _usable(ctx.reference_px)
+    if ref is None:
+        return None, ""
+    return (ref, f"reference {px(ref)}") if ref < o.limit else (o.limit, f"limit {px(o.limit)}")
+
+
 def cash_units(plan: Plan, policy: Policy, priced: tuple[float | None, str]) -> list[Reason]:
-    """max_qty (the policy's, and the spec's for a market order) of a cash order: judged
-    at cash_qty / its price bound, else the reference; with neither, refused."""
+    """max_qty (the policy's and the spec's) of a cash order: judged at cash_qty / the
+    price of _cash_price; without one, refused."""
     o = plan.order
     assert o is not None and o.cash_qty is not None
     caps = [(name, cap) for name, cap in (
@@ -214,8 +230,9 @@ def cash_units(plan: Plan, policy: Policy, priced: tuple[float | None, str]) -> 
         ("limits.max_qty", plan.limits.max_qty)) if cap is not None]
     price, basis = priced
     if caps and price is None:
-        return [Reason(("order", "cash_qty"), "cannot check max_qty of a cash_qty market order "
-                       "without a reference price (add bars_path, or use a limit order)")]
+        return [Reason(("order", "cash_qty"), "cannot check max_qty of a cash_qty order without "
+                       "a reference price: a BUY's limit says the fewest units it buys, not "
+                       "the most (add bars_path)")]
     if price is None:
         return []
     got = cashqty.units(o.cash_qty, price)

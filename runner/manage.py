@@ -127,13 +127,14 @@ def order_lines(found: Sequence[WorkingOrder], mine: set[str]) -> list[str]:
             "symbol", "sec", "type", "limit", *(["aux"] if aux else []), "tif", "status"]
     rows = [[w.tag or DASH, "runner" if w.tag in mine else "other", str(w.order_id),
              number_text(w.perm_id), str(w.client_id), w.account or DASH, w.side,
-             f"{number_text(w.filled)}/{_size(w)}", w.contract.name,
+             f"{number_text(w.filled)}/{size_text(w)}", w.contract.name,
              w.contract.sec_type, w.order_type, price_text(w.limit),
              *([price_text(w.aux)] if aux else []), w.tif or DASH, w.status] for w in found]
     return table(head, rows, right={"order", "perm", "client", "limit", "aux"})
 
 
-def _size(w: WorkingOrder) -> str:
+def size_text(w: WorkingOrder) -> str:
+    """An order's size as people read it: its qty, or `cash 1000` for a cash order."""
     return number_text(w.qty) if w.cash_qty is None else f"cash {number_text(w.cash_qty)}"
 
 

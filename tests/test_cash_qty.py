@@ -120,7 +120,7 @@ def test_cash_qty_flag_of_one_shot(tmp_path: Path, monkeypatch, capsys) -> None:
     assert (intent["exchange"], intent["side"], intent["qty"], intent["cash_qty"],
             intent["limit"]) == ("IDEALPRO", "SELL", None, 50_000.0, 1.1)
     capsys.readouterr()
-    assert main([*argv, "--qty", "2"]) == 2
+    assert main([*argv, "--qty", "1"]) == 2  # typed, even as its default: not dropped
     assert capsys.readouterr().err == ("<command line>: --cash-qty: an order has qty or "
                                        "cash_qty, not both (remove one)\n")
 
@@ -151,11 +151,27 @@ def test_the_notional_of_a_cash_order_is_its_cash() -> None:
     # no reference: the notional is still known, max_qty is not: refused
     blind = dataclasses.replace(CTX, reference_px=None, reference_ns=None)
     blind = dataclasses.replace(blind, day_notional=1200.0)
-    assert gate(cash_qty=800, ctx=blind) == [
-        "cannot check max_qty of a cash_qty market order without a reference price (add "
-        "bars_path, or use a limit order)"]
-    # a limit order: judged at its limit, 800 / 50,000 = 0.016
-    assert gate(cash_qty=800, type="LMT", limit=50_000, ctx=blind) == []
+    no_reference = ("cannot check max_qty of a cash_qty order without a reference price: a "
+                    "BUY's limit says the fewest units it buys, not the most (add bars_path)")
+    assert gate(cash_qty=800, ctx=blind) == [no_reference]
+    # a BUY limit pays at most its limit: 800 / 50,000 = 0.016 is the fewest it buys, so
+    # without a reference it cannot be judged either
+    assert gate(cash_qty=800, type="LMT", limit=50_000, ctx=blind) == [no_reference]
+
+
+def test_a_cash_buy_limit_above_the_market_is_judged_at_the_market() -> None:
+    """A BUY's units are at most cash / the lower of its limit and the reference: a limit
+    of 80,000 over a 40,000 market buys 1000 / 40,000 = 0.025 BTC, over max_qty 0.02."""
+    ctx = dataclasses.replace(CTX, day_notional=0.0)
+    policy = dataclasses.replace(POLICY, max_notional=None)
+    assert gate(cash_qty=1000, type="LMT", limit=80_000, ctx=ctx, policy=policy) == [
+        "cash_qty 1,000 buys 0.025 at the reference 40,000.00, more than the policy's max_qty "
+        "0.02"]
+    assert gate(cash_qty=800, type="LMT", limit=80_000, ctx=ctx, policy=policy) == []  # 0.02
+    # below the market the limit is the lower: 1000 / 30,000 = 0.0333...
+    assert gate(cash_qty=1000, type="LMT", limit=30_000, ctx=ctx, policy=policy) == [
+        "cash_qty 1,000 buys 0.0333 at the limit 30,000.00, more than the policy's max_qty "
+        "0.02"]
 
 
 def test_day_caps_count_a_cash_orders_intent_at_its_cash(tmp_path: Path) -> None:
