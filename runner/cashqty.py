@@ -92,7 +92,3 @@ def all_filled(intent: dict[str, Any], fill_qty: float) -> bool:
         return False
     return bool(fill_qty >= intent["qty"] - EPS)
 
-
-def fill_ratio(cash: float, fill_qty: float, avg_px: float | None) -> float:
-    """A cash order's fill ratio: the filled notional over its cash_qty."""
-    return 0.0 if not fill_qty or avg_px is None else fill_qty * avg_px / cash

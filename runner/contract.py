@@ -130,8 +130,8 @@ def check(doc: Doc, data: dict[str, Any]) -> None:
                                              f"not {sec_type}", key=True)
     if sec_type not in MULTIPLIED and "expiry" in contract:
         doc.error(("contract", "expiry"), f"{_a(sec_type)} has no expiry; remove it", key=True)
-    expiry = str(contract.get("expiry", "000000"))
-    if not (len(expiry) in (6, 8) and expiry.isdigit()):  # a YAML number: not the schema's
+    expiry = str(contract.get("expiry", ""))
+    if expiry and not (len(expiry) in (6, 8) and expiry.isdigit()):  # a YAML number
         doc.error(("contract", "expiry"), f"{expiry} is not YYYYMM or YYYYMMDD (e.g. 202603, "
                                           "the contract month, or 20260320)")
     if sec_type in MULTIPLIED and "multiplier" not in contract:

@@ -67,10 +67,6 @@ class OrderSpec:
     contract: ContractTerms = NO_TERMS  # the rest of IB's Contract (runner.contract)
     cash_qty: float | None = None  # order.cash_qty: its size in money (runner.cashqty)
 
-    @property
-    def multiplier(self) -> float:
-        return self.contract.multiplier or 1.0
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:
