@@ -281,11 +281,12 @@ def order_cells(orders: pa.Table) -> list[Any]:
         if name == "symbol":
             column = instrument(orders)
         elif name == "fill/qty":
-            cash = pc.binary_join_element_wise(  # an order sized in money: `0.5/cash 1000`
-                scalar("cash"), arrowtext.exact(orders["cash_qty"], QTY), scalar(" "))
+            size = arrowtext.exact(orders["qty"], QTY)
+            if orders["cash_qty"].null_count < orders.num_rows:  # sized in money: `cash 1000`
+                size = pc.coalesce(size, pc.binary_join_element_wise(
+                    scalar("cash"), arrowtext.exact(orders["cash_qty"], QTY), scalar(" ")))
             column = pc.binary_join_element_wise(
-                arrowtext.exact(orders["fill_qty"], QTY),
-                pc.coalesce(arrowtext.exact(orders["qty"], QTY), cash), scalar("/"))
+                arrowtext.exact(orders["fill_qty"], QTY), size, scalar("/"))
         else:
             column = _FORMATS[kind](orders[name])
         cells.append(pc.fill_null(column, scalar(_D)))

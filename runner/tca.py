@@ -149,13 +149,14 @@ def _per_order(table: pa.Table) -> pa.Table:
     columns["state"] = pc.fill_null(columns["state"], scalar("OPEN"))
     filled = columns["fill_qty"] = pc.fill_null(columns["fill_qty"], scalar(0.0))
     qty, cash = columns["qty"], columns["cash_qty"]
-    by_qty = pc.if_else(pc.greater(qty, scalar(0.0)), pc.divide(filled, qty),
-                        scalar(None, pa.float64()))
-    spent = pc.multiply(pc.multiply(filled, pc.fill_null(columns["avg_px"], scalar(0.0))),
-                        pc.fill_null(columns["multiplier"], scalar(1.0)))
-    # an order sized in money: the filled notional over its cash_qty (runner.cashqty)
-    columns["fill_ratio"] = pc.if_else(pc.fill_null(pc.greater(cash, scalar(0.0)), scalar(False)),
-                                       pc.divide(spent, cash), by_qty)
+    columns["fill_ratio"] = pc.if_else(pc.greater(qty, scalar(0.0)), pc.divide(filled, qty),
+                                       scalar(None, pa.float64()))
+    if cash.null_count < len(cash):  # orders sized in money: filled notional / cash_qty
+        spent = pc.multiply(pc.multiply(filled, pc.fill_null(columns["avg_px"], scalar(0.0))),
+                            pc.fill_null(columns["multiplier"], scalar(1.0)))
+        columns["fill_ratio"] = pc.if_else(
+            pc.fill_null(pc.greater(cash, scalar(0.0)), scalar(False)),
+            pc.divide(spent, cash), columns["fill_ratio"])
     orders = pa.table({name: columns[name] for name in ORDER_FIELDS})
     return _sorted(orders, groups.pick(table["ts"], "first"))
 
